@@ -1,0 +1,129 @@
+"""The part of the engine's control-plane API (API.md) the server relies on.
+
+Written as Protocols so the server type-checks against the contract rather
+than against one implementation, and so the contract the server depends on is
+visible in one place. Engine errors are mapped to P4Runtime codes here too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from typing import Any, Protocol
+
+from ..engine.errors import AlreadyExists, EngineError, InvalidValue, NotFound, ResourceExhausted
+from ..engine.keys import KeyValue
+from .errors import P4RuntimeError, already_exists, invalid, not_found, resource_exhausted
+
+EntryId = Hashable
+
+
+class MeterConfigLike(Protocol):
+    cir: int
+    cburst: int
+    pir: int
+    pburst: int
+
+
+class TableStateLike(Protocol):
+    def add(
+        self,
+        key: list[KeyValue],
+        action: str,
+        args: list[int],
+        priority: int = 0,
+        *,
+        member: int | None = None,
+        group: int | None = None,
+        ttl_ns: int | None = None,
+    ) -> Any: ...
+
+    def modify(
+        self,
+        entry_id: Any,
+        action: str,
+        args: list[int],
+        *,
+        member: int | None = None,
+        group: int | None = None,
+    ) -> None: ...
+
+    def delete(self, entry_id: Any) -> None: ...
+    def set_default(self, action: str, args: list[int]) -> None: ...
+    def reset_default(self) -> None: ...
+    def get_default(self) -> Any: ...
+    def direct_counter(self, entry_id: Any) -> tuple[int, int]: ...
+    def set_direct_counter(self, entry_id: Any, nbytes: int, packets: int) -> None: ...
+    def set_direct_meter(self, entry_id: Any, config: Any) -> None: ...
+    def last_hit_ns(self, entry_id: Any) -> int | None: ...
+    def entries(self) -> Sequence[Any]: ...
+    def clear(self) -> None: ...
+
+
+class ActionProfileStateLike(Protocol):
+    def add_member(self, action: str, args: list[int]) -> int: ...
+    def modify_member(self, member: int, action: str, args: list[int]) -> None: ...
+    def delete_member(self, member: int) -> None: ...
+    def create_group(self, max_size: int) -> int: ...
+    def set_group_members(self, group: int, members: list[tuple[int, int]]) -> None: ...
+    def delete_group(self, group: int) -> None: ...
+
+
+class RegisterStateLike(Protocol):
+    @property
+    def size(self) -> int: ...
+    def read(self, index: int) -> int: ...
+    def write(self, index: int, value: int) -> None: ...
+    def reset(self) -> None: ...
+
+
+class CounterStateLike(Protocol):
+    @property
+    def size(self) -> int: ...
+    def read(self, index: int) -> tuple[int, int]: ...
+    def write(self, index: int, nbytes: int, packets: int) -> None: ...
+
+
+class MeterStateLike(Protocol):
+    @property
+    def size(self) -> int: ...
+    def set_config(self, index: int, config: Any) -> None: ...
+    def get_config(self, index: int) -> Any: ...
+    def reset_config(self, index: int) -> None: ...
+
+
+class PreStateLike(Protocol):
+    def set_multicast_group(self, gid: int, replicas: list[tuple[int, int]]) -> None: ...
+    def delete_multicast_group(self, gid: int) -> None: ...
+    def set_clone_session(
+        self,
+        sid: int,
+        replicas: list[tuple[int, int]],
+        class_of_service: int = 0,
+        packet_length_bytes: int = 0,
+    ) -> None: ...
+    def delete_clone_session(self, sid: int) -> None: ...
+
+
+class PipelineStateLike(Protocol):
+    def table(self, name: str) -> TableStateLike: ...
+    def action_profile(self, name: str) -> ActionProfileStateLike: ...
+    def register(self, name: str) -> RegisterStateLike: ...
+    def counter(self, name: str) -> CounterStateLike: ...
+    def meter(self, name: str) -> MeterStateLike: ...
+
+    @property
+    def pre(self) -> PreStateLike: ...
+
+
+def from_engine_error(exc: EngineError) -> P4RuntimeError:
+    """The P4Runtime status of an engine failure (nothing was applied)."""
+    message = str(exc)
+    if isinstance(exc, NotFound):
+        return not_found(message)
+    if isinstance(exc, AlreadyExists):
+        return already_exists(message)
+    if isinstance(exc, ResourceExhausted):
+        return resource_exhausted(message)
+    if isinstance(exc, InvalidValue):
+        return invalid(message)
+    return P4RuntimeError(13, f"engine error: {message}")  # INTERNAL

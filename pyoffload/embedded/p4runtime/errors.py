@@ -1,0 +1,84 @@
+"""P4Runtime errors and their encoding as gRPC statuses.
+
+Every request-level problem is a `P4RuntimeError` carrying a canonical code;
+the service turns it into the gRPC status (and, for batches, into one
+`p4.v1.Error` per update inside a `google.rpc.Status`, as the spec's "Error
+Reporting" section requires).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import grpc
+from finsy.proto import p4r, rpc_code, rpc_status
+from google.protobuf import any_pb2
+
+
+class P4RuntimeError(Exception):
+    """A request failed with a canonical gRPC code and a message for humans."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{rpc_code.Code.Name(rpc_code.Code.ValueType(self.code))}: {self.message}"
+
+    def to_p4_error(self) -> p4r.Error:
+        """The per-update error detail of a failed batch element."""
+        return p4r.Error(canonical_code=self.code, message=self.message)
+
+
+def invalid(message: str) -> P4RuntimeError:
+    """A malformed request: INVALID_ARGUMENT."""
+    return P4RuntimeError(rpc_code.INVALID_ARGUMENT, message)
+
+
+def not_found(message: str) -> P4RuntimeError:
+    return P4RuntimeError(rpc_code.NOT_FOUND, message)
+
+
+def already_exists(message: str) -> P4RuntimeError:
+    return P4RuntimeError(rpc_code.ALREADY_EXISTS, message)
+
+
+def unimplemented(message: str) -> P4RuntimeError:
+    return P4RuntimeError(rpc_code.UNIMPLEMENTED, message)
+
+
+def failed_precondition(message: str) -> P4RuntimeError:
+    return P4RuntimeError(rpc_code.FAILED_PRECONDITION, message)
+
+
+def permission_denied(message: str) -> P4RuntimeError:
+    return P4RuntimeError(rpc_code.PERMISSION_DENIED, message)
+
+
+def resource_exhausted(message: str) -> P4RuntimeError:
+    return P4RuntimeError(rpc_code.RESOURCE_EXHAUSTED, message)
+
+
+_GRPC_CODES = {code.value[0]: code for code in grpc.StatusCode}
+
+
+def grpc_code(code: int) -> grpc.StatusCode:
+    """The grpc enum member for a canonical integer code."""
+    return _GRPC_CODES.get(code, grpc.StatusCode.UNKNOWN)
+
+
+OK_ERROR = p4r.Error(canonical_code=rpc_code.OK)
+
+
+def batch_status(message: str, errors: Sequence[p4r.Error]) -> rpc_status.Status:
+    """The `google.rpc.Status` of a batch with at least one failed element."""
+    details = []
+    for error in errors:
+        packed = any_pb2.Any()
+        packed.Pack(error)
+        details.append(packed)
+    return rpc_status.Status(code=rpc_code.UNKNOWN, message=message, details=details)
+
+
+STATUS_DETAILS_KEY = "grpc-status-details-bin"

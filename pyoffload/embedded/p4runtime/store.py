@@ -1,0 +1,118 @@
+"""All P4Runtime entities of one pipeline, and the dispatch of updates and reads.
+
+One `EntityStore` exists per loaded pipeline; replacing the pipeline replaces
+the store, so no entity can outlive the program it was written for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
+
+from finsy.proto import p4r
+
+from ..engine.errors import EngineError
+from .action_profiles import ActionProfileStore
+from .actions import ActionCodec
+from .digests import DigestManager, Sender
+from .engine_api import PipelineStateLike, from_engine_error
+from .errors import invalid, unimplemented
+from .meters import MeterCodec, MeterFactory
+from .p4info import P4InfoIndex
+from .pre import PreStore
+from .resources import ResourceStore
+from .tables import TableStore
+
+Undo = list[Callable[[], None]] | None
+_TYPES = frozenset((p4r.Update.INSERT, p4r.Update.MODIFY, p4r.Update.DELETE))
+
+
+class PipelineLike(Protocol):
+    """What the server needs from the engine's `Pipeline`."""
+
+    def process(self, ingress_port: int, packet: bytes) -> Any: ...
+
+    @property
+    def state(self) -> PipelineStateLike: ...
+
+
+class EntityStore:
+    """Entities written to one pipeline through P4Runtime."""
+
+    def __init__(
+        self,
+        index: P4InfoIndex,
+        pipeline: PipelineLike,
+        *,
+        clock: Callable[[], int],
+        send: Sender,
+        meter_factory: MeterFactory,
+    ) -> None:
+        self.index = index
+        self.pipeline = pipeline
+        state = pipeline.state
+        actions = ActionCodec(index)
+        meters = MeterCodec(meter_factory)
+        self.profiles = ActionProfileStore(index, state, actions)
+        self.tables = TableStore(index, state, actions, self.profiles, meters, clock)
+        self.resources = ResourceStore(index, state, self.tables, meters)
+        self.pre = PreStore(state)
+        self.digests = DigestManager(index, send, clock)
+        r = self.resources
+        self._writers: dict[str, Callable[[int, Any, Undo], None]] = {
+            "table_entry": self.tables.write,
+            "action_profile_member": self.profiles.write_member,
+            "action_profile_group": self.profiles.write_group,
+            "counter_entry": r.write_counter,
+            "direct_counter_entry": r.write_direct_counter,
+            "meter_entry": r.write_meter,
+            "direct_meter_entry": r.write_direct_meter,
+            "register_entry": r.write_register,
+            "packet_replication_engine_entry": self.pre.write,
+            "digest_entry": self.digests.write,
+        }
+        self._readers: dict[str, Callable[[Any], Iterator[p4r.Entity]]] = {
+            "table_entry": self.tables.read,
+            "action_profile_member": self.profiles.read_members,
+            "action_profile_group": self.profiles.read_groups,
+            "counter_entry": r.read_counters,
+            "direct_counter_entry": r.read_direct_counters,
+            "meter_entry": r.read_meters,
+            "direct_meter_entry": r.read_direct_meters,
+            "register_entry": r.read_registers,
+            "packet_replication_engine_entry": self.pre.read,
+            "digest_entry": self.digests.read,
+        }
+
+    def apply(self, update: p4r.Update, undo: Undo) -> None:
+        """Apply one update, all or nothing; raise P4RuntimeError on failure."""
+        kind = update.type
+        if kind not in _TYPES:
+            raise invalid("update type must be INSERT, MODIFY or DELETE")
+        entity = update.entity
+        which = entity.WhichOneof("entity")
+        try:
+            if which == "table_entry":
+                self.tables.write(kind, entity.table_entry, undo)
+                return
+            if which is None:
+                raise invalid("update has no entity")
+            writer = self._writers.get(which)
+            if writer is None:
+                raise unimplemented(f"{which} is not supported by this target")
+            writer(kind, getattr(entity, which), undo)
+        except EngineError as exc:
+            raise from_engine_error(exc) from exc
+
+    def read(self, entity: p4r.Entity) -> list[p4r.Entity]:
+        """Every entity matching one read request (wildcards expanded)."""
+        which = entity.WhichOneof("entity")
+        if which is None:
+            raise invalid("read request entity has no type set")
+        reader = self._readers.get(which)
+        if reader is None:
+            raise unimplemented(f"reading {which} is not supported by this target")
+        try:
+            return list(reader(getattr(entity, which)))
+        except EngineError as exc:
+            raise from_engine_error(exc) from exc
