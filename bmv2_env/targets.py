@@ -1,0 +1,190 @@
+"""Start a P4 target on switch ports and wait until its P4Runtime server answers.
+
+Two kinds: BMv2 ``simple_switch_grpc`` (the reference, when installed) and
+pyoffload's embedded target (always available). Both get the same command-line
+options; ``auto`` picks BMv2 when it is installed and the embedded target
+otherwise.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+
+import attrs
+import grpc
+
+KINDS = ("auto", "bmv2", "embedded")
+BMV2_BINARY = "simple_switch_grpc"
+CPU_PORT = 510
+
+
+class TargetUnavailable(Exception):
+    """The requested target cannot run on this machine (reason in the message)."""
+
+
+def free_tcp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def bmv2_path() -> str | None:
+    return shutil.which(BMV2_BINARY)
+
+
+def embedded_available() -> str | None:
+    """None when the embedded target can run, else why not."""
+    try:
+        found = importlib.util.find_spec("pyoffload.embedded.cli")
+    except ImportError as exc:
+        return f"the embedded target is not importable ({exc})"
+    if found is None:
+        return "the embedded target (pyoffload.embedded) is not installed"
+    return None
+
+
+def resolve_kind(kind: str) -> str:
+    """``bmv2`` or ``embedded``, or TargetUnavailable saying what is missing."""
+    if kind not in KINDS:
+        raise TargetUnavailable(f"unknown target {kind!r}; choose one of {', '.join(KINDS)}")
+    if kind in ("auto", "bmv2") and bmv2_path() is not None:
+        return "bmv2"
+    if kind == "bmv2":
+        raise TargetUnavailable(
+            f"BMv2 {BMV2_BINARY} is not installed (not on PATH); it is in no package "
+            "registry: build p4lang/behavioral-model with PI, or use --target embedded"
+        )
+    reason = embedded_available()
+    if reason is not None:
+        raise TargetUnavailable(reason)
+    return "embedded"
+
+
+def target_command(
+    kind: str,
+    ports: Mapping[int, str],
+    grpc_address: str,
+    *,
+    device_id: int,
+    cpu_port: int,
+    log_file: Path | None,
+) -> list[str]:
+    """The command line that starts ``kind`` (simple_switch_grpc's options)."""
+    if kind == "bmv2":
+        path = bmv2_path()
+        if path is None:
+            raise TargetUnavailable(f"{BMV2_BINARY} is not on PATH")
+        program = [path, "--thrift-port", str(free_tcp_port())]
+    else:
+        program = [sys.executable, "-m", "pyoffload.embedded"]
+    argv = [*program, "--no-p4", "--device-id", str(device_id)]
+    for port, iface in sorted(ports.items()):
+        argv += ["-i", f"{port}@{iface}"]
+    if log_file is not None and kind == "bmv2":
+        argv += ["--log-file", str(log_file.with_suffix("")), "--log-flush"]
+    argv += ["--", "--grpc-server-addr", grpc_address, "--cpu-port", str(cpu_port)]
+    return argv
+
+
+@attrs.define
+class RunningTarget:
+    """A started target process; ``stop`` ends it (by PID, never by name)."""
+
+    kind: str
+    grpc_address: str
+    device_id: int
+    cpu_port: int
+    process: subprocess.Popen[bytes]
+    output: Path
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Poll the gRPC channel until it connects; fail early if the process dies."""
+        deadline = time.monotonic() + timeout
+        with grpc.insecure_channel(self.grpc_address) as channel:
+            while True:
+                if self.process.poll() is not None:
+                    raise TargetUnavailable(
+                        f"{self.kind} target exited with code {self.process.returncode} "
+                        f"before serving P4Runtime:\n{self.output_tail()}"
+                    )
+                try:
+                    grpc.channel_ready_future(channel).result(timeout=0.5)
+                    return
+                except grpc.FutureTimeoutError:
+                    if time.monotonic() > deadline:
+                        self.stop()
+                        raise TargetUnavailable(
+                            f"{self.kind} target did not serve P4Runtime on "
+                            f"{self.grpc_address} within {timeout:g} s:\n{self.output_tail()}"
+                        ) from None
+
+    def output_tail(self, lines: int = 20) -> str:
+        try:
+            text = self.output.read_text(errors="replace")
+        except OSError:
+            return "(no output)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def __enter__(self) -> RunningTarget:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def start_target(
+    kind: str,
+    ports: Mapping[int, str],
+    *,
+    output: Path,
+    device_id: int = 1,
+    cpu_port: int = CPU_PORT,
+    grpc_address: str | None = None,
+    ready_timeout: float = 30.0,
+) -> RunningTarget:
+    """Start a target with ``ports`` (port number -> interface) and wait for it."""
+    kind = resolve_kind(kind)
+    address = grpc_address or f"127.0.0.1:{free_tcp_port()}"
+    argv = target_command(
+        kind, ports, address, device_id=device_id, cpu_port=cpu_port, log_file=output
+    )
+    repo = str(Path(__file__).resolve().parent.parent)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (repo, env.get("PYTHONPATH")) if p)
+    with output.open("wb") as out:
+        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+    target = RunningTarget(
+        kind=kind,
+        grpc_address=address,
+        device_id=device_id,
+        cpu_port=cpu_port,
+        process=process,
+        output=output,
+    )
+    target.wait_ready(ready_timeout)
+    return target

@@ -1,0 +1,64 @@
+/* Checksums: the IPv4 header checksum is verified on every IPv4 packet (a bad
+ * one is dropped and counted in ingress); after a rewrite (NAT, a rejecting
+ * TCP reset) the IPv4 header and the TCP/UDP checksums are recomputed, the
+ * latter over the pseudo-header and the payload. */
+#ifndef PYOFFLOAD_CHECKSUMS_P4
+#define PYOFFLOAD_CHECKSUMS_P4
+
+#include "include/headers.p4"
+
+control VnicVerifyChecksum(inout headers_t hdr, inout metadata_t meta) {
+    apply {
+        verify_checksum(hdr.ipv4.isValid(),
+            { hdr.ipv4.version, hdr.ipv4.ihl, hdr.ipv4.dscp, hdr.ipv4.ecn,
+              hdr.ipv4.total_len, hdr.ipv4.identification, hdr.ipv4.flags,
+              hdr.ipv4.frag_offset, hdr.ipv4.ttl, hdr.ipv4.protocol,
+              hdr.ipv4.src_addr, hdr.ipv4.dst_addr, hdr.ipv4_options.options },
+            hdr.ipv4.hdr_checksum, HashAlgorithm.csum16);
+    }
+}
+
+control VnicComputeChecksum(inout headers_t hdr, inout metadata_t meta) {
+    apply {
+        bool rewritten = meta.nat.applied == 1 || meta.reject == 1;
+
+        update_checksum(hdr.ipv4.isValid() && rewritten,
+            { hdr.ipv4.version, hdr.ipv4.ihl, hdr.ipv4.dscp, hdr.ipv4.ecn,
+              hdr.ipv4.total_len, hdr.ipv4.identification, hdr.ipv4.flags,
+              hdr.ipv4.frag_offset, hdr.ipv4.ttl, hdr.ipv4.protocol,
+              hdr.ipv4.src_addr, hdr.ipv4.dst_addr, hdr.ipv4_options.options },
+            hdr.ipv4.hdr_checksum, HashAlgorithm.csum16);
+
+        /* Rewritten by NAT: TCP/UDP checksum over pseudo-header and payload. */
+        update_checksum_with_payload(
+            hdr.ipv4.isValid() && hdr.tcp.isValid() && meta.nat.applied == 1 && meta.reject == 0,
+            { hdr.ipv4.src_addr, hdr.ipv4.dst_addr, 8w0, hdr.ipv4.protocol, meta.l34.l4_len,
+              hdr.tcp.src_port, hdr.tcp.dst_port, hdr.tcp.seq_no, hdr.tcp.ack_no,
+              hdr.tcp.data_offset, hdr.tcp.res, hdr.tcp.flags, hdr.tcp.window,
+              hdr.tcp.urgent_ptr },
+            hdr.tcp.checksum, HashAlgorithm.csum16);
+
+        update_checksum_with_payload(
+            hdr.ipv4.isValid() && hdr.udp.isValid() && meta.nat.applied == 1 && hdr.udp.checksum != 0,
+            { hdr.ipv4.src_addr, hdr.ipv4.dst_addr, 8w0, hdr.ipv4.protocol, meta.l34.l4_len,
+              hdr.udp.src_port, hdr.udp.dst_port, hdr.udp.len },
+            hdr.udp.checksum, HashAlgorithm.csum16);
+
+        /* A TCP reset built from the packet: header only, the payload is cut. */
+        update_checksum(hdr.ipv4.isValid() && hdr.tcp.isValid() && meta.reject == 1,
+            { hdr.ipv4.src_addr, hdr.ipv4.dst_addr, 8w0, hdr.ipv4.protocol, 16w20,
+              hdr.tcp.src_port, hdr.tcp.dst_port, hdr.tcp.seq_no, hdr.tcp.ack_no,
+              hdr.tcp.data_offset, hdr.tcp.res, hdr.tcp.flags, hdr.tcp.window,
+              hdr.tcp.urgent_ptr },
+            hdr.tcp.checksum, HashAlgorithm.csum16);
+
+        update_checksum(hdr.ipv6.isValid() && hdr.tcp.isValid() && meta.reject == 1,
+            { hdr.ipv6.src_addr, hdr.ipv6.dst_addr, 32w20, 24w0, hdr.ipv6.next_hdr,
+              hdr.tcp.src_port, hdr.tcp.dst_port, hdr.tcp.seq_no, hdr.tcp.ack_no,
+              hdr.tcp.data_offset, hdr.tcp.res, hdr.tcp.flags, hdr.tcp.window,
+              hdr.tcp.urgent_ptr },
+            hdr.tcp.checksum, HashAlgorithm.csum16);
+    }
+}
+
+#endif

@@ -1,0 +1,103 @@
+/* Stage 10, forward / punt: to the VNIC's peer port, back to the sender as a
+ * TCP reset (reject), to the CPU port with a packet_in header (punt), or
+ * dropped and counted. Per-flow counters are updated here, once the fate of
+ * the packet is known. */
+#ifndef PYOFFLOAD_FORWARD_P4
+#define PYOFFLOAD_FORWARD_P4
+
+#include "../include/headers.p4"
+#include "../include/sizes.p4"
+
+control Forward(inout headers_t hdr, inout metadata_t meta,
+                inout standard_metadata_t std_meta) {
+    @name(".vnic.drop_counter")
+    counter(DROP_REASONS, CounterType.packets_and_bytes) drop_counter;
+
+    @name(".vnic.flow_counter")
+    counter(FLOW_COUNTER_SIZE, CounterType.packets_and_bytes) flow_counter;
+
+    /* Turn a TCP segment into the RST its sender should see. */
+    action build_tcp_reset() {
+        mac_t mac = hdr.ethernet.src_addr;
+        hdr.ethernet.src_addr = hdr.ethernet.dst_addr;
+        hdr.ethernet.dst_addr = mac;
+
+        bit<16> port = hdr.tcp.src_port;
+        hdr.tcp.src_port = hdr.tcp.dst_port;
+        hdr.tcp.dst_port = port;
+        bit<32> seg_len = (bit<32>)meta.l34.l4_len - ((bit<32>)hdr.tcp.data_offset << 2);
+        if ((hdr.tcp.flags & TCP_SYN) != 0) {
+            seg_len = seg_len + 1;
+        }
+        if ((hdr.tcp.flags & TCP_FIN) != 0) {
+            seg_len = seg_len + 1;
+        }
+        if ((hdr.tcp.flags & TCP_ACK) != 0) {
+            hdr.tcp.seq_no = hdr.tcp.ack_no;
+            hdr.tcp.ack_no = 0;
+            hdr.tcp.flags = TCP_RST;
+        } else {
+            hdr.tcp.ack_no = hdr.tcp.seq_no + seg_len;
+            hdr.tcp.seq_no = 0;
+            hdr.tcp.flags = TCP_RST | TCP_ACK;
+        }
+        hdr.tcp.data_offset = 5;
+        hdr.tcp.res = 0;
+        hdr.tcp.window = 0;
+        hdr.tcp.urgent_ptr = 0;
+
+        bit<32> frame_len = 14 + 20;
+        if (hdr.vlan.isValid()) {
+            frame_len = frame_len + 4;
+        }
+        if (hdr.ipv4.isValid()) {
+            ipv4_addr_t a = hdr.ipv4.src_addr;
+            hdr.ipv4.src_addr = hdr.ipv4.dst_addr;
+            hdr.ipv4.dst_addr = a;
+            hdr.ipv4.ihl = 5;
+            hdr.ipv4_options.setInvalid();
+            hdr.ipv4.total_len = 40;
+            hdr.ipv4.ttl = 64;
+            hdr.ipv4.flags = 0;
+            hdr.ipv4.identification = 0;
+            frame_len = frame_len + 20;
+        } else {
+            ip_addr_t a6 = hdr.ipv6.src_addr;
+            hdr.ipv6.src_addr = hdr.ipv6.dst_addr;
+            hdr.ipv6.dst_addr = a6;
+            hdr.ipv6.payload_len = 20;
+            hdr.ipv6.hop_limit = 64;
+            frame_len = frame_len + 40;
+        }
+        truncate(frame_len);
+    }
+
+    apply {
+        if (meta.punt == 1) {
+            std_meta.egress_spec = CPU_PORT;
+            hdr.packet_in.setValid();
+            hdr.packet_in.ingress_port = meta.vnic.in_port;
+            hdr.packet_in._pad = 0;
+            hdr.packet_in.reason = meta.punt_reason;
+            hdr.packet_in.vnic_id = meta.vnic.vnic_id;
+            hdr.packet_in.flow_id = meta.flow.flow_id;
+            return;
+        }
+        if (meta.drop == 1) {
+            drop_counter.count(meta.drop_reason);
+            mark_to_drop(std_meta);
+            return;
+        }
+        if (meta.flow.hit == 1 && (meta.flow.services & SVC_COUNT) != 0) {
+            flow_counter.count(meta.flow.counter_index);
+        }
+        if (meta.reject == 1) {
+            build_tcp_reset();
+            std_meta.egress_spec = meta.vnic.in_port;
+            return;
+        }
+        std_meta.egress_spec = meta.vnic.peer_port;
+    }
+}
+
+#endif

@@ -1,0 +1,31 @@
+/* Stage 8, rate limiting: a two-rate three-colour meter per flow (indexed by
+ * the flow's meter slot) on top of the per-rule direct meter of the ACL.
+ * Red is dropped and counted; yellow passes. */
+#ifndef PYOFFLOAD_RATE_LIMITER_P4
+#define PYOFFLOAD_RATE_LIMITER_P4
+
+#include "../include/headers.p4"
+#include "../include/sizes.p4"
+
+const bit<2> COLOR_RED = 2;
+
+control RateLimiter(inout headers_t hdr, inout metadata_t meta) {
+    @name(".vnic.flow_meter")
+    meter(FLOW_METER_SIZE, MeterType.bytes) flow_meter;
+
+    apply {
+        if (meta.verdict != VERDICT_ALLOW && meta.verdict != VERDICT_ALLOW_TRACK) {
+            return;
+        }
+        bit<2> flow_color = 0;
+        if (meta.flow.hit == 1 && (meta.flow.services & SVC_METER) != 0) {
+            flow_meter.execute_meter(meta.flow.meter_index, flow_color);
+        }
+        if (flow_color == COLOR_RED || meta.color == COLOR_RED) {
+            meta.drop = 1;
+            meta.drop_reason = DROP_RATE_LIMIT;
+        }
+    }
+}
+
+#endif

@@ -1,0 +1,105 @@
+"""Regenerate ``p4src/build`` from the P4 sources with p4c.
+
+Run as ``scripts/build-p4`` (or ``python -m pyoffload.p4build``). Without
+``p4c-bm2-ss`` on PATH it says so and changes nothing. Outputs are written to a
+temporary directory first and moved into place only when the compiler
+succeeded, so a failed build never leaves half-updated artifacts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from pyoffload.p4artifacts import (
+    CONSTANTS_NAME,
+    JSON_NAME,
+    MAIN_SOURCE,
+    P4INFO_NAME,
+    P4SRC_DIR,
+    STAMP_NAME,
+    Artifacts,
+    parse_constants,
+    sha256_file,
+    source_digests,
+)
+
+COMPILER = "p4c-bm2-ss"
+
+
+class BuildError(Exception):
+    """p4c is missing or rejected the program."""
+
+
+def compiler_version(compiler: str) -> str:
+    out = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=True)
+    return " ".join(out.stdout.split())
+
+
+def compile_into(out_dir: Path, p4src: Path = P4SRC_DIR, compiler: str = COMPILER) -> None:
+    """Compile the pipeline into ``out_dir`` (JSON, P4Info, constants)."""
+    if shutil.which(compiler) is None:
+        raise BuildError(
+            f"{compiler} is not installed (p4c is in no package registry: build p4c "
+            "v1.2.4.8 from source and put p4c-bm2-ss on PATH); nothing was changed."
+        )
+    # Relative paths keep the machine's directories out of the JSON's source_info.
+    cmd = [
+        compiler,
+        "--arch", "v1model",
+        "--std", "p4-16",
+        "-o", str(out_dir / JSON_NAME),
+        "--p4runtime-files", str(out_dir / P4INFO_NAME),
+        MAIN_SOURCE,
+    ]
+    result = subprocess.run(cmd, cwd=p4src, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise BuildError(f"{compiler} failed:\n{result.stderr.strip() or result.stdout.strip()}")
+    constants = parse_constants((p4src / "include" / "defines.p4").read_text())
+    (out_dir / CONSTANTS_NAME).write_text(json.dumps(constants, indent=2, sort_keys=True) + "\n")
+
+
+def build(p4src: Path = P4SRC_DIR, compiler: str = COMPILER) -> Artifacts:
+    """Compile, then replace ``p4src/build`` and its stamp in one step."""
+    build_dir = p4src / "build"
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        compile_into(out, p4src, compiler)
+        stamp = {
+            "compiler": compiler_version(compiler),
+            "command": f"cd p4src && {compiler} --arch v1model --std p4-16 "
+            f"-o build/{JSON_NAME} --p4runtime-files build/{P4INFO_NAME} {MAIN_SOURCE}",
+            "sources": source_digests(p4src),
+            "outputs": {
+                name: sha256_file(out / name) for name in (JSON_NAME, P4INFO_NAME, CONSTANTS_NAME)
+            },
+        }
+        (out / STAMP_NAME).write_text(json.dumps(stamp, indent=2, sort_keys=True) + "\n")
+        build_dir.mkdir(exist_ok=True)
+        for name in (JSON_NAME, P4INFO_NAME, CONSTANTS_NAME, STAMP_NAME):
+            shutil.move(str(out / name), build_dir / name)
+    return Artifacts.in_dir(build_dir)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="build-p4", description="Compile p4src/ into p4src/build/ with p4c-bm2-ss."
+    )
+    parser.add_argument("--compiler", default=COMPILER, help="p4c BMv2 back end to run")
+    args = parser.parse_args(argv)
+    try:
+        artifacts = build(compiler=args.compiler)
+    except BuildError as exc:
+        print(f"build-p4: {exc}", file=sys.stderr)
+        return 1
+    print(f"build-p4: wrote {artifacts.bmv2_json.parent} (stamp {artifacts.stamp.name})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
