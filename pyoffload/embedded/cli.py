@@ -1,0 +1,269 @@
+"""`pyoffload-target`: the embedded P4 target, a drop-in for simple_switch_grpc.
+
+Accepts simple_switch_grpc's common options, so scripts written for BMv2 run
+unchanged:
+
+    pyoffload-target --no-p4 -i 1@veth1 -i 2@veth3 --device-id 1 \\
+        -- --grpc-server-addr 127.0.0.1:9559 --cpu-port 255
+
+Options that only make sense for BMv2 (Thrift, nanolog, pcap...) are accepted
+and ignored with a notice. Bad options give one line on stderr and exit
+status 2; a JSON that cannot be loaded exits with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+PROG = "pyoffload-target"
+DEFAULT_GRPC_ADDRESS = "127.0.0.1:9559"
+_LOG_LEVELS = {
+    "trace": logging.DEBUG,
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warn": logging.WARNING,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+    "off": logging.CRITICAL + 10,
+}
+_IGNORED_WITH_VALUE = ("--thrift-port", "--nanolog", "--notifications-addr", "--use-files",
+                       "--packet-in", "--restore-state", "--max-port-count", "--drop-port",
+                       "--dp-grpc-server-addr", "--priority-queues")
+_IGNORED_FLAGS = ("--debugger", "--log-flush", "--enable-swap", "--dump-packet-data")
+
+
+class UsageError(Exception):
+    """A bad command line: reported as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(message)
+
+
+@dataclass(slots=True)
+class Options:
+    """The parsed command line."""
+
+    json: Path | None = None
+    no_p4: bool = False
+    interfaces: list[tuple[int, str]] = field(default_factory=list)
+    device_id: int = 0
+    cpu_port: int | None = None
+    grpc_address: str = DEFAULT_GRPC_ADDRESS
+    log_console: bool = False
+    log_level: int = logging.INFO
+    log_file: Path | None = None
+    notices: list[str] = field(default_factory=list)
+
+
+def _interface(text: str) -> tuple[int, str]:
+    port, sep, name = text.partition("@")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected PORT@INTERFACE, got {text!r}")
+    try:
+        number = int(port, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"port number {port!r} is not an integer") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"port number {number} is negative")
+    return number, name
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative")
+    return value
+
+
+def _level(text: str) -> int:
+    try:
+        return _LOG_LEVELS[text.lower()]
+    except KeyError:
+        raise argparse.ArgumentTypeError(
+            f"unknown log level {text!r} (one of {', '.join(_LOG_LEVELS)})"
+        ) from None
+
+
+def _main_parser() -> _Parser:
+    p = _Parser(prog=PROG, add_help=True, allow_abbrev=False,
+                description="Embedded P4 (v1model) target with a P4Runtime server.")
+    p.add_argument("json_file", nargs="?", type=Path, help="BMv2 JSON to load at start")
+    p.add_argument("--json", dest="json_opt", type=Path, help="BMv2 JSON to load at start")
+    p.add_argument("--no-p4", action="store_true",
+                   help="start without a program; push one over P4Runtime")
+    p.add_argument("-i", "--interface", action="append", type=_interface, default=[],
+                   metavar="PORT@IFACE", help="attach Linux interface IFACE as port PORT")
+    p.add_argument("--device-id", type=_non_negative, default=0)
+    p.add_argument("--cpu-port", type=_non_negative, default=None)
+    p.add_argument("--grpc-server-addr", default=None)
+    p.add_argument("--log-console", action="store_true", help="log to stderr")
+    p.add_argument("-L", "--log-level", type=_level, default=logging.INFO,
+                   help="trace, debug, info, warn, error, off")
+    p.add_argument("--log-file", type=Path, default=None)
+    p.add_argument("--pcap", nargs="?", const="", default=None)
+    for name in _IGNORED_WITH_VALUE:
+        p.add_argument(name, default=None)
+    for name in _IGNORED_FLAGS:
+        p.add_argument(name, action="store_true")
+    p.add_argument("-v", "--version", action="store_true")
+    return p
+
+
+def _target_parser() -> _Parser:
+    p = _Parser(prog=f"{PROG} ... --", add_help=False, allow_abbrev=False)
+    p.add_argument("--grpc-server-addr", default=None)
+    p.add_argument("--cpu-port", type=_non_negative, default=None)
+    for name in _IGNORED_WITH_VALUE:
+        p.add_argument(name, default=None)
+    for name in _IGNORED_FLAGS:
+        p.add_argument(name, action="store_true")
+    p.add_argument("--grpc-server-ssl", action="store_true")
+    return p
+
+
+def parse_args(argv: Sequence[str]) -> Options:
+    """Parse a simple_switch_grpc style command line; raise UsageError when bad."""
+    argv = list(argv)
+    if "--" in argv:
+        split = argv.index("--")
+        main_args, target_args = argv[:split], argv[split + 1:]
+    else:
+        main_args, target_args = argv, []
+    ns = _main_parser().parse_args(main_args)
+    target = _target_parser().parse_args(target_args)
+    opts = Options()
+    if ns.json_file is not None and ns.json_opt is not None:
+        raise UsageError("give the JSON either as an argument or with --json, not both")
+    opts.json = ns.json_file or ns.json_opt
+    opts.no_p4 = ns.no_p4
+    if opts.json is None and not opts.no_p4:
+        raise UsageError("give a BMv2 JSON file or --no-p4")
+    if opts.json is not None and opts.no_p4:
+        raise UsageError("--no-p4 and a JSON file exclude each other")
+    seen_ports: dict[int, str] = {}
+    for number, name in ns.interface:
+        if number in seen_ports:
+            raise UsageError(f"port {number} given twice ({seen_ports[number]} and {name})")
+        seen_ports[number] = name
+    opts.interfaces = list(ns.interface)
+    opts.device_id = ns.device_id
+    opts.cpu_port = target.cpu_port if target.cpu_port is not None else ns.cpu_port
+    if opts.cpu_port is not None and opts.cpu_port in seen_ports:
+        raise UsageError(f"CPU port {opts.cpu_port} is also given as an interface port")
+    address = target.grpc_server_addr or ns.grpc_server_addr or DEFAULT_GRPC_ADDRESS
+    if ":" not in address:
+        raise UsageError(f"--grpc-server-addr {address!r}: expected HOST:PORT")
+    opts.grpc_address = address
+    opts.log_console = ns.log_console
+    opts.log_level = ns.log_level
+    opts.log_file = ns.log_file
+    for space in (ns, target):
+        for name in _IGNORED_WITH_VALUE + _IGNORED_FLAGS + ("--pcap", "--grpc-server-ssl"):
+            value = getattr(space, name.lstrip("-").replace("-", "_"), None)
+            if value not in (None, False):
+                opts.notices.append(f"{name} is a BMv2 option this target ignores")
+    if ns.version:
+        opts.notices.append("version requested")
+    return opts
+
+
+def _configure_logging(opts: Options) -> None:
+    handlers: list[logging.Handler] = []
+    if opts.log_console:
+        handlers.append(logging.StreamHandler(sys.stderr))
+    if opts.log_file is not None:
+        handlers.append(logging.FileHandler(opts.log_file))
+    if not handlers:
+        warn = logging.StreamHandler(sys.stderr)
+        warn.setLevel(logging.WARNING)
+        handlers.append(warn)
+    logging.basicConfig(level=opts.log_level, handlers=handlers,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def run(opts: Options, stop: threading.Event) -> int:
+    """Start switch and server, serve until `stop` is set, shut down cleanly."""
+    from .p4runtime.device import default_loader
+    from .p4runtime.server import P4RuntimeServer, ServerError
+    from .ports import PortError, RawSocketPort
+    from .switch import Switch
+
+    switch = Switch(cpu_port=opts.cpu_port)
+    try:
+        for number, name in opts.interfaces:
+            switch.add_port(number, RawSocketPort(name))
+    except PortError as exc:
+        switch.stop()
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    if opts.json is not None:
+        try:
+            text = opts.json.read_text()
+        except OSError as exc:
+            switch.stop()
+            print(f"{PROG}: error: cannot read {opts.json}: {exc.strerror}", file=sys.stderr)
+            return 1
+        try:
+            switch.set_pipeline(default_loader(text, time.monotonic_ns))
+        except Exception as exc:
+            switch.stop()
+            print(f"{PROG}: error: cannot load {opts.json}: {exc}", file=sys.stderr)
+            return 1
+    try:
+        server = P4RuntimeServer(switch, device_id=opts.device_id, address=opts.grpc_address)
+    except ServerError as exc:
+        switch.stop()
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    switch.start()
+    server.start()
+    ports = ", ".join(f"{n}@{name}" for n, name in opts.interfaces) or "none"
+    print(f"{PROG}: P4Runtime on {server.address}, device_id {opts.device_id}, "
+          f"cpu_port {opts.cpu_port}, ports {ports}", file=sys.stderr, flush=True)
+    try:
+        stop.wait()
+    finally:
+        server.stop(grace=0.5)
+        switch.stop()
+    print(f"{PROG}: stopped", file=sys.stderr, flush=True)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point."""
+    try:
+        opts = parse_args(sys.argv[1:] if argv is None else argv)
+    except UsageError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    if "version requested" in opts.notices:
+        from importlib.metadata import version
+
+        print(f"{PROG} {version('pyoffload')}")
+        return 0
+    for notice in opts.notices:
+        print(f"{PROG}: note: {notice}", file=sys.stderr)
+    _configure_logging(opts)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    return run(opts, stop)
