@@ -37,8 +37,8 @@ __all__ = [
     "ProcessResult",
     "Range",
     "ResourceExhausted",
-    "Ternary",
     "TableState",
+    "Ternary",
     "UnsupportedConstruct",
     "Wildcard",
 ]

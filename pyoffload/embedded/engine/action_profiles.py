@@ -55,7 +55,9 @@ class ActionProfile:
         return self.select is not None
 
     # ---- members ----------------------------------------------------------
-    def _action(self, name: str, args: list[int] | tuple[int, ...]) -> tuple[Action, tuple[int, ...]]:
+    def _action(
+        self, name: str, args: list[int] | tuple[int, ...]
+    ) -> tuple[Action, tuple[int, ...]]:
         act = self.actions.get(name)
         if act is None:
             raise NotFound(f"action profile {self.name}: action {name} is not allowed here")
@@ -84,7 +86,9 @@ class ActionProfile:
     def delete_member(self, member_id: int) -> None:
         self.member(member_id)
         if self.refs.get(("member", member_id)):
-            raise InvalidValue(f"action profile {self.name}: member {member_id} is used by a table entry")
+            raise InvalidValue(
+                f"action profile {self.name}: member {member_id} is used by a table entry"
+            )
         for g in self._groups.values():
             if any(m == member_id for m, _ in g.members):
                 raise InvalidValue(
@@ -132,14 +136,14 @@ class ActionProfile:
         self._expand(g)
 
     def _expand(self, g: Group) -> None:
-        g.expanded = [
-            self._members[mid] for mid, w in sorted(g.members) for _ in range(w)
-        ]
+        g.expanded = [self._members[mid] for mid, w in sorted(g.members) for _ in range(w)]
 
     def delete_group(self, group_id: int) -> None:
         self.group(group_id)
         if self.refs.get(("group", group_id)):
-            raise InvalidValue(f"action profile {self.name}: group {group_id} is used by a table entry")
+            raise InvalidValue(
+                f"action profile {self.name}: group {group_id} is used by a table entry"
+            )
         del self._groups[group_id]
 
     def group(self, group_id: int) -> Group:

@@ -88,7 +88,9 @@ def build_actions(cfg: Json, env: CompileEnv, pc: PrimitiveCompiler) -> dict[int
         name = a.get("name")
         aid = int(a.get("id", -1))
         ctx = f"action {name}"
-        params = [(str(r.get("name")), int(r.get("bitwidth", 0))) for r in a.get("runtime_data", [])]
+        params = [
+            (str(r.get("name")), int(r.get("bitwidth", 0))) for r in a.get("runtime_data", [])
+        ]
         body = compile_body(pc, a.get("primitives", []), ctx)
         fn = env.ns.compile_function("action", "f, p, a", body, ctx)
         if aid in out:

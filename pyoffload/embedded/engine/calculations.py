@@ -138,8 +138,14 @@ def build_checksums(
             cond = ns.compile_function("cond", "f", [f"return {src}"], ctx)
         out.append(
             Checksum(
-                name, slot, w, h.base, calc, cond,
-                bool(c.get("verify", True)), bool(c.get("update", True)),
+                name,
+                slot,
+                w,
+                h.base,
+                calc,
+                cond,
+                bool(c.get("verify", True)),
+                bool(c.get("update", True)),
             )
         )
     return out

@@ -110,7 +110,9 @@ class Control:
         select = None
         if sel is not None:
             algo = str(sel.get("algo"))
-            fn = compile_input(sel.get("input", []), self.env.lay, self.env.ns, self.env.codecs, ctx)
+            fn = compile_input(
+                sel.get("input", []), self.env.lay, self.env.ns, self.env.codecs, ctx
+            )
             h = make_hash(algo, ctx)
 
             def select(f: list[int], p: Pkt, fn: Any = fn, h: Any = h) -> int:
@@ -118,7 +120,9 @@ class Control:
 
         return ActionProfile(name, int(ap.get("max_size", 0)) or 1 << 20, {}, select)
 
-    def _key_fn(self, t: Json, ctx: str) -> tuple[Callable[[list[int]], tuple[int, ...]], list[KeyField]]:
+    def _key_fn(
+        self, t: Json, ctx: str
+    ) -> tuple[Callable[[list[int]], tuple[int, ...]], list[KeyField]]:
         lay = self.env.lay
         srcs = []
         fields = []
@@ -162,7 +166,9 @@ class Control:
         kinds = {k.match_type for k in fields}
         if mt == "exact" and kinds - {"exact", "valid"}:
             mt = "ternary"
-        if mt == "lpm" and (kinds - {"exact", "valid", "lpm"} or sum(k.match_type == "lpm" for k in fields) != 1):
+        if mt == "lpm" and (
+            kinds - {"exact", "valid", "lpm"} or sum(k.match_type == "lpm" for k in fields) != 1
+        ):
             mt = "ternary"
         if mt in ("range", "ternary", "optional"):
             mt = "ternary"
@@ -212,7 +218,9 @@ class Control:
             act = self._action(de.get("action_id"), ctx)
             data = tuple(parse_hexstr(x, ctx) for x in de.get("action_data", []))
             if len(data) != len(act.params):
-                raise PipelineLoadError(f"{ctx}: default action {act.name} has wrong argument count")
+                raise PipelineLoadError(
+                    f"{ctx}: default action {act.name} has wrong argument count"
+                )
             cfg.default = cfg.initial_default = DefaultEntry(act, data)
             cfg.default_const = bool(de.get("action_const", False))
         entries = t.get("entries") or []
@@ -232,9 +240,13 @@ class Control:
             elif mt == "lpm":
                 key.append(Lpm(parse_hexstr(mk.get("key"), ctx), int(mk.get("prefix_length", 0))))
             elif mt in ("ternary", "optional"):
-                key.append(Ternary(parse_hexstr(mk.get("key"), ctx), parse_hexstr(mk.get("mask"), ctx)))
+                key.append(
+                    Ternary(parse_hexstr(mk.get("key"), ctx), parse_hexstr(mk.get("mask"), ctx))
+                )
             elif mt == "range":
-                key.append(Range(parse_hexstr(mk.get("start"), ctx), parse_hexstr(mk.get("end"), ctx)))
+                key.append(
+                    Range(parse_hexstr(mk.get("start"), ctx), parse_hexstr(mk.get("end"), ctx))
+                )
             else:
                 raise UnsupportedConstruct(f"const entry match type '{mt}'", ctx)
             if mt != kf.match_type and not (mt == "ternary" and kf.match_type == "optional"):
@@ -295,7 +307,9 @@ class Control:
                 m = e.meter
                 color = GREEN
                 if m is not None:
-                    color = m.execute((clock() - meter_t0) // 1000, 1 if meter_packets else p.ingress_length)
+                    color = m.execute(
+                        (clock() - meter_t0) // 1000, 1 if meter_packets else p.ingress_length
+                    )
                 f[meter_slot] = color & meter_mask
             if counters:
                 e.bytes_ += p.ingress_length
@@ -334,7 +348,9 @@ class Control:
         ev = self.env.ns.fresh("ev")
         self.env.ns.globals[tv] = tn
         self.env.ns.globals[ev] = fn_
-        return self.env.ns.compile_function("cond", "f, p", [f"return {tv} if {src} else {ev}"], ctx)
+        return self.env.ns.compile_function(
+            "cond", "f, p", [f"return {tv} if {src} else {ev}"], ctx
+        )
 
     def _action_call(self, a: Json) -> NodeFn:
         ctx = ctx_of(a, f"action call {a.get('name')}")

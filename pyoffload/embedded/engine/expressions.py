@@ -63,6 +63,7 @@ class ExprCompiler:
         self.lay = layout
         self.ns = ns
         self.register_lookup = register_lookup
+        self._stack_consts: dict[str, str] = {}
 
     # ---- references -------------------------------------------------------
     def field(self, ref: Json, ctx: str) -> LValue:
@@ -80,8 +81,11 @@ class ExprCompiler:
 
     def stack_bases(self, st: StackInst) -> str:
         """Name of a tuple: element bases, then the scratch base for out-of-range indices."""
-        bases = tuple(h.base for h in st.elements) + (st.scratch.base,)
-        return self.ns.const(bases, "S")
+        cached = self._stack_consts.get(st.name)
+        if cached is None:
+            bases = (*(h.base for h in st.elements), st.scratch.base)
+            cached = self._stack_consts[st.name] = self.ns.const(bases, "S")
+        return cached
 
     def stack_elem(self, st: StackInst, idx_src: str) -> str:
         n = len(st.elements)
@@ -99,7 +103,7 @@ class ExprCompiler:
         if not isinstance(node, dict) or "type" not in node:
             raise PipelineLoadError(f"{ctx}: bad expression {node!r}")
         t = node["type"]
-        v = node.get("value")
+        v: Any = node.get("value")
         if t == "field":
             lv = self.field(v, ctx)
             return Ex(f"f[{lv.slot}]", DATA)
@@ -233,7 +237,8 @@ class ExprCompiler:
             b = self.header(right, ctx)
             assert a.htype is not None
             n = len(a.htype.fields)
-            src = f"(f[{a.src}] == f[{b.src}] and (f[{a.src}] == 0 or all(f[{a.src} + i] == f[{b.src} + i] for i in range(1, {n + 1}))))"
+            same = f"all(f[{a.src} + i] == f[{b.src} + i] for i in range(1, {n + 1}))"
+            src = f"(f[{a.src}] == f[{b.src}] and (f[{a.src}] == 0 or {same}))"
             return Ex(src if op == "==h" else f"(not {src})", BOOL)
         if op in ("==u", "!=u"):
             raise UnsupportedConstruct(f"header union comparison '{op}'", ctx)

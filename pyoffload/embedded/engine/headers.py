@@ -13,7 +13,7 @@ from .errors import PipelineLoadError
 from .model import HeaderType
 from .runtime import ParserErr
 
-Extract = Callable[[list[int], int, bytes, int], int]  # (f, base, data, pos) -> bytes used
+Extract = Callable[[list[int], int, bytes, int, int], int]  # (f, base, data, pos, err) -> used
 Emit = Callable[[list[int], int], bytes]  # (f, base) -> bytes
 
 
@@ -62,7 +62,9 @@ class HeaderCodec:
             m = (1 << w) - 1
             val = f"(v >> {shift}) & {m}" if shift else f"v & {m}"
             body.append(f"f[b + {i + 1}] = _sgn({val}, {w})" if s else f"f[b + {i + 1}] = {val}")
-            parts.append(f"((f[b + {i + 1}] & {m}) << {shift})" if shift else f"(f[b + {i + 1}] & {m})")
+            parts.append(
+                f"((f[b + {i + 1}] & {m}) << {shift})" if shift else f"(f[b + {i + 1}] & {m})"
+            )
         body += ["f[b] = 1", f"return {n}"]
         ext = ns.compile_function("extract", "f, b, d, pos, err", body, f"extract {self.ht.name}")
         joined = " | ".join(parts) if parts else "0"

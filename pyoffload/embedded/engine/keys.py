@@ -37,7 +37,7 @@ class Range:
 
 
 @dataclass(frozen=True, slots=True)
-class Optional_:  # noqa: N801 - trailing underscore avoids shadowing typing.Optional
+class Optional_:
     """Optional match given a value: behaves as exact."""
 
     value: int

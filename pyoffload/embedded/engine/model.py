@@ -233,9 +233,7 @@ def build_layout(cfg: Json) -> Layout:
         lay.stacks[name] = StackInst(name, ht, elems, slot, scratch)
         slot += 1
     if cfg.get("header_union_stacks"):
-        raise UnsupportedConstruct(
-            "header union stacks", where(cfg["header_union_stacks"][0])
-        )
+        raise UnsupportedConstruct("header union stacks", where(cfg["header_union_stacks"][0]))
     utypes = {u["name"]: u for u in cfg.get("header_union_types", [])}
     for u in cfg.get("header_unions", []):
         name = req(u, "name", "header_unions")

@@ -48,8 +48,16 @@ class ParseValueSet:
 
 
 def _extract_vl(
-    codec: HeaderCodec, f: list[int], b: int, d: bytes, pos: int, nbits: int, max_bytes: int,
-    e_short: int, e_hdr: int, e_arg: int,
+    codec: HeaderCodec,
+    f: list[int],
+    b: int,
+    d: bytes,
+    pos: int,
+    nbits: int,
+    max_bytes: int,
+    e_short: int,
+    e_hdr: int,
+    e_arg: int,
 ) -> int:
     """BMv2's varbit extract: bit count a multiple of 8, enough bytes, within max length."""
     if nbits < 0 or nbits % 8:
@@ -65,7 +73,9 @@ def _extract_vl(
 class Parser:
     """A compiled parser: `run(f, p)` returns the P4 error code (NoError's code on success)."""
 
-    def __init__(self, cfg: Json, env: CompileEnv, pc: PrimitiveCompiler, vsets: dict[str, ParseValueSet]) -> None:
+    def __init__(
+        self, cfg: Json, env: CompileEnv, pc: PrimitiveCompiler, vsets: dict[str, ParseValueSet]
+    ) -> None:
         self.env = env
         self.pc = pc
         self.vsets = vsets

@@ -26,7 +26,7 @@ from .externs import CounterArray, MeterArray, RegisterArray
 from .headers import HeaderCodec
 from .model import Json, Layout, build_layout, check_version, where
 from .packet import Pkt
-from .parser import ParseValueSet, Parser
+from .parser import Parser, ParseValueSet
 from .pre import Pre
 from .primitives import DROP_PORT, CompileEnv, PrimitiveCompiler
 from .runtime import PipelineAbort
@@ -73,7 +73,8 @@ class _Std:
             s("queueing_metadata.deq_timedelta"),
             s("queueing_metadata.deq_qdepth"),
         ]
-        queueing = (q[0], q[1], q[2], q[3]) if all(x is not None for x in q) else None  # type: ignore[arg-type]
+        qs = [x for x in q if x is not None]
+        queueing = (qs[0], qs[1], qs[2], qs[3]) if len(qs) == 4 else None
         return cls(
             s("standard_metadata.ingress_port"),
             s("standard_metadata.egress_spec"),
@@ -143,7 +144,9 @@ class Pipeline:
         env = CompileEnv(lay, ns, ec, codecs, regs, counters, meters, rng=random.Random(seed))
         if cfg.get("extern_instances"):
             ext = cfg["extern_instances"][0]
-            raise UnsupportedConstruct(f"extern instance of type '{ext.get('type')}'", ctx_of(ext, str(ext.get("name"))))
+            raise UnsupportedConstruct(
+                f"extern instance of type '{ext.get('type')}'", ctx_of(ext, str(ext.get("name")))
+            )
         env.calcs = build_calculations(cfg, lay, ns, codecs)
         pc = PrimitiveCompiler(env)
         self.actions = build_actions(cfg, env, pc)
@@ -155,17 +158,33 @@ class Pipeline:
         parsers = cfg.get("parsers", [])
         self.parser = Parser(_pick(parsers, "parser", 0, "parser"), env, pc, self.vsets)
         deparsers = cfg.get("deparsers", [])
-        self.deparse = build_deparser(_pick(deparsers, "deparser", 0, "deparser"), env, pc, self.checksums)
+        self.deparse = build_deparser(
+            _pick(deparsers, "deparser", 0, "deparser"), env, pc, self.checksums
+        )
         self.tables: dict[str, Any] = {}
         self.profiles: dict[str, Any] = {}
         pipes = cfg.get("pipelines", [])
         self.ingress = Control(
-            _pick(pipes, "ingress", 0, "pipeline"), env, self.actions, self.tables,
-            self.profiles, clock, meter_json, counter_bindings, self.t0,
+            _pick(pipes, "ingress", 0, "pipeline"),
+            env,
+            self.actions,
+            self.tables,
+            self.profiles,
+            clock,
+            meter_json,
+            counter_bindings,
+            self.t0,
         )
         self.egress = Control(
-            _pick(pipes, "egress", 1, "pipeline"), env, self.actions, self.tables,
-            self.profiles, clock, meter_json, counter_bindings, self.t0,
+            _pick(pipes, "egress", 1, "pipeline"),
+            env,
+            self.actions,
+            self.tables,
+            self.profiles,
+            clock,
+            meter_json,
+            counter_bindings,
+            self.t0,
         )
         self.field_lists = {
             int(fl["id"]): [self._fl_slot(e, fl) for e in fl.get("elements", [])]
@@ -184,7 +203,13 @@ class Pipeline:
         self.verify = [c for c in self.checksums if c.verify]
         self.pre = Pre()
         self.state = PipelineState(
-            self.tables, self.profiles, regs, counters, meters, self.pre, self.vsets,
+            self.tables,
+            self.profiles,
+            regs,
+            counters,
+            meters,
+            self.pre,
+            self.vsets,
             {k: v[0] for k, v in self.learn_lists.items()},
         )
 
@@ -214,7 +239,15 @@ class Pipeline:
             return cls(cfg, clock, seed)
         except EngineError:
             raise
-        except (KeyError, TypeError, ValueError, IndexError, AttributeError, SyntaxError, RecursionError) as e:
+        except (
+            KeyError,
+            TypeError,
+            ValueError,
+            IndexError,
+            AttributeError,
+            SyntaxError,
+            RecursionError,
+        ) as e:
             raise PipelineLoadError(f"malformed BMv2 JSON: {type(e).__name__}: {e}") from e
 
     # ---- packet path --------------------------------------------------------
@@ -242,7 +275,9 @@ class Pipeline:
         if len(packet) > MAX_PACKET:
             res.logs.append(f"packet of {len(packet)} bytes exceeds {MAX_PACKET}: dropped")
             return res
-        ingress: deque[tuple[bytes, list[int] | None, int]] = deque([(bytes(packet), None, len(packet))])
+        ingress: deque[tuple[bytes, list[int] | None, int]] = deque(
+            [(bytes(packet), None, len(packet))]
+        )
         passes = 0
         while ingress:
             passes += 1
@@ -330,7 +365,11 @@ class Pipeline:
         return out
 
     def _replicate(
-        self, f: list[int], p: Pkt, replicas: tuple[tuple[int, int], ...], length: int,
+        self,
+        f: list[int],
+        p: Pkt,
+        replicas: tuple[tuple[int, int], ...],
+        length: int,
         out: list[tuple[list[int], Pkt, int]],
     ) -> None:
         rid = self.std.egress_rid
@@ -343,7 +382,9 @@ class Pipeline:
             pc.length = length
             self._enqueue(fc, pc, port, out)
 
-    def _enqueue(self, f: list[int], p: Pkt, port: int, out: list[tuple[list[int], Pkt, int]]) -> None:
+    def _enqueue(
+        self, f: list[int], p: Pkt, port: int, out: list[tuple[list[int], Pkt, int]]
+    ) -> None:
         std = self.std
         if std.priority is not None and f[std.priority] != 0:
             p.logs.append("Priority out of range, dropping packet")

@@ -194,7 +194,7 @@ class PrimitiveCompiler:
     # ---- validity ---------------------------------------------------------
     def _add_header(self, ps: list[Json], ctx: str) -> list[str]:
         self._n(ps, 1, ctx)
-        b, ht, static = self._hdr(ps[0], ctx)
+        b, ht, _ = self._hdr(ps[0], ctx)
         n = _nfields(ht)
         size = ht.fixed_bits // 8
         lines = [
@@ -224,7 +224,11 @@ class PrimitiveCompiler:
         if e.kind != STACK or e.stack is None:
             raise PipelineLoadError(f"{ctx}: expected a header stack, got a {e.kind}")
         st = e.stack
-        return [h.base for h in st.elements], st.elements[0].nslots if st.elements else 0, st.next_slot
+        return (
+            [h.base for h in st.elements],
+            st.elements[0].nslots if st.elements else 0,
+            st.next_slot,
+        )
 
     def _push(self, ps: list[Json], ctx: str) -> list[str]:
         self._n(ps, 2, ctx)
@@ -248,7 +252,9 @@ class PrimitiveCompiler:
             try:
                 es = h.slot("egress_spec")
             except KeyError:
-                raise PipelineLoadError(f"{ctx}: mark_to_drop on a header without egress_spec") from None
+                raise PipelineLoadError(
+                    f"{ctx}: mark_to_drop on a header without egress_spec"
+                ) from None
             try:
                 mg: int | None = h.slot("mcast_grp")
             except KeyError:
@@ -291,7 +297,11 @@ class PrimitiveCompiler:
         m = self.env.obj("meter array", self.env.meters, _name(ps[0], ctx), ctx)
         idx = self.ec.data(ps[1], ctx)
         lv = self.ec.lvalue(ps[2], ctx)
-        return [f"_i = {idx}", f"if 0 <= _i < {m}.size:", "    " + lv.store(f"{m}.execute(_i, p.ingress_length)")]
+        return [
+            f"_i = {idx}",
+            f"if 0 <= _i < {m}.size:",
+            "    " + lv.store(f"{m}.execute(_i, p.ingress_length)"),
+        ]
 
     def _hash(self, ps: list[Json], ctx: str) -> list[str]:
         self._n(ps, 4, ctx)
@@ -311,7 +321,12 @@ class PrimitiveCompiler:
         lo = self.ec.data(ps[1], ctx)
         hi = self.ec.data(ps[2], ctx)
         rng = self.env.ns.const(self.env.rng, "rng")
-        return [f"_lo = {lo}", f"_hi = {hi}", "if _lo <= _hi:", "    " + lv.store(f"{rng}.randint(_lo, _hi)")]
+        return [
+            f"_lo = {lo}",
+            f"_hi = {hi}",
+            "if _lo <= _hi:",
+            "    " + lv.store(f"{rng}.randint(_lo, _hi)"),
+        ]
 
     def _digest(self, ps: list[Json], ctx: str) -> list[str]:
         self._n(ps, 2, ctx)

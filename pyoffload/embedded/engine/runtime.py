@@ -21,7 +21,7 @@ __all__ = [
 MAX_SHIFT = 4096
 
 
-class ParserErr(Exception):  # noqa: N818 - internal control flow, never escapes the engine
+class ParserErr(Exception):
     """Raised inside a parser state to stop parsing with a P4 error code."""
 
     def __init__(self, code: int) -> None:
@@ -29,7 +29,7 @@ class ParserErr(Exception):  # noqa: N818 - internal control flow, never escapes
         self.code = code
 
 
-class PipelineAbort(Exception):  # noqa: N818 - internal control flow
+class PipelineAbort(Exception):
     """A failed assert/assume: BMv2 aborts the switch; the engine drops the packet."""
 
 

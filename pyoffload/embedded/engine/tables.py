@@ -94,9 +94,7 @@ class TableState:
         self._exact: dict[tuple[int, ...], Entry] = {}
         self._lpm: dict[int, dict[tuple[int, ...], Entry]] = {}
         self._lpm_lens: list[int] = []
-        self._lpm_pos = next(
-            (i for i, k in enumerate(cfg.key_fields) if k.match_type == "lpm"), -1
-        )
+        self._lpm_pos = next((i for i, k in enumerate(cfg.key_fields) if k.match_type == "lpm"), -1)
         self._lpm_width = cfg.key_fields[self._lpm_pos].bitwidth if self._lpm_pos >= 0 else 0
         self._sorted: list[tuple[int, int, Entry]] = []
         self.default = cfg.default
@@ -175,7 +173,7 @@ class TableState:
             mt = kf.match_type
             where = f"table {self.name}, field {kf.name}"
 
-            def fits(v: int, where: str = where, full: int = full) -> int:
+            def fits(v: int, where: str = where, full: int = full, w: int = w) -> int:
                 if not isinstance(v, int) or v < 0 or v > full:
                     raise InvalidValue(f"{where}: value {v!r} does not fit {w} bits")
                 return v
@@ -205,7 +203,9 @@ class TableState:
                     m, v = full, fits(kv.value)
                 else:
                     raise InvalidValue(f"{where}: {mt} match cannot take {kv!r}")
-                norm.append(Ternary(v, m) if mt == "ternary" else (Optional_(v) if m else Wildcard()))
+                norm.append(
+                    Ternary(v, m) if mt == "ternary" else (Optional_(v) if m else Wildcard())
+                )
             elif mt == "range":
                 if isinstance(kv, Wildcard):
                     kv = Range(0, full)
@@ -225,17 +225,30 @@ class TableState:
         if self.cfg.kind == "ternary":
             canon.append(priority)
         return Entry(
-            id=0, key=norm, priority=priority, action=None, args=(),
-            canon=tuple(canon), masks=tuple(masks), values=tuple(values), ranges=tuple(ranges),
+            id=0,
+            key=norm,
+            priority=priority,
+            action=None,
+            args=(),
+            canon=tuple(canon),
+            masks=tuple(masks),
+            values=tuple(values),
+            ranges=tuple(ranges),
         )
 
     def _resolve_action(
-        self, action: str | None, args: list[int] | tuple[int, ...], member: int | None, group: int | None
+        self,
+        action: str | None,
+        args: list[int] | tuple[int, ...],
+        member: int | None,
+        group: int | None,
     ) -> tuple[Action | None, tuple[int, ...]]:
         prof = self.cfg.profile
         if prof is not None:
             if (member is None) == (group is None):
-                raise InvalidValue(f"table {self.name} is indirect: give exactly one of member or group")
+                raise InvalidValue(
+                    f"table {self.name} is indirect: give exactly one of member or group"
+                )
             if member is not None:
                 prof.member(member)
             else:
