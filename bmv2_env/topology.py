@@ -44,6 +44,13 @@ def _sysctl(key: str, value: str, netns: str | None = None) -> None:
     subprocess.run([*prefix, "sysctl", "-q", "-w", f"{key}={value}"], capture_output=True)
 
 
+def _ethtool_tx_off(ifname: str, netns: str | None) -> None:
+    if shutil.which("ethtool") is None:
+        raise TopologyError("the `ethtool` command is missing (Debian package ethtool)")
+    prefix = ["ip", "netns", "exec", netns] if netns else []
+    subprocess.run([*prefix, "ethtool", "-K", ifname, "tx", "off"], capture_output=True)
+
+
 def run_tag() -> str:
     """A short random tag that keeps interface names of parallel runs apart."""
     return secrets.token_hex(2)
@@ -88,6 +95,9 @@ class Topology:
             # No IPv6 autoconfiguration chatter on the wires under test.
             _sysctl(f"net.ipv6.conf.{end}.disable_ipv6", "1", ns)
             run_ip("link", "set", end, "mtu", str(mtu), "up", netns=ns)
+            # A kernel behind a veth leaves TCP/UDP checksums to "hardware"; a
+            # target reading raw frames must see them complete.
+            _ethtool_tx_off(end, ns)
         return pair
 
     def close(self) -> None:
