@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from .action_profiles import ActionProfile
@@ -156,7 +156,7 @@ class TableState:
         return None
 
     # ---- key normalisation --------------------------------------------------
-    def _normalise(self, key: list[KeyValue], priority: int) -> Entry:
+    def _normalise(self, key: Sequence[KeyValue], priority: int) -> Entry:
         fields = self.cfg.key_fields
         if len(key) != len(fields):
             raise InvalidValue(
@@ -269,7 +269,7 @@ class TableState:
     # ---- control plane ------------------------------------------------------
     def add(
         self,
-        key: list[KeyValue],
+        key: Sequence[KeyValue],
         action: str | None = None,
         args: list[int] | tuple[int, ...] = (),
         priority: int = 0,
@@ -371,7 +371,7 @@ class TableState:
         del self._entries[entry_id]
         del self._by_canon[e.canon]
 
-    def find(self, key: list[KeyValue], priority: int = 0) -> EntryId | None:
+    def find(self, key: Sequence[KeyValue], priority: int = 0) -> EntryId | None:
         e = self._normalise(key, priority)
         hit = self._by_canon.get(e.canon)
         return hit.id if hit else None
