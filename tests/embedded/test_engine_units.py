@@ -7,7 +7,14 @@ import zlib
 import pytest
 
 from pyoffload.embedded.engine import InvalidValue, MeterConfig, NotFound
-from pyoffload.embedded.engine.externs import GREEN, RED, YELLOW, CounterArray, MeterArray, RegisterArray
+from pyoffload.embedded.engine.externs import (
+    GREEN,
+    RED,
+    YELLOW,
+    CounterArray,
+    MeterArray,
+    RegisterArray,
+)
 from pyoffload.embedded.engine.hashes import csum16, identity, make_hash, xor16
 from pyoffload.embedded.engine.pre import Pre
 from pyoffload.embedded.engine.runtime import _div, _fmt_log, _look, _mod, _sat, _sgn, _tcm, _usat
