@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from scapy.layers.inet import IP, TCP, Ether
+from scapy.layers.inet import IP, TCP
+from scapy.layers.l2 import Ether
 from scapy.packet import Packet
 
 from pyoffload.embedded.engine import (
@@ -60,9 +61,9 @@ def test_table_errors_name_the_table_and_field() -> None:
         t.add([Ternary(1, 1)], "ingress.nope", [])
     with pytest.raises(InvalidValue, match="takes 0 arguments"):
         t.add([Ternary(1, 1)], "ingress.send_1", [5])
-    with pytest.raises(InvalidValue, match="needs Range|cannot take"):
+    with pytest.raises(InvalidValue, match=r"needs Range|cannot take"):
         t.add([Range(1, 2)], "ingress.send_1", [])
-    with pytest.raises(NotFound, match="did you mean 'ingress.ter'"):
+    with pytest.raises(NotFound, match=r"did you mean 'ingress\.ter'"):
         pipe.state.table("ingress.te")
     assert t.entries() == []
 
