@@ -41,6 +41,24 @@ def compile_input(
     """Generate the function that serialises a calculation's input list."""
     body = ["v = 0", "n = 0"]
     payload = False
+    group: list[tuple[int, int]] = []  # consecutive (slot, width) of one header
+    group_base: int | None = None
+
+    def flush() -> None:
+        nonlocal group, group_base
+        if not group:
+            return
+        total = sum(w for _, w in group)
+        parts = []
+        shift = total
+        for slot, w in group:
+            shift -= w
+            term = f"(f[{slot}] & {(1 << w) - 1})"
+            parts.append(f"({term} << {shift})" if shift else term)
+        cond = "" if group_base is None else f"if f[{group_base}]: "
+        body.append(f"{cond}v = (v << {total}) | {' | '.join(parts)}; n += {total}")
+        group, group_base = [], None
+
     for it in items:
         t = it.get("type")
         val = it.get("value")
@@ -51,9 +69,14 @@ def compile_input(
             w, _ = lay.field_width(h, slot)
             if h.htype.vl_index is not None and slot == h.base + 1 + h.htype.vl_index:
                 raise UnsupportedConstruct("varbit field as calculation input", ctx)
-            cond = "" if h.metadata else f"if f[{h.base}]: "
-            body.append(f"{cond}v = (v << {w}) | (f[{slot}] & {(1 << w) - 1}); n += {w}")
-        elif t == "hexstr":
+            base = None if h.metadata else h.base
+            if group and base != group_base:
+                flush()
+            group_base = base
+            group.append((slot, w))
+            continue
+        flush()
+        if t == "hexstr":
             w = int(it.get("bitwidth", 0))
             if w <= 0:
                 raise PipelineLoadError(f"{ctx}: hexstr input without a bitwidth")
@@ -70,6 +93,7 @@ def compile_input(
             payload = True
         else:
             raise UnsupportedConstruct(f"calculation input of type '{t}'", ctx)
+    flush()
     body.append("nb = (n + 7) >> 3")
     body.append("out = (v << (nb * 8 - n)).to_bytes(nb, 'big')")
     body.append("return out + p.data[p.pos:]" if payload else "return out")
