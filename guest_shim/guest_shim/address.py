@@ -22,9 +22,7 @@ import socket
 from dataclasses import dataclass
 from typing import Literal
 
-import grpc
-
-from guest_shim.errors import GuestShimError
+from guest_shim.errors import ChannelAddressError
 
 DEFAULT_ADDRESS = "unix:/run/pyoffload/vnic.sock"
 ENV_VAR = "PYOFFLOAD_CHANNEL"
@@ -172,7 +170,5 @@ def _bracketed(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def _bad(text: str, reason: str) -> GuestShimError:
-    return GuestShimError(
-        f"bad channel address {text!r}: {reason}", code=grpc.StatusCode.INVALID_ARGUMENT
-    )
+def _bad(text: str, reason: str) -> ChannelAddressError:
+    return ChannelAddressError(f"bad channel address {text!r}: {reason}")

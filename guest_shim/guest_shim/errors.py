@@ -61,3 +61,10 @@ class RuleFileError(GuestShimError):
         if self.field:
             where.append(self.field)
         return ": ".join([*where, self.reason])
+
+
+class ChannelAddressError(GuestShimError):
+    """A channel address that cannot be used (malformed, or remote TCP not allowed)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code=grpc.StatusCode.INVALID_ARGUMENT)
