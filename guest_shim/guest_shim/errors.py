@@ -31,8 +31,9 @@ class GuestShimError(Exception):
 class RuleFileError(GuestShimError):
     """A rule file (or rule data) that is not a valid offload request.
 
-    The message names where: the file, the flow and rule ids (or their
-    position when the id itself is the problem) and the field.
+    ``flow`` and ``rule`` are the ids, or ``#N`` (1-based position) when the
+    id itself is missing or bad; ``field`` is a dotted path inside that flow
+    or rule (``match.dst_ports``). The message names all of them.
     """
 
     def __init__(
@@ -49,18 +50,37 @@ class RuleFileError(GuestShimError):
         self.flow = flow
         self.rule = rule
         self.field = field
-        super().__init__(self._render(), code=grpc.StatusCode.INVALID_ARGUMENT)
+        message = describe(reason, source=source, flow=flow, rule=rule, field=field)
+        super().__init__(message, code=grpc.StatusCode.INVALID_ARGUMENT)
 
-    def _render(self) -> str:
-        where = []
-        if self.source:
-            where.append(self.source)
-        owner = ", ".join(part for part in (self.flow, self.rule) if part)
-        if owner:
-            where.append(owner)
-        if self.field:
-            where.append(self.field)
-        return ": ".join([*where, self.reason])
+
+def label(kind: str, ident: str) -> str:
+    """``flow "web"`` for an id, ``flow #2`` for a position."""
+    return f"{kind} {ident}" if ident.startswith("#") else f'{kind} "{ident}"'
+
+
+def describe(
+    reason: str,
+    *,
+    source: str | None = None,
+    flow: str | None = None,
+    rule: str | None = None,
+    field: str | None = None,
+) -> str:
+    """``FILE: flow "x", rule "y": FIELD: REASON``, leaving out what is unknown.
+
+    pyoffload's ``RuleError`` renders the same way, so the guest reads the
+    same words whether its shim or the agent found the problem.
+    """
+    where = []
+    if source:
+        where.append(source)
+    owner = [label("flow", flow) if flow else "", label("rule", rule) if rule else ""]
+    if any(owner):
+        where.append(", ".join(part for part in owner if part))
+    if field:
+        where.append(field)
+    return ": ".join([*where, reason])
 
 
 class ChannelAddressError(GuestShimError):

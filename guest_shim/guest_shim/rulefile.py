@@ -113,7 +113,7 @@ def parse_data(data: object, *, source: str | None = None) -> pb.OffloadRequest:
     for index, item in enumerate(flows, start=1):
         flow = _flow(item, where, index)
         if flow.id in seen:
-            raise where.in_flow(f'flow "{flow.id}"').at("id").error(
+            raise where.in_flow(flow.id).at("id").error(
                 f"duplicate flow id (flow #{seen[flow.id]} has it too)"
             )
         seen[flow.id] = index
@@ -257,12 +257,12 @@ def _kind(value: object) -> str:
 
 
 def _flow(item: object, parent: _Where, index: int) -> pb.Flow:
-    where = parent.in_flow(f"flow #{index}")
+    where = parent.in_flow(f"#{index}")
     data = _mapping(item, where, _FLOW)
     if "id" not in data:
         raise where.at("id").error("is missing (every flow needs an id)")
     flow_id = _checked(where.at("id"), lambda: syntax.check_id(_string(data["id"], where.at("id"))))
-    where = parent.in_flow(f'flow "{flow_id}"')
+    where = parent.in_flow(flow_id)
     flow = pb.Flow(id=flow_id)
     flow.match.CopyFrom(_flow_match(data.get("match"), where.at("match")))
     if "config" not in data:
@@ -272,7 +272,7 @@ def _flow(item: object, parent: _Where, index: int) -> pb.Flow:
     for position, rule_item in enumerate(_sequence(data.get("rules"), where.at("rules")), 1):
         rule = _rule(rule_item, where, position)
         if rule.id in seen:
-            raise where.in_rule(f'rule "{rule.id}"').at("id").error(
+            raise where.in_rule(rule.id).at("id").error(
                 f"duplicate rule id (rule #{seen[rule.id]} of this flow has it too)"
             )
         seen[rule.id] = position
@@ -367,12 +367,12 @@ def _rate_limit(item: object, where: _Where) -> pb.RateLimit:
 
 
 def _rule(item: object, flow: _Where, index: int) -> pb.Rule:
-    where = flow.in_rule(f"rule #{index}")
+    where = flow.in_rule(f"#{index}")
     data = _mapping(item, where, _RULE)
     if "id" not in data:
         raise where.at("id").error("is missing (every rule needs an id)")
     rule_id = _checked(where.at("id"), lambda: syntax.check_id(_string(data["id"], where.at("id"))))
-    where = flow.in_rule(f'rule "{rule_id}"')
+    where = flow.in_rule(rule_id)
     rule = pb.Rule(id=rule_id)
     rule.match.CopyFrom(_rule_match(data.get("match"), where.at("match")))
     actions = [name for name in _ACTIONS if name in data]
