@@ -1,0 +1,128 @@
+"""StreamChannel over real gRPC: arbitration, packet-in/out, stream errors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from finsy.proto import p4i, p4r, rpc_code
+
+from pyoffload.embedded.p4runtime.codec import encode_uint
+from pyoffload.embedded.p4runtime.testing import (
+    CPU_PORT,
+    Target,
+    action,
+    eth,
+    insert,
+    load_program,
+    running_target,
+)
+
+PROGRAMS = Path(__file__).parent / "programs"
+
+
+def srv_program() -> tuple[p4i.P4Info, bytes]:
+    """The compiled srv_switch.p4 (tests skip until p4c has produced it)."""
+    try:
+        return load_program(PROGRAMS, "srv_switch")
+    except FileNotFoundError:
+        pytest.skip("tests/embedded/programs/srv_switch is not compiled (needs p4c)")
+
+
+@pytest.fixture
+def t() -> Iterator[Target]:
+    with running_target(*srv_program()) as target:
+        yield target
+
+
+def to_cpu_entry(t: Target, mac: int) -> p4r.Entity:
+    n = t.names
+    return p4r.Entity(table_entry=p4r.TableEntry(
+        table_id=n.id("l2"),
+        match=[p4r.FieldMatch(field_id=n.field("l2", "hdr.ethernet.dstAddr"),
+                              exact=p4r.FieldMatch.Exact(value=encode_uint(mac)))],
+        action=p4r.TableAction(action=action(n.id("to_cpu")))))
+
+
+def test_packet_in_carries_the_controller_header(t: Target) -> None:
+    t.client.write(insert(to_cpu_entry(t, 0x0C)))
+    frame = eth(0x0C, 0x0D)
+    t.ports[3].inject(frame)
+    packet = t.client.next("packet").packet
+    assert packet.payload == frame
+    header = t.names.index.controller_headers["packet_in"]
+    ids = {f.name: f.id for f in header.fields}
+    values = {m.metadata_id: m.value for m in packet.metadata}
+    assert values[ids["ingress_port"]] == b"\x03"
+
+
+def test_packet_out_goes_to_the_requested_port(t: Target) -> None:
+    header = t.names.index.controller_headers["packet_out"]
+    ids = {f.name: f.id for f in header.fields}
+    frame = eth(0x55, 0x66)
+    t.client.send(p4r.StreamMessageRequest(packet=p4r.PacketOut(payload=frame, metadata=[
+        p4r.PacketMetadata(metadata_id=ids["egress_port"], value=b"\x04"),
+        p4r.PacketMetadata(metadata_id=ids["_pad"], value=b"\x00")])))
+    assert t.ports[4].take() == frame
+    assert t.switch.stats.packet_out == 1
+
+
+def test_bad_packet_out_gets_a_stream_error(t: Target) -> None:
+    t.client.send(p4r.StreamMessageRequest(packet=p4r.PacketOut(payload=b"x", metadata=[
+        p4r.PacketMetadata(metadata_id=77, value=b"\x01")])))
+    error = t.client.next("error").error
+    assert error.canonical_code == rpc_code.INVALID_ARGUMENT
+    assert error.packet_out.packet_out.payload == b"x"
+    assert t.switch.stats.packet_out == 0
+
+
+def test_backup_cannot_write_and_takes_over(t: Target) -> None:
+    backup = t.client_for(election_id=None)
+    try:
+        assert backup.arbitrate(0).status.code == rpc_code.ALREADY_EXISTS
+        with pytest.raises(grpc.RpcError) as info:
+            backup.write(insert(to_cpu_entry(t, 1)))
+        assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        # backups get no packet-ins
+        t.client.write(insert(to_cpu_entry(t, 2)))
+        t.ports[1].inject(eth(2, 1))
+        t.client.next("packet")
+        assert backup.nothing()
+        # the backup raises its election id above the primary's: it takes over
+        update = backup.arbitrate(5)
+        assert update.status.code == rpc_code.OK and update.election_id.low == 5
+        demoted = t.client.next("arbitration").arbitration
+        assert demoted.status.code == rpc_code.ALREADY_EXISTS
+        backup.write(insert(to_cpu_entry(t, 3)))
+        with pytest.raises(grpc.RpcError) as info:
+            t.client.write(insert(to_cpu_entry(t, 4)))
+        assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    finally:
+        backup.close()
+    # the primary went away: the old primary hears there is none
+    assert t.client.next("arbitration").arbitration.status.code == rpc_code.NOT_FOUND
+
+
+def test_arbitration_errors_end_the_stream(t: Target) -> None:
+    other = t.client_for(election_id=1)  # same id as the live primary
+    try:
+        with pytest.raises(grpc.RpcError) as info:
+            other.arbitrate()
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    finally:
+        other.close()
+    wrong_device = t.client_for(election_id=9)
+    try:
+        with pytest.raises(grpc.RpcError) as info:
+            wrong_device.arbitrate(device_id=42)
+        assert info.value.code() == grpc.StatusCode.NOT_FOUND
+    finally:
+        wrong_device.close()
+    # the server is still serving the primary
+    t.client.write(insert(to_cpu_entry(t, 9)))
+
+
+def test_cpu_port_constant_matches_the_program(t: Target) -> None:
+    assert t.switch.cpu_port == CPU_PORT

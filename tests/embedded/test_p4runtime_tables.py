@@ -1,0 +1,256 @@
+"""Table entries over real gRPC: writes, errors, reads with wildcards, atomicity, packets."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from finsy.proto import p4i, p4r, rpc_code
+
+from pyoffload.embedded.p4runtime.codec import encode_uint
+from pyoffload.embedded.p4runtime.testing import (
+    Target,
+    action,
+    delete,
+    eth,
+    insert,
+    ipv4,
+    load_program,
+    modify,
+    running_target,
+)
+
+WA = p4r.WriteRequest
+
+
+PROGRAMS = Path(__file__).parent / "programs"
+
+
+def srv_program() -> tuple[p4i.P4Info, bytes]:
+    """The compiled srv_switch.p4 (tests skip until p4c has produced it)."""
+    try:
+        return load_program(PROGRAMS, "srv_switch")
+    except FileNotFoundError:
+        pytest.skip("tests/embedded/programs/srv_switch is not compiled (needs p4c)")
+
+
+@pytest.fixture
+def t() -> Iterator[Target]:
+    with running_target(*srv_program()) as target:
+        yield target
+
+
+def l2(t: Target, mac: int, *, act: str = "forward", port: int | None = 2,
+       **fields: object) -> p4r.Entity:
+    n = t.names
+    params = () if port is None else (port,)
+    entry = p4r.TableEntry(
+        table_id=n.id("l2"),
+        match=[p4r.FieldMatch(field_id=n.field("l2", "hdr.ethernet.dstAddr"),
+                              exact=p4r.FieldMatch.Exact(value=encode_uint(mac)))],
+        action=p4r.TableAction(action=action(n.id(act), *params)),
+        **fields,  # type: ignore[arg-type]
+    )
+    return p4r.Entity(table_entry=entry)
+
+
+def acl(t: Target, src: int, mask: int, priority: int, lo: int = 0x800, hi: int = 0x8ff,
+        act: str = "acl_forward", *params: int) -> p4r.Entity:
+    n = t.names
+    entry = p4r.TableEntry(
+        table_id=n.id("acl"),
+        match=[
+            p4r.FieldMatch(field_id=n.field("acl", "hdr.ethernet.srcAddr"),
+                           ternary=p4r.FieldMatch.Ternary(value=encode_uint(src),
+                                                          mask=encode_uint(mask))),
+            p4r.FieldMatch(field_id=n.field("acl", "hdr.ethernet.etherType"),
+                           range=p4r.FieldMatch.Range(low=encode_uint(lo), high=encode_uint(hi))),
+        ],
+        priority=priority,
+        action=p4r.TableAction(action=action(n.id(act), *(params or (3,)))),
+    )
+    return p4r.Entity(table_entry=entry)
+
+
+def test_insert_forwards_packets_modify_and_delete(t: Target) -> None:
+    frame = eth(0x0A0000000002, 0x0A0000000001)
+    t.client.write(insert(l2(t, 0x0A0000000002, port=2)))
+    t.ports[1].inject(frame)
+    assert t.ports[2].take() == frame
+    t.client.write(modify(l2(t, 0x0A0000000002, port=3)))
+    t.ports[1].inject(frame)
+    assert t.ports[3].take() == frame
+    t.client.write(delete(l2(t, 0x0A0000000002, port=None, act="NoAction")))
+    assert t.client.read(l2(t, 0x0A0000000002)) == []
+
+
+def test_duplicate_missing_and_malformed_entries(t: Target) -> None:
+    t.client.write(insert(l2(t, 5)))
+    errors = t.client.write_errors(
+        insert(l2(t, 5)),                       # duplicate
+        modify(l2(t, 6)),                       # missing
+        delete(l2(t, 7)),                       # missing
+        insert(l2(t, 1 << 48)),                 # 49 bits in a 48-bit field
+        insert(l2(t, 8, port=1 << 9)),          # 10 bits in a 9-bit parameter
+        insert(l2(t, 9, act="acl_drop", port=None)),  # action of another table
+        insert(l2(t, 10)),                      # fine
+    )
+    assert [e.canonical_code for e in errors] == [
+        rpc_code.ALREADY_EXISTS, rpc_code.NOT_FOUND, rpc_code.NOT_FOUND,
+        rpc_code.INVALID_ARGUMENT, rpc_code.INVALID_ARGUMENT, rpc_code.INVALID_ARGUMENT,
+        rpc_code.OK,
+    ]
+    assert "hdr.ethernet.dstAddr" in errors[3].message
+    assert "port" in errors[4].message
+    assert errors[6].message == ""
+    macs = sorted(int.from_bytes(e.table_entry.match[0].exact.value, "big")
+                  for e in t.client.read(p4r.Entity(table_entry=p4r.TableEntry(
+                      table_id=t.names.id("l2")))))
+    assert macs == [5, 10]
+
+
+def test_priority_rules_and_match_validation(t: Target) -> None:
+    ok = acl(t, 0x0A0000000000, 0xFF0000000000, 10)
+    no_priority = acl(t, 0x0A0000000000, 0xFF0000000000, 0)
+    bad_mask = acl(t, 0x0A0000000001, 0xFF0000000000, 11)
+    full_range = acl(t, 0x0B0000000000, 0xFF0000000000, 12, 0, 0xFFFF)
+    inverted = acl(t, 0x0C0000000000, 0xFF0000000000, 13, 9, 3)
+    exact_with_priority = l2(t, 1, priority=5)
+    errors = t.client.write_errors(insert(ok), insert(no_priority), insert(bad_mask),
+                                   insert(full_range), insert(inverted),
+                                   insert(exact_with_priority))
+    assert [e.canonical_code for e in errors] == [rpc_code.OK] + [rpc_code.INVALID_ARGUMENT] * 5
+    assert "priority" in errors[1].message and "mask" in errors[2].message
+
+
+def test_ternary_priority_decides_the_packet(t: Target) -> None:
+    t.client.write(insert(acl(t, 0x0A0000000000, 0xFF0000000000, 10, 0x800, 0x8FF,
+                              "acl_forward", 3)),
+                   insert(acl(t, 0x0A0000000001, 0xFFFFFFFFFFFF, 20, 0x800, 0x8FF,
+                              "acl_forward", 4)))
+    frame = ipv4(0x0A00000000FF, 0x0A0000000001, 0x01020304, 0x05060708)
+    t.ports[1].inject(frame)
+    assert t.ports[4].take() is not None
+
+
+def test_default_entry_modify_and_reset(t: Target) -> None:
+    n = t.names
+    default = p4r.Entity(table_entry=p4r.TableEntry(table_id=n.id("l2"), is_default_action=True))
+    (before,) = t.client.read(default)
+    assert before.table_entry.action.action.action_id == n.id("NoAction")
+    changed = p4r.Entity()
+    changed.CopyFrom(default)
+    changed.table_entry.action.action.CopyFrom(action(n.id("forward"), 4))
+    t.client.write(modify(changed))
+    assert t.client.read(default)[0].table_entry.action.action.params[0].value == b"\x04"
+    frame = eth(0x99, 0x98)
+    t.ports[1].inject(frame)
+    assert t.ports[4].take() == frame
+    errors = t.client.write_errors(insert(changed), delete(default))
+    assert [e.canonical_code for e in errors] == [rpc_code.INVALID_ARGUMENT] * 2
+    t.client.write(modify(default))  # no action: back to the program's default
+    assert t.client.read(default) == [before]
+
+
+def test_wildcard_reads(t: Target) -> None:
+    n = t.names
+    t.client.write(insert(l2(t, 1)), insert(l2(t, 2, act="to_cpu", port=None)),
+                   insert(acl(t, 0x0A0000000000, 0xFF0000000000, 10)),
+                   insert(acl(t, 0x0B0000000000, 0xFF0000000000, 20)))
+    everything = t.client.read(p4r.Entity(table_entry=p4r.TableEntry()))
+    assert len(everything) == 4
+    by_action = t.client.read(p4r.Entity(table_entry=p4r.TableEntry(
+        table_id=n.id("l2"), action=p4r.TableAction(action=p4r.Action(action_id=n.id("to_cpu"))))))
+    assert len(by_action) == 1
+    by_priority = t.client.read(p4r.Entity(table_entry=p4r.TableEntry(
+        table_id=n.id("acl"), priority=20)))
+    assert [e.table_entry.priority for e in by_priority] == [20]
+    one = t.client.read(l2(t, 2))
+    assert len(one) == 1
+    # read-write symmetry: what we wrote (canonical) is what we read
+    written = l2(t, 1)
+    assert t.client.read(written)[0] == written
+
+
+def test_direct_counter_and_meter(t: Target) -> None:
+    n = t.names
+    entity = acl(t, 0x0A0000000000, 0xFF0000000000, 10)
+    entity.table_entry.counter_data.packet_count = 5
+    entity.table_entry.meter_config.CopyFrom(p4r.MeterConfig(cir=10, cburst=10, pir=20,
+                                                             pburst=20))
+    t.client.write(insert(entity))
+    t.ports[1].inject(ipv4(0x1, 0x0A0000000001, 1, 2))
+    assert t.ports[3].take() is not None
+    request = p4r.Entity(table_entry=p4r.TableEntry(table_id=n.id("acl"),
+                                                    counter_data=p4r.CounterData(),
+                                                    meter_config=p4r.MeterConfig()))
+    (read,) = t.client.read(request)
+    assert read.table_entry.counter_data.packet_count == 6
+    assert read.table_entry.counter_data.byte_count > 0
+    assert read.table_entry.meter_config.pir == 20
+    direct = p4r.Entity(direct_counter_entry=p4r.DirectCounterEntry(
+        table_entry=entity.table_entry, data=p4r.CounterData(byte_count=7, packet_count=1)))
+    direct.direct_counter_entry.table_entry.ClearField("action")
+    t.client.write(modify(direct))
+    (counter,) = t.client.read(p4r.Entity(direct_counter_entry=p4r.DirectCounterEntry()))
+    assert counter.direct_counter_entry.data.byte_count == 7
+    errors = t.client.write_errors(insert(direct))
+    assert errors[0].canonical_code == rpc_code.INVALID_ARGUMENT
+    meter = p4r.Entity(direct_meter_entry=p4r.DirectMeterEntry(
+        table_entry=direct.direct_counter_entry.table_entry,
+        config=p4r.MeterConfig(cir=1, cburst=1, pir=2, pburst=2)))
+    t.client.write(modify(meter))
+    (m,) = t.client.read(p4r.Entity(direct_meter_entry=p4r.DirectMeterEntry()))
+    assert m.direct_meter_entry.config.pir == 2
+    no_counter = l2(t, 1)
+    no_counter.table_entry.counter_data.packet_count = 1
+    errors = t.client.write_errors(insert(no_counter))
+    assert errors[0].canonical_code == rpc_code.INVALID_ARGUMENT
+
+
+def test_full_table_is_resource_exhausted(t: Target) -> None:
+    n = t.names
+    size = n.index.table(n.id("acl")).size
+    updates = [insert(acl(t, i, 0xFFFFFFFFFFFF, 1)) for i in range(size)]
+    t.client.write(*updates)
+    errors = t.client.write_errors(insert(acl(t, size, 0xFFFFFFFFFFFF, 1)))
+    assert errors[0].canonical_code == rpc_code.RESOURCE_EXHAUSTED
+
+
+@pytest.mark.parametrize("atomicity", [WA.ROLLBACK_ON_ERROR, WA.DATAPLANE_ATOMIC])
+def test_atomic_batches_are_all_or_nothing(t: Target, atomicity: int) -> None:
+    t.client.write(insert(l2(t, 1, port=1)), insert(l2(t, 2, port=1)))
+    before = t.client.read(p4r.Entity(table_entry=p4r.TableEntry()))
+    errors = t.client.write_errors(
+        insert(l2(t, 3)), modify(l2(t, 1, port=4)), delete(l2(t, 2, port=None, act="NoAction")),
+        insert(acl(t, 1, 0xFF, 5)),
+        insert(l2(t, 1)),  # duplicate: the whole batch is undone
+        atomicity=atomicity,
+    )
+    codes = [e.canonical_code for e in errors]
+    assert codes[4] == rpc_code.ALREADY_EXISTS
+    assert all(c == rpc_code.ABORTED for c in codes[:4])
+    assert t.client.read(p4r.Entity(table_entry=p4r.TableEntry())) == before
+    frame = eth(1, 9)
+    t.ports[2].inject(frame)
+    assert t.ports[1].take() == frame  # still the old action
+    t.client.write(insert(l2(t, 3)), modify(l2(t, 1, port=4)), atomicity=atomicity)
+    assert len(t.client.read(p4r.Entity(table_entry=p4r.TableEntry()))) == 3
+
+
+def test_bad_requests_change_nothing_and_server_keeps_serving(t: Target) -> None:
+    with pytest.raises(grpc.RpcError) as info:
+        t.client.stub.Write(t.client.write_request([insert(l2(t, 1))], atomicity=7))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    errors = t.client.write_errors(p4r.Update(type=p4r.Update.INSERT, entity=p4r.Entity()),
+                                   p4r.Update(entity=l2(t, 1)),
+                                   insert(p4r.Entity(table_entry=p4r.TableEntry(table_id=7))))
+    assert [e.canonical_code for e in errors] == [rpc_code.INVALID_ARGUMENT] * 3
+    assert t.client.read(p4r.Entity(table_entry=p4r.TableEntry())) == []
+    with pytest.raises(grpc.RpcError) as info:
+        t.client.read(p4r.Entity())
+    assert info.value.code() == grpc.StatusCode.UNKNOWN
+    t.client.write(insert(l2(t, 1)))
+    assert len(t.client.read(p4r.Entity(table_entry=p4r.TableEntry()))) == 1
