@@ -415,6 +415,9 @@ class TableStore:
             if te.is_default_action:
                 yield self._read_default(info)
                 continue
+            if info.is_const:
+                yield from self._read_const(info, te)
+                continue
             entries = self.entries[info.id]
             if len(te.match) and te.table_id:
                 key, _ = self.decode_key(info, te)
@@ -445,6 +448,25 @@ class TableStore:
                 if want_idle:
                     out.time_since_last_hit.elapsed_ns = now - self.last_active(table, entry)
                 yield entity
+
+    def _read_const(self, info: TableInfo, te: p4r.TableEntry) -> Iterator[p4r.Entity]:
+        """Entries of a `const entries` table, as the program defines them."""
+        for engine_entry in self.engine_table(info).entries():
+            entity = p4r.Entity()
+            out = entity.table_entry
+            out.table_id = info.id
+            for f, kv in zip(info.match_fields, engine_entry.key, strict=False):
+                _encode_key_value(f.id, f.bitwidth, kv, out)
+            if info.needs_priority:
+                out.priority = engine_entry.priority
+            if te.priority and out.priority != te.priority:
+                continue
+            action = getattr(engine_entry.action, "name", None)
+            action_id = self._index.names.get(action or "", 0)
+            if action_id in self._index.actions:
+                self._actions.encode(out.action.action, action_id, list(engine_entry.args))
+            out.is_const = True
+            yield entity
 
     def fill(self, info: TableInfo, key: Key, entry: Entry, out: p4r.TableEntry) -> None:
         """Write the key and configuration of an entry into `out`."""
@@ -515,9 +537,28 @@ class TableStore:
         return info, entry
 
 
+def _encode_key_value(field_id: int, width: int, kv: KeyValue, out: p4r.TableEntry) -> None:
+    """Append the FieldMatch of an engine key value (nothing for a don't-care)."""
+    if isinstance(kv, Exact):
+        out.match.add(field_id=field_id).exact.value = encode_uint(kv.value)
+    elif isinstance(kv, Lpm) and kv.prefix_len:
+        m = out.match.add(field_id=field_id)
+        m.lpm.value, m.lpm.prefix_len = encode_uint(kv.value), kv.prefix_len
+    elif isinstance(kv, Ternary) and kv.mask:
+        m = out.match.add(field_id=field_id)
+        m.ternary.value, m.ternary.mask = encode_uint(kv.value), encode_uint(kv.mask)
+    elif isinstance(kv, Range) and (kv.low, kv.high) != (0, (1 << width) - 1):
+        m = out.match.add(field_id=field_id)
+        m.range.low, m.range.high = encode_uint(kv.low), encode_uint(kv.high)
+    elif isinstance(kv, Optional_):
+        out.match.add(field_id=field_id).optional.value = encode_uint(kv.value)
+
+
 def default_of(table: TableStateLike) -> tuple[str, list[int]]:
     """The engine's current default action as (name, args)."""
     value = table.get_default()
+    if value is None:
+        return "", []
     name = getattr(value, "action", None)
     if isinstance(name, str):
         return name, list(getattr(value, "args", []))
