@@ -79,7 +79,7 @@ class Switch:
         if cpu_port is not None and cpu_port < 0:
             raise SwitchError(f"CPU port must be a port number >= 0, not {cpu_port}")
         self.cpu_port = cpu_port
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
         self.stats = SwitchStats()
         self._ports: dict[int, Port] = {}
         self._threads: dict[int, threading.Thread] = {}

@@ -206,10 +206,10 @@ class Device:
             elif action == SPFC.RECONCILE_AND_COMMIT:
                 new = self._verify(request.config)
                 old = self._saved or self._committed
-                if old is not None:
-                    with self.switch.lock:
+                with self.switch.lock:  # no packet changes state between copy and swap
+                    if old is not None:
                         self._reconcile(old, new)
-                self._commit(new)
+                    self._commit(new)
             else:
                 raise invalid(f"unsupported SetForwardingPipelineConfig action {action}")
 
@@ -393,6 +393,8 @@ def _replay_update(entity: p4r.Entity) -> p4r.Update | None:
         return p4r.Update(type=p4r.Update.MODIFY, entity=entity)
     if which == "table_entry":
         te = entity.table_entry
+        if te.is_const:
+            return None  # defined by the program itself
         if not te.HasField("counter_data") or te.counter_data.ByteSize() == 0:
             te.ClearField("counter_data")
     return p4r.Update(type=p4r.Update.INSERT, entity=entity)
