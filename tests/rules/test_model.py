@@ -95,7 +95,7 @@ def test_frozen_slotted_keyword_only() -> None:
         flow.id = "x"  # type: ignore[misc]
     assert not hasattr(flow, "__dict__")
     with pytest.raises(TypeError):
-        PortRange(1, 2)  # type: ignore[misc]
+        PortRange(1, 2)  # type: ignore[call-arg]
 
 
 def test_order_is_priority() -> None:
@@ -200,7 +200,8 @@ BAD = [
         "load_balance.protocol: tcp, but the flow is udp",
     ),
     (
-        "{id: f, match: {protocol: tcp, dst_ports: 443}, config: {services: [lb], default_verdict: allow},"
+        "{id: f, match: {protocol: tcp, dst_ports: 443},"
+        " config: {services: [lb], default_verdict: allow},"
         " rules: [{id: v, load_balance: {vip: 1.2.3.4, port: 80, protocol: tcp,"
         " backends: [{address: 10.0.0.1, port: 80}]}}]}",
         "port 80 is outside the flow's dst_ports 443",
@@ -406,11 +407,15 @@ def test_from_proto_refuses_bad_wire_values() -> None:
             pb.OffloadRequest(
                 flows=[
                     pb.Flow(
-                        id="f", config=pb.FlowConfig(default_verdict=pb.VERDICT_DENY, services=[42])
+                        id="f",
+                        config=pb.FlowConfig(
+                            default_verdict=pb.VERDICT_DENY,
+                            services=[42],  # type: ignore[list-item]
+                        ),
                     )
                 ]
             )
-        )  # type: ignore[list-item]
+        )
 
 
 def test_load_data_and_file_errors(tmp_path: Path) -> None:
