@@ -95,6 +95,7 @@ class Client:
             self.election_id = election_id
         update = p4r.MasterArbitrationUpdate(device_id=device_id)
         if self.election_id is not None:
+            update.election_id.SetInParent()
             update.election_id.CopyFrom(uint128(self.election_id))
         if role:
             update.role.name = role
