@@ -178,8 +178,10 @@ class RawSocketPort:
         os.write(self._wake_w, b"x")
 
     def release(self) -> None:
-        """Free the file descriptors once no thread is in `receive`."""
+        """Free the file descriptors once no thread is in `receive` (idempotent)."""
         self.close()
+        if self._sock.fileno() == -1:
+            return
         self._sock.close()
         os.close(self._wake_r)
         os.close(self._wake_w)
