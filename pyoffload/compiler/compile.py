@@ -1,0 +1,260 @@
+"""Compile one VNIC's offload request into P4Runtime entities, by name.
+
+The output is deterministic (same request and pool state, same entities in
+the same order) and ordered for installation: what an entry refers to comes
+before it (timeouts, meters, selector members and groups, then the rules,
+then the flow's configuration) and the flow classifier comes last, so no
+packet is classified into a flow whose rules are not there yet. Deletion is
+the reverse order.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+
+import attrs
+from finsy import (
+    P4ActionProfileGroup,
+    P4ActionProfileMember,
+    P4IndirectAction,
+    P4Member,
+    P4MeterConfig,
+    P4MeterEntry,
+    P4TableAction,
+    P4TableEntry,
+    P4TableMatch,
+)
+from finsy.p4entity import P4Entity
+
+from pyoffload.compiler import names
+from pyoffload.compiler.matches import covers, flow_fields, rule_fields, ternary
+from pyoffload.compiler.resources import ResourcePool
+from pyoffload.rules import (
+    TIMEOUT_STATES,
+    Dnat,
+    Flow,
+    LoadBalance,
+    OffloadRequest,
+    RateLimit,
+    Rule,
+    Snat,
+    Verdict,
+)
+
+TOP_PRIORITY = 1_000_000
+"""Priority of the first flow / rule; later ones count down (higher wins)."""
+
+
+@attrs.frozen(kw_only=True)
+class VnicTarget:
+    """The VNIC a request is compiled for."""
+
+    name: str
+    """The VNIC's name (channels and rule files use it)."""
+    vnic_id: int
+    """Its id in the pipeline (every key carries it), 1..65535."""
+
+
+@attrs.frozen(kw_only=True)
+class CompiledRequest:
+    """The entities of one request, in installation order, and what was noticed."""
+
+    entities: tuple[P4Entity, ...]
+    """Table entries, selector members/groups and meter configs, install order."""
+    warnings: tuple[str, ...]
+    """Rules that can never match (shadowed by an earlier rule of the flow)."""
+    usage: Mapping[str, int]
+    """Entries this request needs, per table."""
+    flow_ids: Mapping[str, int]
+    """The pipeline flow id of each flow of the request."""
+
+
+def meter_config(rate: RateLimit) -> P4MeterConfig:
+    return P4MeterConfig(cir=rate.cir, cburst=rate.cbs, pir=rate.pir, pburst=rate.pbs)
+
+
+@attrs.define
+class _Builder:
+    target: VnicTarget
+    const: Mapping[str, int]
+    pool: ResourcePool
+    timeouts: list[P4Entity] = attrs.field(factory=list)
+    meters: list[P4Entity] = attrs.field(factory=list)
+    members: list[P4Entity] = attrs.field(factory=list)
+    groups: list[P4Entity] = attrs.field(factory=list)
+    vips: list[P4Entity] = attrs.field(factory=list)
+    nat: list[P4Entity] = attrs.field(factory=list)
+    acl: list[P4Entity] = attrs.field(factory=list)
+    configs: list[P4Entity] = attrs.field(factory=list)
+    classifier: list[P4Entity] = attrs.field(factory=list)
+    warnings: list[str] = attrs.field(factory=list)
+    flow_ids: dict[str, int] = attrs.field(factory=dict)
+
+    def owner(self, *parts: str | int) -> tuple[str | int, ...]:
+        return (self.target.name, *parts)
+
+    def add_flow(self, index: int, flow: Flow) -> None:
+        vnic_id = self.target.vnic_id
+        flow_id = self.pool.flows_of(self.target.name).take(flow.id)
+        self.flow_ids[flow.id] = flow_id
+        config = flow.config
+
+        profile = 0
+        if config.timeouts.items():
+            profile = self.pool.ct_profiles.take(self.owner(flow.id))
+            for field, seconds in config.timeouts.items():
+                for state in TIMEOUT_STATES[field]:
+                    self.timeouts.append(P4TableEntry(
+                        names.CT_TIMEOUT,
+                        match=P4TableMatch(profile=profile, state=self.const[state]),
+                        action=P4TableAction(names.CT_SET_TIMEOUT, timeout_us=seconds * 1_000_000),
+                    ))
+        meter_index = 0
+        if config.rate_limit is not None:
+            meter_index = self.pool.meters.take(self.owner(flow.id))
+            self.meters.append(P4MeterEntry(
+                names.FLOW_METER, index=meter_index, config=meter_config(config.rate_limit)
+            ))
+        counter_index = 0
+        if any(s.value == "count" for s in config.services):
+            counter_index = self.pool.counters.take(self.owner(flow.id))
+        services = 0
+        for service in config.services:
+            services |= self.const[service.constant]
+
+        self.configs.append(P4TableEntry(
+            names.FLOW_CONFIG,
+            match=P4TableMatch(vnic_id=vnic_id, flow_id=flow_id),
+            action=P4TableAction(
+                names.SET_FLOW_CONFIG,
+                services=services,
+                ct_profile=profile,
+                default_verdict=self.const[config.default_verdict.constant],
+                meter_index=meter_index,
+                counter_index=counter_index,
+                mirror_session=config.mirror_session or 0,
+            ),
+        ))
+        self.classifier.append(P4TableEntry(
+            names.FLOW_CLASSIFIER,
+            match=P4TableMatch(vnic_id=vnic_id, **flow_fields(flow.match, self.const)),
+            action=P4TableAction(names.SET_FLOW, flow_id=flow_id),
+            priority=TOP_PRIORITY - index,
+        ))
+        self.add_rules(flow, flow_id)
+
+    def add_rules(self, flow: Flow, flow_id: int) -> None:
+        seen: dict[str, list[Rule]] = {"verdict": [], "nat": []}
+        for index, rule in enumerate(flow.rules):
+            kind = "nat" if isinstance(rule.action, Snat | Dnat) else "verdict"
+            if not isinstance(rule.action, LoadBalance):
+                for earlier in seen[kind]:
+                    if covers(earlier.match, rule.match):
+                        self.warnings.append(
+                            f'flow "{flow.id}": rule "{rule.id}" is never reached: '
+                            f'rule "{earlier.id}" before it matches all its packets'
+                        )
+                        break
+                seen[kind].append(rule)
+            self.add_rule(flow, flow_id, index, rule)
+
+    def add_rule(self, flow: Flow, flow_id: int, index: int, rule: Rule) -> None:
+        vnic_id = self.target.vnic_id
+        fields = rule_fields(rule.match, self.const)
+        match = P4TableMatch(vnic_id=vnic_id, flow_id=flow_id, **fields)
+        priority = TOP_PRIORITY - index
+        action = rule.action
+        if isinstance(action, Verdict):
+            self.acl.append(P4TableEntry(
+                names.ACL,
+                match=match,
+                action=P4TableAction(names.ACL_ACTIONS[action]),
+                priority=priority,
+                meter_config=meter_config(rule.rate_limit) if rule.rate_limit else None,
+            ))
+        elif isinstance(action, Snat):
+            self.nat.append(P4TableEntry(
+                names.NAT,
+                match=_nat_match(match),
+                action=P4TableAction(
+                    names.NAT_SNAT, addr=int(action.address),
+                    port_min=action.ports.lo, port_max=action.ports.hi,
+                ),
+                priority=priority,
+            ))
+        elif isinstance(action, Dnat):
+            self.nat.append(P4TableEntry(
+                names.NAT,
+                match=_nat_match(match),
+                action=P4TableAction(names.NAT_DNAT, addr=int(action.address),
+                                     port=action.port or 0),
+                priority=priority,
+            ))
+        else:
+            self.add_vip(flow, rule, action)
+
+    def add_vip(self, flow: Flow, rule: Rule, lb: LoadBalance) -> None:
+        group_id = self.pool.lb_groups.take(self.owner(flow.id, rule.id))
+        members: list[P4Member] = []
+        for b_index, backend in enumerate(lb.backends):
+            # Weights as repeated members: every target supports that.
+            for copy in range(backend.weight):
+                member_id = self.pool.lb_members.take(self.owner(flow.id, rule.id, b_index, copy))
+                self.members.append(P4ActionProfileMember(
+                    names.LB_SELECTOR,
+                    member_id=member_id,
+                    action=P4TableAction(names.LB_SET_BACKEND, addr=int(backend.address),
+                                         port=backend.port),
+                ))
+                members.append(P4Member(member_id, weight=1))
+        self.groups.append(P4ActionProfileGroup(
+            names.LB_SELECTOR, group_id=group_id, members=members
+        ))
+        self.vips.append(P4TableEntry(
+            names.LB_VIP,
+            match=P4TableMatch(vnic_id=self.target.vnic_id, vip=int(lb.vip),
+                               protocol=lb.protocol, port=lb.port),
+            action=P4IndirectAction(group_id=group_id),
+        ))
+
+    def result(self) -> CompiledRequest:
+        ordered = [*self.timeouts, *self.meters, *self.members, *self.groups, *self.vips,
+                   *self.nat, *self.acl, *self.configs, *self.classifier]
+        usage: Counter[str] = Counter()
+        for entity in ordered:
+            if isinstance(entity, P4TableEntry):
+                usage[str(entity.table_id)] += 1
+        usage[names.LB_SELECTOR] = len(self.members) + len(self.groups)
+        return CompiledRequest(
+            entities=tuple(ordered),
+            warnings=tuple(self.warnings),
+            usage=dict(usage),
+            flow_ids=dict(self.flow_ids),
+        )
+
+
+def _nat_match(match: P4TableMatch) -> P4TableMatch:
+    """NAT rules have no conntrack-state or TCP-flag key."""
+    return P4TableMatch({k: v for k, v in match.items() if k not in ("ct_state", "tcp_flags")})
+
+
+def compile_request(
+    request: OffloadRequest,
+    target: VnicTarget,
+    const: Mapping[str, int],
+    pool: ResourcePool,
+) -> CompiledRequest:
+    """The entities that make ``target`` do what ``request`` asks.
+
+    Numbers (flow ids, meter and counter slots, timeout profiles, selector
+    members and groups) are taken from ``pool``; pass a copy when the result
+    may be thrown away.
+    """
+    builder = _Builder(target=target, const=const, pool=pool)
+    for index, flow in enumerate(request.flows):
+        builder.add_flow(index, flow)
+    return builder.result()
+
+
+__all__ = ["CompiledRequest", "VnicTarget", "compile_request", "ternary"]

@@ -1,0 +1,104 @@
+"""Numbers the compiler hands out: VNIC-local flow ids and pipeline-wide slots.
+
+The pipeline indexes meters, counters and timeout profiles by small numbers,
+and selector members and groups by ids; VNICs share those spaces. A pool keeps
+who holds what, so compiling the same request twice gives the same numbers
+(idempotent re-apply writes nothing) and a flow keeps its numbers across
+requests as long as it keeps its id. Releasing is explicit: the agent frees a
+VNIC's numbers once the entities using them are deleted.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Hashable
+
+import attrs
+
+
+class ResourceExhausted(Exception):
+    """No free number is left in a space (the message names it and its size)."""
+
+
+@attrs.define
+class NumberSpace:
+    """Numbers ``first..last`` handed out by owner key, lowest free first."""
+
+    name: str
+    first: int
+    last: int
+    _by_owner: dict[Hashable, int] = attrs.field(factory=dict)
+    _owners: dict[int, Hashable] = attrs.field(factory=dict)
+
+    @property
+    def capacity(self) -> int:
+        return self.last - self.first + 1
+
+    @property
+    def used(self) -> int:
+        return len(self._owners)
+
+    def get(self, owner: Hashable) -> int | None:
+        return self._by_owner.get(owner)
+
+    def take(self, owner: Hashable) -> int:
+        """The owner's number, allocating the lowest free one if it has none."""
+        held = self._by_owner.get(owner)
+        if held is not None:
+            return held
+        for number in range(self.first, self.last + 1):
+            if number not in self._owners:
+                self._by_owner[owner] = number
+                self._owners[number] = owner
+                return number
+        raise ResourceExhausted(
+            f"{self.name}: all {self.capacity} numbers are in use"
+        )
+
+    def release(self, owner: Hashable) -> None:
+        number = self._by_owner.pop(owner, None)
+        if number is not None:
+            del self._owners[number]
+
+    def owners(self) -> list[Hashable]:
+        return list(self._by_owner)
+
+@attrs.define
+class ResourcePool:
+    """All number spaces of one pipeline, sized from its P4Info."""
+
+    flow_ids: dict[str, NumberSpace] = attrs.field(factory=dict)
+    """Per VNIC: flow id -> the pipeline's 16-bit flow id (0 is never used)."""
+    meters: NumberSpace = attrs.field(factory=lambda: NumberSpace("vnic.flow_meter", 1, 4095))
+    counters: NumberSpace = attrs.field(
+        factory=lambda: NumberSpace("vnic.flow_counter", 1, 4095)
+    )
+    ct_profiles: NumberSpace = attrs.field(
+        factory=lambda: NumberSpace("conntrack timeout profiles", 1, 255)
+    )
+    """Profile 0 is the built-in timeouts; equal timeout sets share a profile."""
+    lb_members: NumberSpace = attrs.field(
+        factory=lambda: NumberSpace("vnic.lb_selector members", 1, 2**31 - 1)
+    )
+    lb_groups: NumberSpace = attrs.field(
+        factory=lambda: NumberSpace("vnic.lb_selector groups", 1, 2**31 - 1)
+    )
+
+    @classmethod
+    def sized(cls, *, meters: int, counters: int) -> ResourcePool:
+        """A pool for a pipeline whose meter and counter arrays have these sizes."""
+        return cls(
+            meters=NumberSpace("vnic.flow_meter", 1, meters - 1),
+            counters=NumberSpace("vnic.flow_counter", 1, counters - 1),
+        )
+
+    def flows_of(self, vnic: str) -> NumberSpace:
+        space = self.flow_ids.get(vnic)
+        if space is None:
+            space = self.flow_ids[vnic] = NumberSpace(f"flow ids of VNIC {vnic}", 1, 65535)
+        return space
+
+    def copy(self) -> ResourcePool:
+        """An independent copy: an apply allocates on a copy and keeps it only
+        when the whole request was installed, so a failure gives nothing away."""
+        return copy.deepcopy(self)
