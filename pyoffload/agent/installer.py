@@ -1,0 +1,251 @@
+"""Install a VNIC's entities on a target: diff, batched writes, all or nothing.
+
+The installer remembers what it installed for each VNIC. ``apply`` compares
+the desired entities with that, writes only what changed (inserts in
+installation order, then modifications, then deletions in reverse order, in
+batches), reads the written entities back to check the target holds them,
+and, when any update fails, undoes every update of this apply that
+succeeded, so the target is left exactly as before. BMv2 only offers
+continue-on-error batches, so the undo is done here rather than trusted to
+the target.
+
+Meters are modify-only in P4Runtime: "inserting" one writes its config,
+"deleting" it writes an empty config (back to the default, unmetered).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+
+import attrs
+from finsy import P4Schema
+from finsy.p4entity import P4Entity
+from finsy.proto import p4r
+
+from pyoffload.p4runtime import P4RuntimeClient, P4RuntimeError, UpdateType
+
+BATCH_SIZE = 1000
+"""Updates per Write request."""
+
+EntityKey = tuple[object, ...]
+
+
+def entity_key(entity: p4r.Entity) -> EntityKey:
+    """What identifies an entity on the target (its key, not its value)."""
+    kind = entity.WhichOneof("entity")
+    if kind == "table_entry":
+        te = entity.table_entry
+        fields = tuple(sorted((m.field_id, m.SerializeToString(deterministic=True))
+                              for m in te.match))
+        return ("table", te.table_id, te.priority, fields, te.is_default_action)
+    if kind == "action_profile_member":
+        m = entity.action_profile_member
+        return ("member", m.action_profile_id, m.member_id)
+    if kind == "action_profile_group":
+        g = entity.action_profile_group
+        return ("group", g.action_profile_id, g.group_id)
+    if kind == "meter_entry":
+        me = entity.meter_entry
+        return ("meter", me.meter_id, me.index.index)
+    raise ValueError(f"the installer does not manage {kind} entities")
+
+
+def _is_modify_only(entity: p4r.Entity) -> bool:
+    return entity.WhichOneof("entity") == "meter_entry"
+
+
+def _without_config(entity: p4r.Entity) -> p4r.Entity:
+    """A meter entry back to its default (no config)."""
+    reset = p4r.Entity()
+    reset.CopyFrom(entity)
+    reset.meter_entry.ClearField("config")
+    return reset
+
+
+def _value(entity: p4r.Entity) -> bytes:
+    return entity.SerializeToString(deterministic=True)
+
+
+@attrs.frozen(kw_only=True)
+class Change:
+    """One update to send, with what undoes it."""
+
+    label: str
+    """insert, modify or delete: what the change means for the VNIC."""
+    kind: UpdateType
+    entity: p4r.Entity
+    undo_kind: UpdateType
+    undo_entity: p4r.Entity
+
+    def update(self) -> p4r.Update:
+        return p4r.Update(type=self.kind.value, entity=self.entity)
+
+    def undo(self) -> p4r.Update:
+        return p4r.Update(type=self.undo_kind.value, entity=self.undo_entity)
+
+
+@attrs.frozen(kw_only=True)
+class ApplyResult:
+    """What one apply wrote."""
+
+    inserted: int
+    modified: int
+    deleted: int
+
+    @property
+    def written(self) -> int:
+        return self.inserted + self.modified + self.deleted
+
+
+class InstallError(Exception):
+    """An apply failed and was undone; ``error`` holds the target's answer."""
+
+    def __init__(self, message: str, error: P4RuntimeError | None = None,
+                 failed: Sequence[p4r.Entity] = ()) -> None:
+        super().__init__(message)
+        self.error = error
+        self.failed = list(failed)
+
+
+def plan(installed: dict[EntityKey, p4r.Entity],
+         desired: Sequence[p4r.Entity]) -> list[Change]:
+    """The updates that turn ``installed`` into ``desired`` (both install-ordered)."""
+    wanted: dict[EntityKey, p4r.Entity] = {}
+    for entity in desired:
+        key = entity_key(entity)
+        if key in wanted:
+            raise ValueError(f"two desired entities have the same key {key!r}")
+        wanted[key] = entity
+    inserts: list[Change] = []
+    modifies: list[Change] = []
+    for key, entity in wanted.items():
+        old = installed.get(key)
+        if old is None:
+            if _is_modify_only(entity):
+                inserts.append(Change(label="insert", kind=UpdateType.MODIFY, entity=entity,
+                                      undo_kind=UpdateType.MODIFY,
+                                      undo_entity=_without_config(entity)))
+            else:
+                inserts.append(Change(label="insert", kind=UpdateType.INSERT, entity=entity,
+                                      undo_kind=UpdateType.DELETE, undo_entity=entity))
+        elif _value(old) != _value(entity):
+            modifies.append(Change(label="modify", kind=UpdateType.MODIFY, entity=entity,
+                                   undo_kind=UpdateType.MODIFY, undo_entity=old))
+    deletes: list[Change] = []
+    for key, old in reversed(list(installed.items())):
+        if key in wanted:
+            continue
+        if _is_modify_only(old):
+            deletes.append(Change(label="delete", kind=UpdateType.MODIFY,
+                                  entity=_without_config(old),
+                                  undo_kind=UpdateType.MODIFY, undo_entity=old))
+        else:
+            deletes.append(Change(label="delete", kind=UpdateType.DELETE, entity=old,
+                                  undo_kind=UpdateType.INSERT, undo_entity=old))
+    return [*inserts, *modifies, *deletes]
+
+
+def _batches(items: Sequence[Change], size: int) -> Iterator[Sequence[Change]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+@attrs.define
+class Installer:
+    """Keeps each VNIC's installed entities and moves them to the desired ones."""
+
+    client: P4RuntimeClient
+    schema: P4Schema
+    batch_size: int = BATCH_SIZE
+    verify: bool = True
+    _installed: dict[str, dict[EntityKey, p4r.Entity]] = attrs.field(factory=dict)
+
+    def installed(self, vnic: str) -> list[p4r.Entity]:
+        return list(self._installed.get(vnic, {}).values())
+
+    def encode(self, entities: Iterable[P4Entity]) -> list[p4r.Entity]:
+        return [e.encode(self.schema) for e in entities]
+
+    def apply(self, vnic: str, desired: Sequence[p4r.Entity]) -> ApplyResult:
+        """Make the target hold exactly ``desired`` for ``vnic``, or nothing changes."""
+        current = self._installed.get(vnic, {})
+        changes = plan(current, desired)
+        done: list[Change] = []
+        for batch in _batches(changes, self.batch_size):
+            try:
+                self.client.write([c.update() for c in batch])
+            except P4RuntimeError as exc:
+                failed = set(exc.details) if exc.details else set(range(len(batch)))
+                done.extend(c for i, c in enumerate(batch) if i not in failed)
+                self._undo(done)
+                raise InstallError(
+                    f"VNIC {vnic}: the target refused {len(failed)} of {len(changes)} "
+                    f"updates; everything this apply wrote was undone:\n{exc}",
+                    exc,
+                    [batch[i].entity for i in sorted(failed) if i < len(batch)],
+                ) from None
+            done.extend(batch)
+        if self.verify and desired:
+            missing = self._verify(desired)
+            if missing:
+                self._undo(done)
+                raise InstallError(
+                    f"VNIC {vnic}: {len(missing)} written entities did not read back "
+                    "as written; the apply was undone", None, missing)
+        self._installed[vnic] = {entity_key(e): e for e in desired}
+        labels = [c.label for c in changes]
+        return ApplyResult(inserted=labels.count("insert"), modified=labels.count("modify"),
+                           deleted=labels.count("delete"))
+
+    def forget(self, vnic: str) -> None:
+        """Drop what we remember for ``vnic`` (after the target lost its state)."""
+        self._installed.pop(vnic, None)
+
+    def reinstall(self, vnic: str) -> ApplyResult:
+        """Write everything ``vnic`` should hold again (a restarted target)."""
+        desired = self.installed(vnic)
+        self._installed.pop(vnic, None)
+        return self.apply(vnic, desired)
+
+    def _undo(self, done: list[Change]) -> None:
+        undo = [c.undo() for c in reversed(done)]
+        for start in range(0, len(undo), self.batch_size):
+            try:
+                self.client.write(undo[start:start + self.batch_size])
+            except P4RuntimeError:
+                # Keep undoing the rest: the more of the old state comes back, the better.
+                continue
+
+    def _verify(self, desired: Sequence[p4r.Entity]) -> list[p4r.Entity]:
+        """Entities the target does not report back (by key) after the write."""
+        missing: list[p4r.Entity] = []
+        for start in range(0, len(desired), self.batch_size):
+            chunk = desired[start:start + self.batch_size]
+            queries = [_read_query(e) for e in chunk]
+            try:
+                found = {entity_key(e) for e in self.client.read(queries)
+                         if e.WhichOneof("entity") in _MANAGED}
+            except P4RuntimeError:
+                return list(chunk)
+            missing.extend(e for e in chunk if entity_key(e) not in found)
+        return missing
+
+
+_MANAGED = ("table_entry", "action_profile_member", "action_profile_group", "meter_entry")
+
+
+def _read_query(entity: p4r.Entity) -> p4r.Entity:
+    """A read of exactly this entity (its key; table entries without action)."""
+    query = p4r.Entity()
+    query.CopyFrom(entity)
+    kind = entity.WhichOneof("entity")
+    if kind == "table_entry":
+        query.table_entry.ClearField("action")
+        query.table_entry.ClearField("meter_config")
+    elif kind == "action_profile_member":
+        query.action_profile_member.ClearField("action")
+    elif kind == "action_profile_group":
+        query.action_profile_group.ClearField("members")
+    elif kind == "meter_entry":
+        query.meter_entry.ClearField("config")
+    return query
