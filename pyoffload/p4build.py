@@ -37,8 +37,12 @@ class BuildError(Exception):
 
 
 def compiler_version(compiler: str) -> str:
+    """``p4c-bm2-ss Version 1.2.4.8 (SHA: ...)``; p4c prints it on stderr."""
     out = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=True)
-    return " ".join(out.stdout.split())
+    for line in (out.stdout + out.stderr).splitlines():
+        if line.startswith("Version"):
+            return f"{Path(compiler).name} {line.strip()}"
+    return Path(compiler).name
 
 
 def compile_into(out_dir: Path, p4src: Path = P4SRC_DIR, compiler: str = COMPILER) -> None:

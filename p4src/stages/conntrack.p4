@@ -241,172 +241,167 @@ control ConntrackCommit(inout headers_t hdr, inout metadata_t meta) {
     }
 
     apply {
-        if (meta.l34.trackable == 0 || meta.drop == 1 || meta.punt == 1) {
-            return;
-        }
         bool translate = meta.nat.src_rewrite == 1 || meta.nat.dst_rewrite == 1;
+        bool update = false;
+        bool insert = false;
 
-        if (meta.ct.hit == 1) {
-            if (meta.ct.acl_state != CTS_ESTABLISHED) {
-                return;
-            }
-            meta.flow.ct_profile = meta.ct.stored_info[23:16];
-        } else {
-            if (meta.ct.acl_state != CTS_NEW) {
-                return;
-            }
-            if (meta.verdict != VERDICT_ALLOW_TRACK && !translate) {
-                return;
-            }
-            if (meta.ct.occupied == 1) {
-                meta.punt = 1;
-                meta.punt_reason = PUNT_CT_COLLISION;
-                ct_events.count(CT_EVENT_COLLISION);
-                return;
-            }
-            if (hdr.tcp.isValid()) {
-                meta.ct.next_state = CT_TCP_SYN_SENT;
-            } else if (hdr.udp.isValid()) {
-                meta.ct.next_state = CT_UDP_NEW;
-            } else {
-                meta.ct.next_state = CT_ICMP_NEW;
+        if (meta.l34.trackable == 1 && meta.drop == 0 && meta.punt == 0) {
+            if (meta.ct.hit == 1) {
+                if (meta.ct.acl_state == CTS_ESTABLISHED) {
+                    update = true;
+                    meta.flow.ct_profile = meta.ct.stored_info[23:16];
+                }
+            } else if (meta.ct.acl_state == CTS_NEW
+                    && (meta.verdict == VERDICT_ALLOW_TRACK || translate)) {
+                if (meta.ct.occupied == 1) {
+                    meta.punt = 1;
+                    meta.punt_reason = PUNT_CT_COLLISION;
+                    ct_events.count(CT_EVENT_COLLISION);
+                } else {
+                    insert = true;
+                    if (hdr.tcp.isValid()) {
+                        meta.ct.next_state = CT_TCP_SYN_SENT;
+                    } else if (hdr.udp.isValid()) {
+                        meta.ct.next_state = CT_UDP_NEW;
+                    } else {
+                        meta.ct.next_state = CT_ICMP_NEW;
+                    }
+                }
             }
         }
 
-        ct_timeout.apply();
-        if (meta.ct.timeout == 0) {
-            if (meta.ct.next_state == CT_TCP_ESTABLISHED) {
-                meta.ct.timeout = 48w3600000000;         /* 1 h */
-            } else if (meta.ct.next_state == CT_TCP_SYN_SENT
-                    || meta.ct.next_state == CT_TCP_SYN_RECV) {
-                meta.ct.timeout = 48w60000000;           /* 60 s */
-            } else if (meta.ct.next_state == CT_TCP_FIN_WAIT
-                    || meta.ct.next_state == CT_TCP_CLOSING) {
-                meta.ct.timeout = 48w120000000;          /* 120 s */
-            } else if (meta.ct.next_state == CT_TCP_CLOSED) {
-                meta.ct.timeout = 48w10000000;           /* 10 s */
-            } else if (meta.ct.next_state == CT_UDP_ESTABLISHED) {
-                meta.ct.timeout = 48w180000000;          /* 180 s */
-            } else {
-                meta.ct.timeout = 48w30000000;           /* 30 s */
+        bit<48> expires = 0;
+        bit<32> state_bits = 0;
+        if (update || insert) {
+            ct_timeout.apply();
+            if (meta.ct.timeout == 0) {
+                if (meta.ct.next_state == CT_TCP_ESTABLISHED) {
+                    meta.ct.timeout = 48w3600000000;         /* 1 h */
+                } else if (meta.ct.next_state == CT_TCP_SYN_SENT
+                        || meta.ct.next_state == CT_TCP_SYN_RECV) {
+                    meta.ct.timeout = 48w60000000;           /* 60 s */
+                } else if (meta.ct.next_state == CT_TCP_FIN_WAIT
+                        || meta.ct.next_state == CT_TCP_CLOSING) {
+                    meta.ct.timeout = 48w120000000;          /* 120 s */
+                } else if (meta.ct.next_state == CT_TCP_CLOSED) {
+                    meta.ct.timeout = 48w10000000;           /* 10 s */
+                } else if (meta.ct.next_state == CT_UDP_ESTABLISHED) {
+                    meta.ct.timeout = 48w180000000;          /* 180 s */
+                } else {
+                    meta.ct.timeout = 48w30000000;           /* 30 s */
+                }
             }
+            expires = meta.now + meta.ct.timeout;
+            state_bits = (bit<32>)meta.ct.next_state
+                | ((bit<32>)meta.ct.fin_orig << 9) | ((bit<32>)meta.ct.fin_reply << 10);
         }
-        bit<48> expires = meta.now + meta.ct.timeout;
-        bit<32> state_bits = (bit<32>)meta.ct.next_state
-            | ((bit<32>)meta.ct.fin_orig << 9) | ((bit<32>)meta.ct.fin_reply << 10);
 
-        if (meta.ct.hit == 1) {
+        if (update) {
             ct_info.write(meta.ct.index, (meta.ct.stored_info & 32w0xfffff9f0) | state_bits);
             ct_expires.write(meta.ct.index, expires);
             if (meta.ct.stored_info[6:5] != CT_KIND_PLAIN) {
-                bit<32> partner_info;
-                ct_info.read(partner_info, meta.ct.partner);
                 /* Both slots name the same originator, so state and FIN
                  * bits carry over unchanged. */
+                bit<32> partner_info;
+                ct_info.read(partner_info, meta.ct.partner);
                 ct_info.write(meta.ct.partner, (partner_info & 32w0xfffff9f0) | state_bits);
                 ct_expires.write(meta.ct.partner, expires);
             }
-            return;
         }
 
         bit<32> profile_bits = (bit<32>)meta.flow.ct_profile << 16;
-        if (!translate) {
+        if (insert && !translate) {
             ct_signature.write(meta.ct.index, meta.ct.signature);
             ct_info.write(meta.ct.index, state_bits | ((bit<32>)meta.ct.swapped << 4)
                 | ((bit<32>)CT_KIND_PLAIN << 5) | profile_bits);
             ct_flow.write(meta.ct.index, meta.flow.flow_id);
             ct_expires.write(meta.ct.index, expires);
             ct_events.count(CT_EVENT_NEW);
-            return;
         }
 
-        /* Translated: the tuple on the far side of the rewrite gets a slot too. */
-        ip_addr_t t_src = meta.l34.src_addr;
-        bit<16> t_sport = meta.l34.src_port;
-        ip_addr_t t_dst = meta.l34.dst_addr;
-        bit<16> t_dport = meta.l34.dst_port;
-        if (meta.nat.src_rewrite == 1) {
-            t_src = (ip_addr_t)meta.nat.new_src_addr;
-            t_sport = meta.nat.new_src_port;
-        }
-        if (meta.nat.dst_rewrite == 1) {
-            t_dst = (ip_addr_t)meta.nat.new_dst_addr;
-            t_dport = meta.nat.new_dst_port;
-        }
-        bit<1> t_swapped;
-        ip_addr_t t_lo_addr;
-        ip_addr_t t_hi_addr;
-        bit<16> t_lo_port;
-        bit<16> t_hi_port;
-        if (t_src < t_dst || (t_src == t_dst && t_sport <= t_dport)) {
-            t_swapped = 0;
-            t_lo_addr = t_src;
-            t_lo_port = t_sport;
-            t_hi_addr = t_dst;
-            t_hi_port = t_dport;
-        } else {
-            t_swapped = 1;
-            t_lo_addr = t_dst;
-            t_lo_port = t_dport;
-            t_hi_addr = t_src;
-            t_hi_port = t_sport;
-        }
-        bit<32> t_index;
-        bit<32> t_signature;
-        hash(t_index, HashAlgorithm.crc32, 32w0,
-             { meta.vnic.vnic_id, meta.l34.proto, t_lo_addr, t_hi_addr, t_lo_port, t_hi_port },
-             (bit<32>)CT_SLOTS);
-        hash(t_signature, HashAlgorithm.crc32, 32w0,
-             { t_hi_port, t_lo_port, t_hi_addr, t_lo_addr, meta.l34.proto, meta.vnic.vnic_id,
-               8w0x5a },
-             64w0x100000000);
-        bit<32> t_info;
-        bit<48> t_expires;
-        ct_info.read(t_info, t_index);
-        ct_expires.read(t_expires, t_index);
-        if (t_index == meta.ct.index || (t_info[3:0] != CT_FREE && t_expires > meta.now)) {
-            meta.punt = 1;
-            meta.punt_reason = PUNT_NAT_COLLISION;
-            ct_events.count(CT_EVENT_NAT_COLLISION);
-            return;
-        }
+        if (insert && translate) {
+            /* The tuple on the far side of the rewrite gets a slot too. */
+            ip_addr_t t_src = meta.l34.src_addr;
+            bit<16> t_sport = meta.l34.src_port;
+            ip_addr_t t_dst = meta.l34.dst_addr;
+            bit<16> t_dport = meta.l34.dst_port;
+            if (meta.nat.src_rewrite == 1) {
+                t_src = (ip_addr_t)meta.nat.new_src_addr;
+                t_sport = meta.nat.new_src_port;
+            }
+            if (meta.nat.dst_rewrite == 1) {
+                t_dst = (ip_addr_t)meta.nat.new_dst_addr;
+                t_dport = meta.nat.new_dst_port;
+            }
+            bit<1> t_swapped = 0;
+            ip_addr_t t_lo_addr = t_src;
+            ip_addr_t t_hi_addr = t_dst;
+            bit<16> t_lo_port = t_sport;
+            bit<16> t_hi_port = t_dport;
+            if (!(t_src < t_dst || (t_src == t_dst && t_sport <= t_dport))) {
+                t_swapped = 1;
+                t_lo_addr = t_dst;
+                t_lo_port = t_dport;
+                t_hi_addr = t_src;
+                t_hi_port = t_sport;
+            }
+            bit<32> t_index;
+            bit<32> t_signature;
+            hash(t_index, HashAlgorithm.crc32, 32w0,
+                 { meta.vnic.vnic_id, meta.l34.proto, t_lo_addr, t_hi_addr, t_lo_port,
+                   t_hi_port },
+                 (bit<32>)CT_SLOTS);
+            hash(t_signature, HashAlgorithm.crc32, 32w0,
+                 { t_hi_port, t_lo_port, t_hi_addr, t_lo_addr, meta.l34.proto,
+                   meta.vnic.vnic_id, 8w0x5a },
+                 64w0x100000000);
+            bit<32> t_info;
+            bit<48> t_expires;
+            ct_info.read(t_info, t_index);
+            ct_expires.read(t_expires, t_index);
+            if (t_index == meta.ct.index || (t_info[3:0] != CT_FREE && t_expires > meta.now)) {
+                meta.punt = 1;
+                meta.punt_reason = PUNT_NAT_COLLISION;
+                ct_events.count(CT_EVENT_NAT_COLLISION);
+            } else {
+                bit<2> here_kind = CT_KIND_NETWORK;
+                bit<2> there_kind = CT_KIND_GUEST;
+                if (meta.vnic.direction == DIR_FROM_GUEST) {
+                    here_kind = CT_KIND_GUEST;
+                    there_kind = CT_KIND_NETWORK;
+                }
 
-        bit<2> here_kind = CT_KIND_NETWORK;
-        bit<2> there_kind = CT_KIND_GUEST;
-        if (meta.vnic.direction == DIR_FROM_GUEST) {
-            here_kind = CT_KIND_GUEST;
-            there_kind = CT_KIND_NETWORK;
+                /* This side: rewrite as decided. */
+                ct_signature.write(meta.ct.index, meta.ct.signature);
+                ct_info.write(meta.ct.index, state_bits | ((bit<32>)meta.ct.swapped << 4)
+                    | ((bit<32>)here_kind << 5) | ((bit<32>)meta.nat.src_rewrite << 7)
+                    | ((bit<32>)meta.nat.dst_rewrite << 8) | profile_bits);
+                ct_flow.write(meta.ct.index, meta.flow.flow_id);
+                ct_expires.write(meta.ct.index, expires);
+                ct_partner.write(meta.ct.index, t_index);
+                ct_xlate_src_addr.write(meta.ct.index, meta.nat.new_src_addr);
+                ct_xlate_src_port.write(meta.ct.index, meta.nat.new_src_port);
+                ct_xlate_dst_addr.write(meta.ct.index, meta.nat.new_dst_addr);
+                ct_xlate_dst_port.write(meta.ct.index, meta.nat.new_dst_port);
+
+                /* Far side: replies come back as (t_dst -> t_src) and are
+                 * rewritten to (original dst -> original src). */
+                ct_signature.write(t_index, t_signature);
+                ct_info.write(t_index, state_bits | ((bit<32>)t_swapped << 4)
+                    | ((bit<32>)there_kind << 5) | ((bit<32>)meta.nat.dst_rewrite << 7)
+                    | ((bit<32>)meta.nat.src_rewrite << 8) | profile_bits);
+                ct_flow.write(t_index, meta.flow.flow_id);
+                ct_expires.write(t_index, expires);
+                ct_partner.write(t_index, meta.ct.index);
+                ct_xlate_src_addr.write(t_index, meta.l34.dst_addr[31:0]);
+                ct_xlate_src_port.write(t_index, meta.l34.dst_port);
+                ct_xlate_dst_addr.write(t_index, meta.l34.src_addr[31:0]);
+                ct_xlate_dst_port.write(t_index, meta.l34.src_port);
+
+                ct_events.count(CT_EVENT_NEW);
+                meta.nat.applied = 1;
+            }
         }
-
-        /* This side: rewrite as decided. */
-        ct_signature.write(meta.ct.index, meta.ct.signature);
-        ct_info.write(meta.ct.index, state_bits | ((bit<32>)meta.ct.swapped << 4)
-            | ((bit<32>)here_kind << 5) | ((bit<32>)meta.nat.src_rewrite << 7)
-            | ((bit<32>)meta.nat.dst_rewrite << 8) | profile_bits);
-        ct_flow.write(meta.ct.index, meta.flow.flow_id);
-        ct_expires.write(meta.ct.index, expires);
-        ct_partner.write(meta.ct.index, t_index);
-        ct_xlate_src_addr.write(meta.ct.index, meta.nat.new_src_addr);
-        ct_xlate_src_port.write(meta.ct.index, meta.nat.new_src_port);
-        ct_xlate_dst_addr.write(meta.ct.index, meta.nat.new_dst_addr);
-        ct_xlate_dst_port.write(meta.ct.index, meta.nat.new_dst_port);
-
-        /* Far side: replies come back as (t_dst -> t_src) and are rewritten
-         * to (original dst -> original src). */
-        ct_signature.write(t_index, t_signature);
-        ct_info.write(t_index, state_bits | ((bit<32>)t_swapped << 4)
-            | ((bit<32>)there_kind << 5) | ((bit<32>)meta.nat.dst_rewrite << 7)
-            | ((bit<32>)meta.nat.src_rewrite << 8) | profile_bits);
-        ct_flow.write(t_index, meta.flow.flow_id);
-        ct_expires.write(t_index, expires);
-        ct_partner.write(t_index, meta.ct.index);
-        ct_xlate_src_addr.write(t_index, meta.l34.dst_addr[31:0]);
-        ct_xlate_src_port.write(t_index, meta.l34.dst_port);
-        ct_xlate_dst_addr.write(t_index, meta.l34.src_addr[31:0]);
-        ct_xlate_dst_port.write(t_index, meta.l34.src_port);
-
-        ct_events.count(CT_EVENT_NEW);
-        meta.nat.applied = 1;
     }
 }
 

@@ -8,16 +8,11 @@
 #include "../include/headers.p4"
 #include "../include/sizes.p4"
 
-control Forward(inout headers_t hdr, inout metadata_t meta,
-                inout standard_metadata_t std_meta) {
-    @name(".vnic.drop_counter")
-    counter(DROP_REASONS, CounterType.packets_and_bytes) drop_counter;
-
-    @name(".vnic.flow_counter")
-    counter(FLOW_COUNTER_SIZE, CounterType.packets_and_bytes) flow_counter;
-
-    /* Turn a TCP segment into the RST its sender should see. */
-    action build_tcp_reset() {
+/* Turns a TCP segment into the RST its sender should see (reject), cut to
+ * its headers. A control rather than an action: it branches on header
+ * validity, which BMv2 does not allow inside actions. */
+control TcpReset(inout headers_t hdr, inout metadata_t meta) {
+    apply {
         mac_t mac = hdr.ethernet.src_addr;
         hdr.ethernet.src_addr = hdr.ethernet.dst_addr;
         hdr.ethernet.dst_addr = mac;
@@ -71,6 +66,17 @@ control Forward(inout headers_t hdr, inout metadata_t meta,
         }
         truncate(frame_len);
     }
+}
+
+control Forward(inout headers_t hdr, inout metadata_t meta,
+                inout standard_metadata_t std_meta) {
+    @name(".vnic.drop_counter")
+    counter(DROP_REASONS, CounterType.packets_and_bytes) drop_counter;
+
+    @name(".vnic.flow_counter")
+    counter(FLOW_COUNTER_SIZE, CounterType.packets_and_bytes) flow_counter;
+
+    TcpReset() tcp_reset;
 
     apply {
         if (meta.punt == 1) {
@@ -92,7 +98,7 @@ control Forward(inout headers_t hdr, inout metadata_t meta,
             flow_counter.count(meta.flow.counter_index);
         }
         if (meta.reject == 1) {
-            build_tcp_reset();
+            tcp_reset.apply(hdr, meta);
             std_meta.egress_spec = meta.vnic.in_port;
             return;
         }
