@@ -42,7 +42,7 @@ def ptf_command(
     argv = [sys.executable, ptf, "--test-dir", str(test_dir), "--pypath", str(REPO)]
     for port, iface in sorted(ports.items()):
         argv += ["--interface", f"{port}@{iface}"]
-    argv += ["--test-params", param_text, "--disable-ipv6", "--socket-recv-size", "1048576"]
+    argv += ["--test-params", param_text, "--socket-recv-size", "1048576"]
     argv += ["--log-file", str(Path(tempfile.gettempdir()) / "pyoffload-ptf.log")]
     return argv + selection
 

@@ -48,7 +48,8 @@ def _ethtool_tx_off(ifname: str, netns: str | None) -> None:
     if shutil.which("ethtool") is None:
         raise TopologyError("the `ethtool` command is missing (Debian package ethtool)")
     prefix = ["ip", "netns", "exec", netns] if netns else []
-    subprocess.run([*prefix, "ethtool", "-K", ifname, "tx", "off"], capture_output=True)
+    features = ["tx", "off", "rxvlan", "off", "txvlan", "off"]
+    subprocess.run([*prefix, "ethtool", "-K", ifname, *features], capture_output=True)
 
 
 def run_tag() -> str:

@@ -46,7 +46,14 @@ class P4RuntimeTest(BaseTest):  # type: ignore[misc]
         self.cpu_port = int(param("cpu_port"))
         self.client = P4RuntimeClient(str(param("grpc_addr")), device_id=int(param("device_id")))
         self.client.open()
-        self.schema = self.client.set_pipeline(Path(param("p4info")), Path(param("bmv2_json")))
+        try:
+            self.schema = self.client.set_pipeline(
+                Path(param("p4info")), Path(param("bmv2_json"))
+            )
+        except BaseException:
+            # tearDown does not run when setUp fails: release the controller here.
+            self.client.close()
+            raise
         self._undo: list[p4r.Entity] = []
 
     def tearDown(self) -> None:

@@ -101,7 +101,25 @@ _SOL_PACKET = 263
 _PACKET_ADD_MEMBERSHIP = 1
 _PACKET_MR_PROMISC = 1
 _PACKET_IGNORE_OUTGOING = 23
+_PACKET_AUXDATA = 8
+_TP_STATUS_VLAN_VALID = 1 << 4
+_TP_STATUS_VLAN_TPID_VALID = 1 << 6
+_AUXDATA = struct.Struct("=IIIHHHH")  # struct tpacket_auxdata
+_ETH_P_8021Q = 0x8100
 _MAX_FRAME = 65536 + 64
+
+
+def _with_vlan_tag(frame: bytes, ancillary: list[tuple[int, int, bytes]]) -> bytes:
+    """The frame as it was on the wire: its 802.1Q tag back after the MACs."""
+    for level, kind, data in ancillary:
+        if level != _SOL_PACKET or kind != _PACKET_AUXDATA or len(data) < _AUXDATA.size:
+            continue
+        status, _len, _snap, _mac, _net, tci, tpid = _AUXDATA.unpack_from(data)
+        if status & _TP_STATUS_VLAN_VALID and len(frame) >= 12:
+            if not status & _TP_STATUS_VLAN_TPID_VALID or tpid == 0:
+                tpid = _ETH_P_8021Q
+            return frame[:12] + struct.pack("!HH", tpid, tci) + frame[12:]
+    return frame
 
 
 class PortError(Exception):
@@ -133,6 +151,9 @@ class RawSocketPort:
             with contextlib.suppress(OSError):  # before Linux 4.20: filtered in receive()
                 sock.setsockopt(_SOL_PACKET, _PACKET_IGNORE_OUTGOING, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+            # The kernel strips 802.1Q tags before raw sockets see a frame and
+            # reports them in auxiliary data; we put them back, as pcap does.
+            sock.setsockopt(_SOL_PACKET, _PACKET_AUXDATA, 1)
         except OSError as exc:
             sock.close()
             raise PortError(f"cannot bind a raw socket to {ifname!r}: {exc}") from exc
@@ -161,14 +182,16 @@ class RawSocketPort:
             if self._closed or any(fd == self._wake_r for fd, _ in events):
                 return None
             try:
-                frame, addr = self._sock.recvfrom(_MAX_FRAME)
+                frame, ancillary, _flags, addr = self._sock.recvmsg(
+                    _MAX_FRAME, socket.CMSG_SPACE(_AUXDATA.size)
+                )
             except BlockingIOError:
                 continue
             except OSError:
                 return None
             if addr[2] == socket.PACKET_OUTGOING:
                 continue
-            return frame
+            return _with_vlan_tag(frame, ancillary)
         return None
 
     def close(self) -> None:

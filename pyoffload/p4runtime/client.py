@@ -100,13 +100,19 @@ class P4RuntimeClient:
         return self
 
     def close(self) -> None:
+        """End the stream cleanly, then the channel.
+
+        The server ends its side once it has seen ours end, so waiting for the
+        reader means our controller is gone before the next one (same election
+        id) connects.
+        """
         self._requests.put(_STREAM_END)
-        if self._channel is not None:
-            self._channel.close()
-            self._channel = None
         if self._reader is not None:
             self._reader.join(timeout=5)
             self._reader = None
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
 
     def __enter__(self) -> P4RuntimeClient:
         return self.open()

@@ -68,7 +68,15 @@ def compile_input(
             h, slot = lay.field_ref(val[0], val[1], ctx)
             w, _ = lay.field_width(h, slot)
             if h.htype.vl_index is not None and slot == h.base + 1 + h.htype.vl_index:
-                raise UnsupportedConstruct("varbit field as calculation input", ctx)
+                # A varbit contributes its current width (kept in the header's
+                # width slot), e.g. IPv4 options in the header checksum.
+                flush()
+                vl = h.vl_slot
+                body.append(
+                    f"if f[{h.base}]: w = f[{vl}]; "
+                    f"v = (v << w) | (f[{slot}] & ((1 << w) - 1)); n += w"
+                )
+                continue
             base = None if h.metadata else h.base
             if group and base != group_base:
                 flush()
