@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import logging
+import os
+import queue
 import signal
 import socket
 import subprocess
 import sys
+import threading
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -14,6 +19,8 @@ import pytest
 from finsy.proto import p4r, p4r_grpc
 
 from pyoffload.embedded.cli import DEFAULT_GRPC_ADDRESS, UsageError, main, parse_args
+from pyoffload.embedded.p4runtime.testing import Client, Names, action, insert, load_program
+from pyoffload.embedded.ports import RawSocketPort
 
 
 def test_bmv2_style_command_line() -> None:
@@ -119,3 +126,86 @@ def test_port_in_use_is_one_line_error(capsys: pytest.CaptureFixture[str]) -> No
         busy = s.getsockname()[1]
         assert main(["--no-p4", "--", "--grpc-server-addr", f"127.0.0.1:{busy}"]) == 1
     assert "cannot listen" in capsys.readouterr().err
+
+
+@pytest.fixture
+def veth_pair() -> Iterator[tuple[str, str]]:
+    """A veth pair with unique names, deleted afterwards; only we send on it."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root for veth pairs")
+    tag = uuid.uuid4().hex[:6]
+    inside, outside = f"pyo{tag}c", f"pyo{tag}d"
+    subprocess.run(["ip", "link", "add", inside, "type", "veth", "peer", "name", outside],
+                   check=True, capture_output=True)
+    try:
+        for name in (inside, outside):
+            subprocess.run(["sysctl", "-qw", f"net.ipv6.conf.{name}.disable_ipv6=1"],
+                           check=False, capture_output=True)
+            subprocess.run(["ip", "link", "set", name, "up"], check=True, capture_output=True)
+        yield inside, outside
+    finally:
+        subprocess.run(["ip", "link", "del", inside], check=False, capture_output=True)
+
+
+def test_drop_in_for_simple_switch_grpc(veth_pair: tuple[str, str]) -> None:
+    """JSON on the command line, a veth port, the P4Info pushed over P4Runtime, a frame."""
+    programs = Path(__file__).parent / "programs"
+    try:
+        p4info, device_config = load_program(programs, "srv_switch")
+    except FileNotFoundError:
+        pytest.skip("srv_switch is not compiled")
+    inside, outside = veth_pair
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pyoffload.embedded", str(programs / "srv_switch.json"),
+         "-i", f"1@{inside}", "--device-id", "1", "--log-console", "-L", "warn",
+         "--", "--grpc-server-addr", f"127.0.0.1:{port}", "--cpu-port", "64"],
+        stderr=subprocess.PIPE, text=True,
+    )
+    far = RawSocketPort(outside)
+    try:
+        client = Client(f"127.0.0.1:{port}")
+        try:
+            assert client.arbitrate().status.code == 0
+            client.set_pipeline(p4info, device_config)
+            names = Names(p4info)
+            client.write(insert(p4r.Entity(table_entry=p4r.TableEntry(
+                table_id=names.id("l2"),
+                match=[p4r.FieldMatch(field_id=names.field("l2", "hdr.ethernet.dstAddr"),
+                                      exact=p4r.FieldMatch.Exact(value=b"\x02\x00\x00\x00\x00\x02"))],
+                action=p4r.TableAction(action=action(names.id("forward"), 1))))))
+            frame = bytes.fromhex("020000000002" "020000000001" "88b5") + b"z" * 50
+            far.transmit(frame)
+            assert _next_frame_of_type(far, b"\x88\xb5") == frame  # hairpinned back out port 1
+        finally:
+            client.close()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=10)
+    finally:
+        far.release()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+
+
+def _next_frame_of_type(port: RawSocketPort, ethertype: bytes,
+                        timeout: float = 3.0) -> bytes | None:
+    frames: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+
+    def pump() -> None:
+        while (frame := port.receive()) is not None:
+            frames.put(frame)
+        frames.put(None)
+
+    thread = threading.Thread(target=pump, daemon=True)
+    thread.start()
+    try:
+        while True:
+            frame = frames.get(timeout=timeout)
+            if frame is None or frame[12:14] == ethertype:
+                return frame
+    finally:
+        port.close()
+        thread.join(timeout=2)
