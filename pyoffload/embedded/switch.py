@@ -2,7 +2,8 @@
 
 Frames from every port go through the pipeline one at a time (the engine is
 not thread safe, so `lock` serialises packet processing and control-plane
-changes; the P4Runtime server takes the same lock). The pipeline's outputs
+changes; the P4Runtime server takes the same lock, re-entrantly, to hold it
+across a whole atomic batch or pipeline swap). The pipeline's outputs
 are sent after the lock is released so a slow port never stalls the others.
 
 The CPU port is internal, as in BMv2: a frame the pipeline sends to it is
