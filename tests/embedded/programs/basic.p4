@@ -1,5 +1,7 @@
 // Engine fixture: L2/L3 parsing, port map, LPM, ternary ACL with ranges and
 // priorities, optional keys, const entries, direct counters, checksums.
+// A router: the LPM route picks the output port and next-hop MAC, the
+// output port picks the source MAC.
 #include <core.p4>
 #include <v1model.p4>
 
@@ -72,7 +74,8 @@ control MyIngress(inout headers_t hdr, inout metadata_t meta,
         const default_action = drop();
         size = 64;
     }
-    action route(bit<48> dmac) {
+    action route(bit<9> port, bit<48> dmac) {
+        meta.peer = port;
         hdr.ethernet.dst = dmac;
         hdr.ipv4.ttl = hdr.ipv4.ttl - 1;
     }
@@ -80,6 +83,13 @@ control MyIngress(inout headers_t hdr, inout metadata_t meta,
         key = { meta.vnic: exact; hdr.ipv4.dstAddr: lpm; }
         actions = { route; NoAction; }
         default_action = NoAction();
+    }
+    action set_smac(bit<48> smac) { hdr.ethernet.src = smac; }
+    table port_smac {
+        key = { meta.peer: exact @name("port"); }
+        actions = { set_smac; NoAction; }
+        default_action = NoAction();
+        size = 64;
     }
     action allow() { acl_counter.count(); meta.acl_hits = meta.acl_hits + 1; }
     action deny() { acl_counter.count(); mark_to_drop(sm); }
@@ -113,6 +123,7 @@ control MyIngress(inout headers_t hdr, inout metadata_t meta,
             if (hdr.ipv4.ttl == 0) { drop(); return; }
         }
         sm.egress_spec = meta.peer;
+        port_smac.apply();
     }
 }
 

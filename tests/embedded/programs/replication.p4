@@ -1,65 +1,103 @@
-// Engine fixture: clone I2E/E2E with preserved field lists, resubmit,
-// recirculate, digest, multicast, truncate, log_msg, instance_type.
+// Engine fixture: everything that makes more or fewer packets than it got.
+// The probe header's `op` picks the behaviour; egress writes what it saw
+// (egress_rid, packet_length, instance_type, preserved metadata) back into the
+// probe so tests can read the pipeline's view from the output frames.
+// A frame may carry a 2-byte tail after the probe (has_tail = 1): ingress
+// always strips it, so packet_length in egress shows header removal.
 #include <core.p4>
 #include <v1model.p4>
+
+const bit<16> ETHERTYPE_PROBE = 0x88b5;
+const bit<8> OP_CLONE_I2E = 1;
+const bit<8> OP_RESUBMIT = 2;
+const bit<8> OP_RECIRCULATE = 3;
+const bit<8> OP_DIGEST = 4;
+const bit<8> OP_MULTICAST = 5;
+const bit<8> OP_TRUNCATE = 6;
+const bit<8> OP_LOG = 7;
+const bit<8> OP_CLONE_E2E = 8;
+const bit<8> OP_MULTICAST_DROPPED = 9;
+const bit<8> OP_EXIT = 10;
+const bit<8> OP_CLONE_AND_MULTICAST = 11;
 
 header ethernet_t { bit<48> dst; bit<48> src; bit<16> etherType; }
 header probe_t {
     bit<8> op; bit<8> passes; bit<32> instance_type; bit<16> rid;
-    bit<16> in_port; bit<8> kept; bit<32> pkt_len;
+    bit<16> in_port; bit<8> kept; bit<32> pkt_len; bit<8> has_tail;
 }
-struct headers_t { ethernet_t ethernet; probe_t probe; }
+header tail_t { bit<16> v; }
+struct headers_t { ethernet_t ethernet; probe_t probe; tail_t tail; }
 struct metadata_t {
     @field_list(1) bit<8> kept;
     @field_list(1) bit<8> passes;
+    bit<8> lost;   // never preserved: reads 0 after a resubmit
 }
 struct digest_t { bit<48> src; bit<9> port; }
 
-parser MyParser(packet_in pkt, out headers_t hdr, inout metadata_t meta,
-                inout standard_metadata_t sm) {
-    state start { pkt.extract(hdr.ethernet);
-        transition select(hdr.ethernet.etherType) { 0x88b5: parse_probe; default: accept; } }
-    state parse_probe { pkt.extract(hdr.probe); transition accept; }
+parser RParser(packet_in pkt, out headers_t hdr, inout metadata_t meta,
+               inout standard_metadata_t sm) {
+    state start {
+        pkt.extract(hdr.ethernet);
+        transition select(hdr.ethernet.etherType) { ETHERTYPE_PROBE: parse_probe; default: accept; }
+    }
+    state parse_probe {
+        pkt.extract(hdr.probe);
+        transition select(hdr.probe.has_tail) { 1: parse_tail; default: accept; }
+    }
+    state parse_tail { pkt.extract(hdr.tail); transition accept; }
 }
-control MyVerify(inout headers_t hdr, inout metadata_t meta) { apply { } }
+control RVerify(inout headers_t hdr, inout metadata_t meta) { apply { } }
 
-control MyIngress(inout headers_t hdr, inout metadata_t meta,
-                  inout standard_metadata_t sm) {
+control RIngress(inout headers_t hdr, inout metadata_t meta,
+                 inout standard_metadata_t sm) {
     apply {
         if (!hdr.probe.isValid()) { mark_to_drop(sm); return; }
+        if (hdr.probe.op == OP_EXIT) {
+            exit;  // nothing below runs: egress_spec stays 0
+        }
         sm.egress_spec = 2;
         hdr.probe.instance_type = sm.instance_type;
         hdr.probe.in_port = (bit<16>)sm.ingress_port;
-        if (hdr.probe.op == 1) {           // clone ingress to session 5
+        if (hdr.tail.isValid()) {
+            hdr.tail.setInvalid();
+            hdr.probe.has_tail = 0;
+        }
+        if (hdr.probe.op == OP_CLONE_I2E) {
             meta.kept = 0x77;
             clone_preserving_field_list(CloneType.I2E, 5, 1);
-        } else if (hdr.probe.op == 2) {    // resubmit once
+        } else if (hdr.probe.op == OP_RESUBMIT) {
             if (sm.instance_type == 0) {
-                meta.kept = 0x55; meta.passes = 1;
+                meta.kept = 0x55; meta.passes = 1; meta.lost = 0x99;
+                sm.egress_spec = 3;  // forgotten by the resubmit
                 resubmit_preserving_field_list(1);
             } else {
-                hdr.probe.kept = meta.kept; hdr.probe.passes = meta.passes;
+                hdr.probe.kept = meta.kept | meta.lost;
+                hdr.probe.passes = meta.passes;
             }
-        } else if (hdr.probe.op == 3) {    // recirculate (in egress)
+        } else if (hdr.probe.op == OP_RECIRCULATE) {
             hdr.probe.passes = hdr.probe.passes + 1;
-        } else if (hdr.probe.op == 4) {    // digest
+        } else if (hdr.probe.op == OP_DIGEST) {
             digest<digest_t>(1, { hdr.ethernet.src, sm.ingress_port });
-        } else if (hdr.probe.op == 5) {    // multicast to group 7
+        } else if (hdr.probe.op == OP_MULTICAST) {
             sm.mcast_grp = 7;
-        } else if (hdr.probe.op == 6) {    // truncate
+        } else if (hdr.probe.op == OP_TRUNCATE) {
             truncate(20);
-        } else if (hdr.probe.op == 7) {
+        } else if (hdr.probe.op == OP_LOG) {
             log_msg("port={} op={}", { sm.ingress_port, hdr.probe.op });
-        } else if (hdr.probe.op == 8) {    // E2E clone happens in egress
+        } else if (hdr.probe.op == OP_CLONE_E2E) {
             meta.kept = 0x66;
-        } else if (hdr.probe.op == 9) {    // drop with mark_to_drop after multicast set
+        } else if (hdr.probe.op == OP_MULTICAST_DROPPED) {
             sm.mcast_grp = 7;
             mark_to_drop(sm);
+        } else if (hdr.probe.op == OP_CLONE_AND_MULTICAST) {
+            sm.mcast_grp = 7;
+            meta.kept = 0x44;
+            clone_preserving_field_list(CloneType.I2E, 5, 1);
         }
     }
 }
-control MyEgress(inout headers_t hdr, inout metadata_t meta,
-                 inout standard_metadata_t sm) {
+control REgress(inout headers_t hdr, inout metadata_t meta,
+                inout standard_metadata_t sm) {
     apply {
         hdr.probe.rid = sm.egress_rid;
         hdr.probe.pkt_len = sm.packet_length;
@@ -67,17 +105,17 @@ control MyEgress(inout headers_t hdr, inout metadata_t meta,
             hdr.probe.kept = meta.kept;
             hdr.probe.instance_type = sm.instance_type;
         }
-        if (hdr.probe.op == 3 && hdr.probe.passes < 3) {
+        if (hdr.probe.op == OP_RECIRCULATE && hdr.probe.passes < 3) {
             recirculate_preserving_field_list(1);
         }
-        if (hdr.probe.op == 8 && sm.instance_type == 0) {
+        if (hdr.probe.op == OP_CLONE_E2E && sm.instance_type == 0) {
             meta.kept = 0x66;
             clone_preserving_field_list(CloneType.E2E, 6, 1);
         }
     }
 }
-control MyCompute(inout headers_t hdr, inout metadata_t meta) { apply { } }
-control MyDeparser(packet_out pkt, in headers_t hdr) {
-    apply { pkt.emit(hdr.ethernet); pkt.emit(hdr.probe); }
+control RCompute(inout headers_t hdr, inout metadata_t meta) { apply { } }
+control RDeparser(packet_out pkt, in headers_t hdr) {
+    apply { pkt.emit(hdr.ethernet); pkt.emit(hdr.probe); pkt.emit(hdr.tail); }
 }
-V1Switch(MyParser(), MyVerify(), MyIngress(), MyEgress(), MyCompute(), MyDeparser()) main;
+V1Switch(RParser(), RVerify(), RIngress(), REgress(), RCompute(), RDeparser()) main;
