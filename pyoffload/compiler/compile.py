@@ -11,7 +11,7 @@ the reverse order.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 
 import attrs
 from finsy import (
@@ -68,6 +68,12 @@ class CompiledRequest:
     """Entries this request needs, per table."""
     flow_ids: Mapping[str, int]
     """The pipeline flow id of each flow of the request."""
+    flow_counters: Mapping[str, int]
+    """Flow id -> its slot of ``vnic.flow_counter`` (flows with the count service)."""
+    acl_entries: Mapping[tuple[str, str], P4TableEntry]
+    """(flow id, rule id) -> the rule's ``vnic.acl`` entry (it holds the rule's counter)."""
+    owners: frozenset[Hashable]
+    """Every pool number this request holds (the agent frees the others of the VNIC)."""
 
 
 def meter_config(rate: RateLimit) -> P4MeterConfig:
@@ -90,13 +96,19 @@ class _Builder:
     classifier: list[P4Entity] = attrs.field(factory=list)
     warnings: list[str] = attrs.field(factory=list)
     flow_ids: dict[str, int] = attrs.field(factory=dict)
+    flow_counters: dict[str, int] = attrs.field(factory=dict)
+    acl_entries: dict[tuple[str, str], P4TableEntry] = attrs.field(factory=dict)
+    owners: set[Hashable] = attrs.field(factory=set)
 
     def owner(self, *parts: str | int) -> tuple[str | int, ...]:
-        return (self.target.name, *parts)
+        key = (self.target.name, *parts)
+        self.owners.add(key)
+        return key
 
     def add_flow(self, index: int, flow: Flow) -> None:
         vnic_id = self.target.vnic_id
         flow_id = self.pool.flows_of(self.target.name).take(flow.id)
+        self.owners.add(flow.id)
         self.flow_ids[flow.id] = flow_id
         config = flow.config
 
@@ -119,6 +131,7 @@ class _Builder:
         counter_index = 0
         if any(s.value == "count" for s in config.services):
             counter_index = self.pool.counters.take(self.owner(flow.id))
+            self.flow_counters[flow.id] = counter_index
         services = 0
         for service in config.services:
             services |= self.const[service.constant]
@@ -166,13 +179,15 @@ class _Builder:
         priority = TOP_PRIORITY - index
         action = rule.action
         if isinstance(action, Verdict):
-            self.acl.append(P4TableEntry(
+            entry = P4TableEntry(
                 names.ACL,
                 match=match,
                 action=P4TableAction(names.ACL_ACTIONS[action]),
                 priority=priority,
                 meter_config=meter_config(rule.rate_limit) if rule.rate_limit else None,
-            ))
+            )
+            self.acl.append(entry)
+            self.acl_entries[(flow.id, rule.id)] = entry
         elif isinstance(action, Snat):
             self.nat.append(P4TableEntry(
                 names.NAT,
@@ -231,6 +246,9 @@ class _Builder:
             warnings=tuple(self.warnings),
             usage=dict(usage),
             flow_ids=dict(self.flow_ids),
+            flow_counters=dict(self.flow_counters),
+            acl_entries=dict(self.acl_entries),
+            owners=frozenset(self.owners),
         )
 
 

@@ -98,6 +98,24 @@ class ResourcePool:
             space = self.flow_ids[vnic] = NumberSpace(f"flow ids of VNIC {vnic}", 1, 65535)
         return space
 
+    def release_unused(self, vnic: str, keep: frozenset[Hashable]) -> None:
+        """Free the numbers ``vnic`` holds that ``keep`` (its new request) does not use."""
+        flows = self.flow_ids.get(vnic)
+        if flows is not None:
+            for owner in flows.owners():
+                if owner not in keep:
+                    flows.release(owner)
+        for space in (self.meters, self.counters, self.ct_profiles, self.lb_members,
+                      self.lb_groups):
+            for owner in space.owners():
+                if isinstance(owner, tuple) and owner[:1] == (vnic,) and owner not in keep:
+                    space.release(owner)
+
+    def release_vnic(self, vnic: str) -> None:
+        """Free every number of ``vnic``."""
+        self.release_unused(vnic, frozenset())
+        self.flow_ids.pop(vnic, None)
+
     def copy(self) -> ResourcePool:
         """An independent copy: an apply allocates on a copy and keeps it only
         when the whole request was installed, so a failure gives nothing away."""

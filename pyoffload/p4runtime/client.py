@@ -58,6 +58,8 @@ class P4RuntimeClient:
         self.packet_ins: queue.Queue[p4r.PacketIn] = queue.Queue()
         self.stream_messages: queue.Queue[p4r.StreamMessageResponse] = queue.Queue()
         self._reader: threading.Thread | None = None
+        self.disconnected = threading.Event()
+        """Set when the stream to the target ends (target gone, or close())."""
         self._stream: Iterable[p4r.StreamMessageResponse] | None = None
 
     # -- connection -------------------------------------------------------
@@ -151,6 +153,13 @@ class P4RuntimeClient:
     def _read_stream(self) -> None:
         assert self._stream is not None
         try:
+            self._read_messages()
+        finally:
+            self.disconnected.set()
+
+    def _read_messages(self) -> None:
+        assert self._stream is not None
+        try:
             for msg in self._stream:
                 kind = msg.WhichOneof("update")
                 if kind == "arbitration":
@@ -168,6 +177,25 @@ class P4RuntimeClient:
     def set_pipeline(self, p4info: Path, device_config: Path) -> P4Schema:
         """Push a pipeline (P4Info + BMv2 JSON) with VERIFY_AND_COMMIT."""
         schema = P4Schema(p4info, device_config)
+        self.push_pipeline(schema)
+        return schema
+
+    def ensure_pipeline(self, schema: P4Schema) -> bool:
+        """Push ``schema`` unless the target already runs it (same cookie).
+
+        Returns True when it pushed (the target had another pipeline or none,
+        and so none of our entries).
+        """
+        try:
+            current = self.get_pipeline(cookie_only=True)
+        except P4RuntimeError:
+            current = None
+        if current is not None and current.cookie.cookie == schema.p4cookie:
+            return False
+        self.push_pipeline(schema)
+        return True
+
+    def push_pipeline(self, schema: P4Schema) -> None:
         request = p4r.SetForwardingPipelineConfigRequest(
             device_id=self.device_id,
             election_id=self._election(),
@@ -180,12 +208,15 @@ class P4RuntimeClient:
             self.stub.SetForwardingPipelineConfig(request)
         except grpc.RpcError as exc:
             raise P4RuntimeError.from_rpc_error("SetForwardingPipelineConfig", exc) from None
-        return schema
 
-    def get_pipeline(self) -> p4r.ForwardingPipelineConfig:
+    def get_pipeline(self, *, cookie_only: bool = False) -> p4r.ForwardingPipelineConfig:
+        response_type = (
+            p4r.GetForwardingPipelineConfigRequest.COOKIE_ONLY
+            if cookie_only
+            else p4r.GetForwardingPipelineConfigRequest.ALL
+        )
         request = p4r.GetForwardingPipelineConfigRequest(
-            device_id=self.device_id,
-            response_type=p4r.GetForwardingPipelineConfigRequest.ALL,
+            device_id=self.device_id, response_type=response_type
         )
         try:
             return self.stub.GetForwardingPipelineConfig(request).config

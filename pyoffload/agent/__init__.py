@@ -1,0 +1,15 @@
+"""The host agent: serves each VNIC's guest channel, compiles and installs
+its rules on the P4 target, and keeps them there across target restarts."""
+
+from pyoffload.agent.config import HostConfig, QuotaConfig, TargetConfig, VnicConfig
+from pyoffload.agent.core import Agent, AgentError, ApplyOutcome
+
+__all__ = [
+    "Agent",
+    "AgentError",
+    "ApplyOutcome",
+    "HostConfig",
+    "QuotaConfig",
+    "TargetConfig",
+    "VnicConfig",
+]

@@ -1,0 +1,241 @@
+"""The host configuration: which target, which VNICs, their channels and quotas.
+
+A YAML (or JSON) file, written by the host's operator, never by a guest:
+
+.. code-block:: yaml
+
+    target:
+      kind: embedded            # embedded | bmv2 (started by `pyoffload up`) | remote
+      address: 127.0.0.1:9559   # remote: where it serves P4Runtime
+      device_id: 1
+      ports: {1: vnet0, 2: eth1}   # started targets: switch port -> interface
+    vnics:
+      - name: web-1
+        id: 1                   # the pipeline's VNIC id, 1-65535
+        guest_port: 1
+        uplink_port: 2
+        default_policy: deny    # IP traffic no declared flow matches: allow | deny | punt
+        channel: unix:/run/pyoffload/web-1.sock   # or tcp:127.0.0.1:7001, vsock:3:7001
+        quotas: {flows: 64, rules: 1024, tracked_connections: 65536}
+
+Errors name the VNIC and the field, e.g. ``vnics[1] "db": guest_port: port 3
+is already the guest port of VNIC "web-1"``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import yaml
+from guest_shim.address import ChannelAddress, parse_address
+from guest_shim.errors import ChannelAddressError
+
+TARGET_KINDS = ("embedded", "bmv2", "remote")
+POLICIES = ("allow", "deny", "punt")
+
+
+class ConfigError(Exception):
+    """The host configuration is wrong; the message says where and why."""
+
+
+@attrs.frozen(kw_only=True)
+class QuotaConfig:
+    """Per-VNIC limits: a guest cannot take more of the shared pipeline."""
+
+    flows: int = 64
+    """Declared flows."""
+    rules: int = 1024
+    """Service rules over all flows."""
+    tracked_connections: int = 65536
+    """Connections tracked at once (reported in stats)."""
+
+
+@attrs.frozen(kw_only=True)
+class VnicConfig:
+    """One guest's VNIC: its ports, policy, channel and quotas."""
+
+    name: str
+    """Name used by channels, rule files and the CLI."""
+    id: int
+    """The pipeline's VNIC id (every table key carries it), 1-65535."""
+    guest_port: int
+    """Switch port facing the guest."""
+    uplink_port: int
+    """Switch port facing the network."""
+    default_policy: str = "deny"
+    """What happens to IP traffic that no declared flow matches."""
+    channel: ChannelAddress | None = None
+    """Where the guest channel is served; None = no channel (host API only)."""
+    quotas: QuotaConfig = attrs.field(factory=QuotaConfig)
+    """Per-VNIC limits."""
+
+
+@attrs.frozen(kw_only=True)
+class TargetConfig:
+    """The P4 target the agent drives."""
+
+    kind: str = "embedded"
+    """embedded or bmv2 (started by ``pyoffload up``), or remote (already running)."""
+    address: str | None = None
+    """P4Runtime address (required for remote; chosen freely when started)."""
+    device_id: int = 1
+    """P4Runtime device id."""
+    ports: Mapping[int, str] = attrs.field(factory=dict)
+    """Switch port -> Linux interface, for started targets."""
+
+
+@attrs.frozen(kw_only=True)
+class HostConfig:
+    """The whole host configuration."""
+
+    target: TargetConfig
+    vnics: tuple[VnicConfig, ...]
+
+    def vnic(self, name: str) -> VnicConfig:
+        for vnic in self.vnics:
+            if vnic.name == name:
+                return vnic
+        known = ", ".join(v.name for v in self.vnics) or "none"
+        raise ConfigError(f"no VNIC named {name!r} (configured: {known})")
+
+
+def _int(data: Mapping[str, Any], key: str, where: str, low: int, high: int,
+         default: int | None = None) -> int:
+    value = data.get(key, default)
+    if value is None:
+        raise ConfigError(f"{where}: {key} is required")
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(f"{where}: {key}: {value!r} is not a whole number in {low}-{high}")
+    return value
+
+
+def _check_keys(data: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown field {unknown[0]!r} (known: {', '.join(sorted(allowed))})"
+        )
+
+
+def _target(data: Any) -> TargetConfig:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError("target: expected a mapping")
+    _check_keys(data, {"kind", "address", "device_id", "ports"}, "target")
+    kind = data.get("kind", "embedded")
+    if kind not in TARGET_KINDS:
+        raise ConfigError(f"target: kind: {kind!r} is not one of {', '.join(TARGET_KINDS)}")
+    address = data.get("address")
+    if kind == "remote" and not address:
+        raise ConfigError("target: address is required for a remote target")
+    ports_raw = data.get("ports") or {}
+    if not isinstance(ports_raw, dict):
+        raise ConfigError("target: ports: expected a mapping of port number to interface")
+    ports: dict[int, str] = {}
+    for key, iface in ports_raw.items():
+        try:
+            number = int(key)
+        except (TypeError, ValueError):
+            raise ConfigError(f"target: ports: {key!r} is not a port number") from None
+        if not 0 <= number <= 509 or not isinstance(iface, str) or not iface:
+            raise ConfigError(f"target: ports: {key}: expected a port 0-509 and an interface")
+        ports[number] = iface
+    return TargetConfig(
+        kind=kind,
+        address=address,
+        device_id=_int(data, "device_id", "target", 0, 2**64 - 1, default=1),
+        ports=ports,
+    )
+
+
+def _vnic(index: int, data: Any) -> VnicConfig:
+    where = f"vnics[{index}]"
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping")
+    name = data.get("name")
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{where}: name is required")
+    where = f'{where} "{name}"'
+    _check_keys(data, {"name", "id", "guest_port", "uplink_port", "default_policy", "channel",
+                       "quotas"}, where)
+    policy = data.get("default_policy", "deny")
+    if policy not in POLICIES:
+        raise ConfigError(f"{where}: default_policy: {policy!r} is not one of "
+                          f"{', '.join(POLICIES)}")
+    channel = None
+    if data.get("channel"):
+        try:
+            channel = parse_address(str(data["channel"]))
+        except ChannelAddressError as exc:
+            raise ConfigError(f"{where}: channel: {exc}") from None
+    quotas_raw = data.get("quotas") or {}
+    if not isinstance(quotas_raw, dict):
+        raise ConfigError(f"{where}: quotas: expected a mapping")
+    _check_keys(quotas_raw, {"flows", "rules", "tracked_connections"}, f"{where}: quotas")
+    defaults = QuotaConfig()
+    quotas = QuotaConfig(
+        flows=_int(quotas_raw, "flows", f"{where}: quotas", 1, 65535, defaults.flows),
+        rules=_int(quotas_raw, "rules", f"{where}: quotas", 1, 2**31, defaults.rules),
+        tracked_connections=_int(quotas_raw, "tracked_connections", f"{where}: quotas", 1,
+                                 2**31, defaults.tracked_connections),
+    )
+    return VnicConfig(
+        name=name,
+        id=_int(data, "id", where, 1, 65535),
+        guest_port=_int(data, "guest_port", where, 0, 509),
+        uplink_port=_int(data, "uplink_port", where, 0, 509),
+        default_policy=policy,
+        channel=channel,
+        quotas=quotas,
+    )
+
+
+def parse_config(data: Any) -> HostConfig:
+    """A checked HostConfig from parsed YAML/JSON data."""
+    if not isinstance(data, dict):
+        raise ConfigError("the host configuration must be a mapping with target and vnics")
+    _check_keys(data, {"target", "vnics"}, "host configuration")
+    vnics_raw = data.get("vnics") or []
+    if not isinstance(vnics_raw, list):
+        raise ConfigError("vnics: expected a list")
+    vnics = tuple(_vnic(i, v) for i, v in enumerate(vnics_raw))
+    names: dict[str, int] = {}
+    ids: dict[int, str] = {}
+    ports: dict[int, str] = {}
+    for i, vnic in enumerate(vnics):
+        where = f'vnics[{i}] "{vnic.name}"'
+        if vnic.name in names:
+            raise ConfigError(f"{where}: name is already used by vnics[{names[vnic.name]}]")
+        names[vnic.name] = i
+        if vnic.id in ids:
+            raise ConfigError(f'{where}: id {vnic.id} is already the id of VNIC "{ids[vnic.id]}"')
+        ids[vnic.id] = vnic.name
+        if vnic.guest_port == vnic.uplink_port:
+            raise ConfigError(f"{where}: guest_port and uplink_port are both {vnic.guest_port}")
+        for field, port in (("guest_port", vnic.guest_port), ("uplink_port", vnic.uplink_port)):
+            if port in ports:
+                raise ConfigError(
+                    f'{where}: {field}: port {port} already belongs to VNIC "{ports[port]}"'
+                )
+            ports[port] = vnic.name
+    return HostConfig(target=_target(data.get("target")), vnics=vnics)
+
+
+def load_config(path: Path) -> HostConfig:
+    """Read and check a host configuration file."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    try:
+        return parse_config(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None

@@ -1,0 +1,409 @@
+"""The agent: one VNIC pipeline, many guests, each bound to its own VNIC.
+
+``apply`` is the method at the heart of pyoffload: validate the guest's
+request (nothing is installed when any part is wrong), check its quotas and
+the pipeline's capacity, compile it, install the difference all or nothing,
+and only then make it the VNIC's current generation. A monitor thread watches
+the P4Runtime stream; when the target goes away it reconnects with backoff,
+pushes the pipeline again if the target lost it, reinstalls every VNIC's
+desired state, and says so (status and the guests' Watch streams).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+
+import attrs
+import grpc
+from finsy import P4CounterEntry, P4Schema, P4TableAction, P4TableEntry, P4TableMatch
+from finsy.proto import p4r
+
+from guest_shim import offload_pb2 as pb
+from pyoffload.agent.config import HostConfig, VnicConfig
+from pyoffload.agent.events import EventHub
+from pyoffload.agent.installer import Installer, InstallError
+from pyoffload.compiler import (
+    CompiledRequest,
+    ResourceExhausted,
+    ResourcePool,
+    VnicTarget,
+    compile_request,
+    names,
+)
+from pyoffload.p4artifacts import Artifacts, load_constants
+from pyoffload.p4runtime import P4RuntimeClient, P4RuntimeError
+from pyoffload.rules import OffloadRequest, RuleError, validate_for_vnic
+
+_log = logging.getLogger(__name__)
+
+Kind = pb.Event.Kind
+
+
+class AgentError(Exception):
+    """A request the agent refused; ``code`` is the gRPC status to report."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@attrs.frozen(kw_only=True)
+class ApplyOutcome:
+    """What an apply did."""
+
+    generation: int
+    inserted: int
+    modified: int
+    deleted: int
+    warnings: tuple[str, ...]
+
+
+@attrs.define
+class VnicState:
+    """A VNIC's configuration and the generation in force."""
+
+    config: VnicConfig
+    generation: int = 0
+    request: OffloadRequest = attrs.field(factory=OffloadRequest)
+    compiled: CompiledRequest | None = None
+
+
+@attrs.frozen(kw_only=True)
+class RuleCounters:
+    flow_id: str
+    rule_id: str
+    packets: int
+    bytes: int
+
+
+@attrs.frozen(kw_only=True)
+class VnicStats:
+    generation: int
+    rules: tuple[RuleCounters, ...]
+    flows: Mapping[str, tuple[int, int]]
+
+
+@attrs.frozen(kw_only=True)
+class TargetStatus:
+    address: str
+    connected: bool
+    reinstalls: int
+    last_reinstall: float | None
+    last_error: str
+
+
+def _ports_key(vnic: str) -> str:
+    """The installer's name for the host-owned entries of a VNIC."""
+    return f"{vnic}#ports"
+
+
+class Agent:
+    """Drives one P4Runtime target for the VNICs of a host configuration."""
+
+    def __init__(
+        self,
+        config: HostConfig,
+        address: str,
+        *,
+        artifacts: Artifacts | None = None,
+        device_id: int | None = None,
+        reconnect: bool = True,
+        backoff: tuple[float, float] = (0.1, 5.0),
+    ) -> None:
+        self.config = config
+        self.address = address
+        self.device_id = config.target.device_id if device_id is None else device_id
+        self.artifacts = artifacts or Artifacts.in_dir()
+        self.const = load_constants(self.artifacts)
+        self.schema = P4Schema(self.artifacts.p4info, self.artifacts.bmv2_json)
+        self.events = EventHub()
+        self._lock = threading.RLock()
+        self._vnics = {v.name: VnicState(config=v) for v in config.vnics}
+        self._pool = ResourcePool.sized(
+            meters=self._size(names.FLOW_METER, "meters"),
+            counters=self._size(names.FLOW_COUNTER, "counters"),
+        )
+        self._client: P4RuntimeClient | None = None
+        self._installer: Installer | None = None
+        self._stop = threading.Event()
+        self._monitor: threading.Thread | None = None
+        self._reconnect = reconnect
+        self._backoff = backoff
+        self._reinstalls = 0
+        self._last_reinstall: float | None = None
+        self._last_error = ""
+
+    # -- life cycle -------------------------------------------------------
+
+    def start(self, timeout: float = 10.0) -> Agent:
+        """Connect, push the pipeline if needed, install every VNIC's port map."""
+        self._connect(timeout)
+        if self._reconnect:
+            self._monitor = threading.Thread(target=self._watch_target, daemon=True,
+                                             name="pyoffload-agent-monitor")
+            self._monitor.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.events.close()
+        if self._client is not None:
+            self._client.close()
+        if self._monitor is not None:
+            self._monitor.join(timeout=5)
+
+    def _connect(self, timeout: float) -> None:
+        client = P4RuntimeClient(self.address, device_id=self.device_id, election_id=1)
+        client.open(timeout=timeout)
+        try:
+            pushed = client.ensure_pipeline(self.schema)
+            installer = Installer(client=client, schema=self.schema)
+            with self._lock:
+                self._client, self._installer = client, installer
+                for state in self._vnics.values():
+                    installer.apply(_ports_key(state.config.name), self._port_entities(state))
+                    if state.compiled is not None:
+                        installer.apply(state.config.name, installer.encode(
+                            state.compiled.entities))
+        except BaseException:
+            client.close()
+            raise
+        _log.info("agent connected to %s (pipeline %s)", self.address,
+                  "pushed" if pushed else "already there")
+
+    def _watch_target(self) -> None:
+        """Reconnect and reinstall whenever the target's stream ends."""
+        while not self._stop.is_set():
+            client = self._client
+            if client is None:
+                return
+            client.disconnected.wait()
+            if self._stop.is_set():
+                return
+            _log.warning("lost the target at %s; reconnecting", self.address)
+            client.close()
+            with self._lock:
+                self._client = None
+            for vnic in self._vnics:
+                self.events.publish(vnic, Kind.KIND_TARGET_RESTARTED,
+                                    message="the data path went away; reconnecting")
+            delay = self._backoff[0]
+            while not self._stop.is_set():
+                try:
+                    self._connect(timeout=max(delay, 1.0))
+                    break
+                except (P4RuntimeError, InstallError) as exc:
+                    self._last_error = str(exc).splitlines()[0]
+                    self._stop.wait(delay)
+                    delay = min(delay * 2, self._backoff[1])
+            else:
+                return
+            self._reinstalls += 1
+            self._last_reinstall = time.time()
+            self._last_error = ""
+            for name, state in self._vnics.items():
+                self.events.publish(name, Kind.KIND_TARGET_REINSTALLED,
+                                    generation=state.generation,
+                                    message="rules reinstalled on the restarted data path")
+
+    # -- host-owned entries -----------------------------------------------
+
+    def _port_entities(self, state: VnicState) -> list[p4r.Entity]:
+        vnic = state.config
+        policy = self.const[f"POLICY_{vnic.default_policy.upper()}"]
+        entries = [
+            P4TableEntry(
+                names.PORT_MAP,
+                match=P4TableMatch(port=port),
+                action=P4TableAction(names.SET_VNIC, vnic_id=vnic.id, direction=direction,
+                                     peer_port=peer, default_policy=policy),
+            )
+            for port, direction, peer in (
+                (vnic.guest_port, self.const["DIR_FROM_GUEST"], vnic.uplink_port),
+                (vnic.uplink_port, self.const["DIR_TO_GUEST"], vnic.guest_port),
+            )
+        ]
+        return [e.encode(self.schema) for e in entries]
+
+    # -- the offload path ---------------------------------------------------
+
+    def state(self, vnic: str) -> VnicState:
+        try:
+            return self._vnics[vnic]
+        except KeyError:
+            raise AgentError(grpc.StatusCode.NOT_FOUND, f"no VNIC named {vnic!r}") from None
+
+    def _live(self) -> tuple[P4RuntimeClient, Installer]:
+        if self._client is None or self._installer is None:
+            raise AgentError(grpc.StatusCode.UNAVAILABLE,
+                             f"the P4 target at {self.address} is not connected; "
+                             "the agent is reconnecting, retry shortly")
+        return self._client, self._installer
+
+    def apply(self, vnic: str, request: OffloadRequest) -> ApplyOutcome:
+        """Install ``request`` as ``vnic``'s whole rule set, all or nothing."""
+        with self._lock:
+            state = self.state(vnic)
+            try:
+                request = validate_for_vnic(request, vnic)
+            except RuleError as exc:
+                raise AgentError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
+            generation = self._next_generation(state, request.generation)
+            self._check_quotas(state, request)
+            _client, installer = self._live()
+            pool = self._pool.copy()
+            target = VnicTarget(name=vnic, vnic_id=state.config.id)
+            try:
+                compiled = compile_request(request, target, self.const, pool)
+            except ResourceExhausted as exc:
+                raise AgentError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                 f"VNIC {vnic}: {exc}; nothing was installed") from None
+            self._check_capacity(vnic, compiled)
+            desired = installer.encode(compiled.entities)
+            try:
+                result = installer.apply(vnic, desired)
+            except InstallError as exc:
+                for line in str(exc).splitlines()[:1]:
+                    self.events.publish(vnic, Kind.KIND_RULE_REJECTED, message=line)
+                raise AgentError(grpc.StatusCode.INTERNAL, str(exc)) from None
+            pool.release_unused(vnic, compiled.owners)
+            self._pool = pool
+            state.generation = generation
+            state.request = attrs.evolve(request, generation=generation)
+            state.compiled = compiled
+        self.events.publish(vnic, Kind.KIND_GENERATION_APPLIED, generation=generation,
+                            message=f"{result.written} entities written")
+        return ApplyOutcome(generation=generation, inserted=result.inserted,
+                            modified=result.modified, deleted=result.deleted,
+                            warnings=compiled.warnings)
+
+    def withdraw(self, vnic: str, flow_ids: Iterable[str] | None = None) -> list[str]:
+        """Remove the named flows (all when None); returns the ids removed."""
+        with self._lock:
+            state = self.state(vnic)
+            current = state.request
+            if flow_ids is None:
+                remove = {f.id for f in current.flows}
+            else:
+                remove = set(flow_ids)
+                unknown = sorted(remove - {f.id for f in current.flows})
+                if unknown:
+                    raise AgentError(grpc.StatusCode.NOT_FOUND,
+                                     f"VNIC {vnic} has no flow {unknown[0]!r}")
+            kept = tuple(f for f in current.flows if f.id not in remove)
+            self.apply(vnic, OffloadRequest(vnic=vnic, generation=0, flows=kept))
+            return [f.id for f in current.flows if f.id in remove]
+
+    def _next_generation(self, state: VnicState, asked: int) -> int:
+        if asked == 0:
+            return state.generation + 1
+        if asked <= state.generation:
+            raise AgentError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"VNIC {state.config.name}: generation {asked} is stale (generation "
+                f"{state.generation} is installed); send a higher one, or 0 for the next",
+            )
+        return asked
+
+    def _check_quotas(self, state: VnicState, request: OffloadRequest) -> None:
+        quotas = state.config.quotas
+        flows = len(request.flows)
+        rules = sum(len(f.rules) for f in request.flows)
+        for name, used, limit in (("flows", flows, quotas.flows), ("rules", rules, quotas.rules)):
+            if used > limit:
+                self.events.publish(state.config.name, Kind.KIND_QUOTA_REACHED, quota=name,
+                                    message=f"{used} {name} asked, quota {limit}")
+                raise AgentError(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"VNIC {state.config.name}: the request has {used} {name}, the VNIC's "
+                    f"quota is {limit}; nothing was installed",
+                )
+
+    def _size(self, name: str, kind: str) -> int:
+        p4info = self.schema.p4info
+        for group in (p4info.tables, p4info.meters, p4info.counters, p4info.action_profiles):
+            for item in group:
+                if item.preamble.name == name:
+                    return int(item.size)
+        raise KeyError(f"{name} ({kind}) is not in the P4Info")
+
+    def _check_capacity(self, vnic: str, compiled: CompiledRequest) -> None:
+        """Refuse, before writing anything, a request the pipeline has no room for."""
+        for table, needed in sorted(compiled.usage.items()):
+            others = sum(
+                (s.compiled.usage.get(table, 0) if s.compiled else 0)
+                for name, s in self._vnics.items() if name != vnic
+            )
+            size = self._size(table, "table")
+            if others + needed > size:
+                raise AgentError(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"VNIC {vnic}: {table} needs {needed} entries for this request but only "
+                    f"{size - others} of {size} are free; nothing was installed",
+                )
+
+    # -- reading back -------------------------------------------------------
+
+    def stats(self, vnic: str) -> VnicStats:
+        """Per-rule and per-flow packets/bytes, read from the target now."""
+        with self._lock:
+            state = self.state(vnic)
+            client, _installer = self._live()
+            compiled = state.compiled
+            generation = state.generation
+        if compiled is None:
+            return VnicStats(generation=generation, rules=(), flows={})
+        keys = list(compiled.acl_entries)
+        queries = [
+            p4r.Entity(direct_counter_entry=p4r.DirectCounterEntry(
+                table_entry=compiled.acl_entries[k].encode_entry(self.schema)))
+            for k in keys
+        ]
+        rules: list[RuleCounters] = []
+        if queries:
+            replies = client.read(queries)
+            by_key = {_entry_key(r.direct_counter_entry.table_entry): r for r in replies}
+            for key, query in zip(keys, queries, strict=True):
+                reply = by_key.get(_entry_key(query.direct_counter_entry.table_entry))
+                data = reply.direct_counter_entry.data if reply else p4r.CounterData()
+                rules.append(RuleCounters(flow_id=key[0], rule_id=key[1],
+                                          packets=data.packet_count, bytes=data.byte_count))
+        flows: dict[str, tuple[int, int]] = {}
+        for flow_id, index in compiled.flow_counters.items():
+            found = client.read([P4CounterEntry(names.FLOW_COUNTER, index=index)
+                                 .encode(self.schema)])
+            data = found[0].counter_entry.data if found else p4r.CounterData()
+            flows[flow_id] = (data.packet_count, data.byte_count)
+        return VnicStats(generation=generation, rules=tuple(rules), flows=flows)
+
+    def target_status(self) -> TargetStatus:
+        return TargetStatus(address=self.address, connected=self._client is not None,
+                            reinstalls=self._reinstalls, last_reinstall=self._last_reinstall,
+                            last_error=self._last_error)
+
+    def vnic_names(self) -> list[str]:
+        return list(self._vnics)
+
+    def occupancy(self) -> dict[str, tuple[int, int]]:
+        """table -> (entries used by all VNICs, size)."""
+        with self._lock:
+            used: dict[str, int] = {names.PORT_MAP: 2 * len(self._vnics)}
+            for state in self._vnics.values():
+                if state.compiled is not None:
+                    for table, count in state.compiled.usage.items():
+                        used[table] = used.get(table, 0) + count
+        return {table: (count, self._size(table, "table")) for table, count in used.items()}
+
+    def with_client(self, action: Callable[[P4RuntimeClient], object]) -> object:
+        client, _installer = self._live()
+        return action(client)
+
+
+def _entry_key(te: p4r.TableEntry) -> tuple[object, ...]:
+    fields = tuple(sorted((m.field_id, m.SerializeToString(deterministic=True))
+                          for m in te.match))
+    return (te.table_id, te.priority, fields)

@@ -1,0 +1,221 @@
+"""The offload path end to end: guest shim -> channel -> agent -> P4Runtime -> target.
+
+Every test runs the real embedded target in its own process, the real agent,
+and the guest channel on a real Unix socket or TCP loopback.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from finsy import P4Schema, P4TableEntry
+from guest_shim.client import Channel
+from guest_shim.errors import GuestShimError
+
+from bmv2_env.targets import RunningTarget
+from guest_shim import offload_pb2 as pb
+from pyoffload.agent import Agent
+from pyoffload.agent.channel import serve_channel
+from pyoffload.agent.config import parse_config
+from pyoffload.compiler import names
+from pyoffload.p4artifacts import Artifacts
+from pyoffload.p4runtime import P4RuntimeClient
+from pyoffload.rules import load_file
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def host_config(tmp_path: Path, **quotas: int) -> dict[str, object]:
+    return {
+        "target": {"kind": "remote", "address": "127.0.0.1:1"},
+        "vnics": [
+            {"name": "web-1", "id": 1, "guest_port": 1, "uplink_port": 2,
+             "channel": f"unix:{tmp_path}/web-1.sock", "quotas": quotas or {}},
+            {"name": "db-1", "id": 2, "guest_port": 3, "uplink_port": 4,
+             "channel": f"unix:{tmp_path}/db-1.sock"},
+        ],
+    }
+
+
+@pytest.fixture
+def agent(target: RunningTarget, tmp_path: Path) -> Iterator[Agent]:
+    config = parse_config(host_config(tmp_path, rules=8))
+    running = Agent(config, target.grpc_address, device_id=target.device_id).start()
+    servers = [serve_channel(running, v.name, v.channel) for v in config.vnics if v.channel]
+    yield running
+    for server in servers:
+        server.stop(None)
+    running.stop()
+
+
+def read_table(target: RunningTarget, table: str) -> list[P4TableEntry]:
+    """Everything the target holds in ``table``, read with a second controller role."""
+    schema = P4Schema(Artifacts.in_dir().p4info)
+    with P4RuntimeClient(target.grpc_address, device_id=target.device_id,
+                         election_id=2) as client:
+        query = P4TableEntry(table).encode(schema)
+        return [P4TableEntry.decode(e, schema) for e in client.read([query])]
+
+
+def web_request() -> pb.OffloadRequest:
+    from pyoffload.rules import to_proto
+
+    return to_proto(load_file(EXAMPLES / "stateful-web-server.yaml"))
+
+
+def test_apply_installs_the_whole_rule_set(agent: Agent, target: RunningTarget,
+                                           tmp_path: Path) -> None:
+    with Channel(f"unix:{tmp_path}/web-1.sock") as guest:
+        reply = guest.apply(web_request())
+        assert reply.generation == 1
+        installed = guest.get()
+    assert installed.generation == 1
+    assert [f.id for f in installed.flows] == ["web-in", "dns-out"]
+    acl = read_table(target, names.ACL)
+    assert len(acl) == 3
+    assert {e.match["vnic_id"] for e in acl if e.match} == {1}
+    classifier = read_table(target, names.FLOW_CLASSIFIER)
+    assert len(classifier) == 2
+    port_map = read_table(target, names.PORT_MAP)
+    assert len(port_map) == 4  # two VNICs, two ports each
+
+
+def test_reapply_is_idempotent_and_withdraw_removes(agent: Agent, target: RunningTarget,
+                                                    tmp_path: Path) -> None:
+    request = web_request()
+    request.generation = 0
+    first = agent.apply("web-1", load_file(EXAMPLES / "stateful-web-server.yaml"))
+    assert first.inserted > 0
+    from pyoffload.rules import from_proto
+
+    again = agent.apply("web-1", from_proto(request))
+    assert (again.inserted, again.modified, again.deleted) == (0, 0, 0)
+    assert again.generation == 2
+    with Channel(f"unix:{tmp_path}/web-1.sock") as guest:
+        reply = guest.withdraw(["web-in"])
+    assert list(reply.withdrawn) == ["web-in"]
+    assert len(read_table(target, names.ACL)) == 0
+    assert len(read_table(target, names.FLOW_CLASSIFIER)) == 1
+
+
+def test_bad_request_names_the_rule_and_changes_nothing(agent: Agent, target: RunningTarget,
+                                                        tmp_path: Path) -> None:
+    with Channel(f"unix:{tmp_path}/web-1.sock") as guest:
+        guest.apply(web_request())
+        bad = web_request()
+        bad.generation = 2
+        bad.flows[0].rules[0].match.dst_ports.lo = 90  # lo > hi
+        bad.flows[0].rules[0].match.dst_ports.hi = 70
+        with pytest.raises(GuestShimError) as info:
+            guest.apply(bad)
+        assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
+        assert "web-in" in str(info.value) and "http" in str(info.value)
+        assert guest.get().generation == 1
+    assert len(read_table(target, names.ACL)) == 3
+
+
+def test_a_guest_cannot_name_another_vnic(agent: Agent, tmp_path: Path) -> None:
+    request = web_request()
+    request.vnic = "db-1"
+    with Channel(f"unix:{tmp_path}/web-1.sock") as guest, pytest.raises(GuestShimError) as info:
+        guest.apply(request)
+    assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert agent.state("db-1").generation == 0
+
+
+def test_stale_generation_loses(agent: Agent, tmp_path: Path) -> None:
+    with Channel(f"unix:{tmp_path}/web-1.sock") as guest:
+        request = web_request()
+        request.generation = 5
+        assert guest.apply(request).generation == 5
+        request.generation = 4
+        with pytest.raises(GuestShimError) as info:
+            guest.apply(request)
+    assert info.value.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert "stale" in str(info.value)
+
+
+def test_quota_is_resource_exhausted(agent: Agent, target: RunningTarget,
+                                     tmp_path: Path) -> None:
+    request = web_request()  # 3 rules; the VNIC's quota is 8
+    for i in range(6):
+        extra = request.flows[1].rules.add()
+        extra.id = f"extra-{i}"
+        extra.verdict = pb.VERDICT_ALLOW
+    with Channel(f"unix:{tmp_path}/web-1.sock") as guest, pytest.raises(GuestShimError) as info:
+        guest.apply(request)
+    assert info.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "9 rules" in str(info.value) and "quota is 8" in str(info.value)
+    assert read_table(target, names.ACL) == []
+
+
+def test_watch_reports_applied_generations(agent: Agent, tmp_path: Path) -> None:
+    with Channel(f"unix:{tmp_path}/web-1.sock") as guest:
+        stream = guest.watch()
+        applied = threading.Event()
+
+        def apply_until_seen() -> None:
+            # The subscription starts when the server runs the call: apply
+            # until the watcher has seen one (bounded).
+            for _ in range(50):
+                agent.apply("web-1", load_file(EXAMPLES / "stateful-web-server.yaml")
+                            .__class__(flows=()))
+                if applied.wait(0.2):
+                    return
+
+        thread = threading.Thread(target=apply_until_seen, daemon=True)
+        thread.start()
+        event = next(iter(stream))
+        applied.set()
+        thread.join(10)
+    assert event.kind == pb.Event.KIND_GENERATION_APPLIED
+    assert event.generation >= 1
+
+
+def test_target_restart_reinstalls(tmp_path: Path) -> None:
+    from bmv2_env.targets import start_target
+
+    out = tmp_path / "t1.log"
+    first = start_target("embedded", {}, output=out)
+    address = first.grpc_address
+    config = parse_config(host_config(tmp_path))
+    agent = Agent(config, address, device_id=first.device_id, backoff=(0.05, 0.5)).start()
+    try:
+        agent.apply("web-1", load_file(EXAMPLES / "stateful-web-server.yaml"))
+        first.stop()
+        second = start_target("embedded", {}, output=tmp_path / "t2.log", grpc_address=address)
+        try:
+            for _ in range(100):
+                if agent.target_status().reinstalls:
+                    break
+                threading.Event().wait(0.1)
+            assert agent.target_status().reinstalls == 1
+            assert len(read_table(second, names.ACL)) == 3
+            assert len(read_table(second, names.PORT_MAP)) == 4
+        finally:
+            second.stop()
+    finally:
+        agent.stop()
+
+
+def test_tcp_loopback_channel(target: RunningTarget, tmp_path: Path) -> None:
+    from bmv2_env.targets import free_tcp_port
+
+    port = free_tcp_port()
+    data = host_config(tmp_path)
+    data["vnics"][0]["channel"] = f"tcp:127.0.0.1:{port}"  # type: ignore[index]
+    config = parse_config(data)
+    agent = Agent(config, target.grpc_address, device_id=target.device_id).start()
+    server = serve_channel(agent, "web-1", config.vnic("web-1").channel)  # type: ignore[arg-type]
+    try:
+        with Channel(f"tcp:127.0.0.1:{port}") as guest:
+            assert guest.apply(web_request()).generation == 1
+            stats = guest.stats()
+        assert {f.flow_id for f in stats.flows} == {"web-in", "dns-out"}
+    finally:
+        server.stop(None)
+        agent.stop()
