@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pyoffload.embedded.engine import NotFound, Pipeline
+from pyoffload.embedded.engine import InvalidValue, NotFound, Pipeline, ResourceExhausted
 
 PROGRAMS = Path(__file__).parent / "programs"
 
@@ -335,3 +335,18 @@ def test_parser_value_set_selects_a_state_at_runtime() -> None:
     vset.add(0x9100)
     vset.clear()
     assert pipe.process(3, pkt).outputs == [(3, untagged)]
+
+
+def test_parser_value_set_checks_width_and_capacity() -> None:
+    vset = load("parsing").state.value_set("MyParser.tag_types")
+    with pytest.raises(InvalidValue, match=r"tag_types.*16 bits"):
+        vset.add(1 << 16)
+    with pytest.raises(InvalidValue):
+        vset.add(-1)
+    for v in range(4):
+        vset.add(0x9100 + v)
+    vset.add(0x9100)  # already there: not a new entry
+    with pytest.raises(ResourceExhausted, match="full"):
+        vset.add(0x9200)
+    vset.remove(0x9100)
+    vset.add(0x9200)

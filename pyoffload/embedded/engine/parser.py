@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .errors import PipelineLoadError, UnsupportedConstruct
+from .errors import InvalidValue, PipelineLoadError, ResourceExhausted, UnsupportedConstruct
 from .expressions import ctx_of
 from .headers import HeaderCodec
 from .model import HeaderInst, Json, parse_hexstr
@@ -27,12 +27,22 @@ MAX_STATES_PER_PACKET = 10_000
 class ParseValueSet:
     """A parser value set: values (in the transition key's padded layout) the control plane adds."""
 
-    def __init__(self, name: str, bitwidth: int) -> None:
+    def __init__(self, name: str, bitwidth: int, max_size: int = 0) -> None:
         self.name = name
         self.bitwidth = bitwidth
+        """Width of the key in the padded layout (set by the parser from the transition key)."""
+        self.max_size = max_size
+        """Capacity from the JSON; 0 means unbounded."""
         self.values: set[int] = set()
 
     def add(self, value: int) -> None:
+        """Add a value; InvalidValue if it does not fit the key, ResourceExhausted when full."""
+        if value < 0 or (self.bitwidth and value >> self.bitwidth):
+            raise InvalidValue(
+                f"parser value set {self.name}: value {value:#x} does not fit {self.bitwidth} bits"
+            )
+        if value not in self.values and self.max_size and len(self.values) >= self.max_size:
+            raise ResourceExhausted(f"parser value set {self.name} is full ({self.max_size})")
         self.values.add(value)
 
     def remove(self, value: int) -> None:
@@ -257,7 +267,7 @@ class Parser:
         transitions = s.get("transitions", [])
         if not transitions:
             return ["return None"]
-        key_src, _ = self._key(s, ctx) if s.get("transition_key") else ("0", 0)
+        key_src, key_bits = self._key(s, ctx) if s.get("transition_key") else ("0", 0)
         lines = [f"k = {key_src}"]
         default = "None"
         simple: dict[int, str] = {}
@@ -286,6 +296,7 @@ class Parser:
                 vs = self.vsets.get(t.get("value"))
                 if vs is None:
                     raise PipelineLoadError(f"{ctx}: unknown parse value set {t.get('value')!r}")
+                vs.bitwidth = key_bits  # the padded layout values are given in
                 vname = self.env.ns.const(vs, "vs")
                 ordered.append(f"if {vname}.matches(k, {mask}): return {nxt}")
             else:

@@ -152,7 +152,9 @@ class Pipeline:
         self.actions = build_actions(cfg, env, pc)
         self.checksums = build_checksums(cfg, lay, ns, ec, env.calcs)
         self.vsets = {
-            v["name"]: ParseValueSet(v["name"], int(v.get("compressed_bitwidth", 0)))
+            v["name"]: ParseValueSet(
+                v["name"], int(v.get("compressed_bitwidth", 0)), int(v.get("max_size", 0))
+            )
             for v in cfg.get("parse_vsets", [])
         }
         parsers = cfg.get("parsers", [])
