@@ -1,10 +1,9 @@
 """Small BMv2 JSON programs written by hand in p4c's shape, for semantics the fixtures miss:
 expressions (signed, saturating, shifts, ternary), registers, hash primitive, varbit,
-lookahead, verify, header stacks, log_msg, exit."""
+lookahead, verify, log_msg, exit. Header stacks: test_engine_v1model_semantics.py."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -239,15 +238,6 @@ def vl_program() -> dict[str, Any]:
 def test_varbit_lookahead_verify(pkt: bytes, expected: bytes) -> None:
     pipe = Pipeline.load(vl_program())
     assert pipe.process(0, pkt).outputs == [(0, expected)]
-
-
-def test_header_stack_pop_p4_14_program() -> None:
-    pipe = Pipeline.load((Path(__file__).parent / "programs/bmv2/header_stack.json").read_text())
-    t = pipe.state.table("t1")
-    t.set_default("a1", [0xBEEF])
-    pkt = bytes.fromhex("0001 0002 0003 0004") + b"payload"
-    out = pipe.process(1, pkt).outputs
-    assert out == [(0, bytes.fromhex("beef 0004") + b"payload")]
 
 
 def test_log_msg_and_exit() -> None:
