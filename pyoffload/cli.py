@@ -1,14 +1,53 @@
-"""The ``pyoffload`` command line (operators and the README's main job)."""
+"""The ``pyoffload`` command line: ``up``, ``status``, ``demo``."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
+from typing import Any
+
+import grpc
 
 from bmv2_env.targets import TargetUnavailable
 from bmv2_env.topology import TopologyError
+from pyoffload.agent.admin import DEFAULT_ADMIN, query_status
+from pyoffload.agent.config import ConfigError
+from pyoffload.agent.core import AgentError
 from pyoffload.p4artifacts import ArtifactError
 from pyoffload.p4runtime import P4RuntimeError
+
+EXPECTED = (TopologyError, TargetUnavailable, ArtifactError, P4RuntimeError, ConfigError,
+            AgentError)
+
+
+def _counter(value: list[int] | None) -> str:
+    return "-" if value is None else f"{value[0]} pkts {value[1]} B"
+
+
+def render_status(doc: dict[str, Any]) -> str:
+    """The status document as a readable report."""
+    t = doc["target"]
+    lines = [f"target {t['address']}: {'connected' if t['connected'] else 'NOT CONNECTED'}"
+             f", reinstalled {t['reinstalls']} time(s)"
+             + (f", last error: {t['last_error']}" if t["last_error"] else "")]
+    for v in doc["vnics"]:
+        lines.append("")
+        lines.append(f"VNIC {v['name']} (id {v['id']}, ports {v['ports'][0]}<->{v['ports'][1]}, "
+                     f"policy {v['policy']}, channel {v['channel'] or '-'}): "
+                     f"generation {v['generation']}, {len(v['flows'])} flow(s)"
+                     + (f" [{v['error']}]" if v["error"] else ""))
+        for f in v["flows"]:
+            lines.append(f"  flow {f['id']:20} {','.join(f['services']) or '-':24} "
+                         f"default {f['default']:12} {_counter(f['counter'])}")
+            for r in f["rules"]:
+                lines.append(f"    rule {r['id']:18} {r['action']:40} {_counter(r['counter'])}")
+    lines.append("")
+    lines.append("table occupancy:")
+    for table, (used, size) in doc["occupancy"].items():
+        lines.append(f"  {table:24} {used:7} / {size}")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,26 +56,40 @@ def main(argv: list[str] | None = None) -> int:
         description="Offload a guest's stateful network services into its VNIC's P4 pipeline.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="run the target, the agent and the guest channels")
+    up.add_argument("config", nargs="?", type=Path,
+                    help="host configuration (YAML); default: a playground with one VNIC "
+                         "between two network namespaces on the embedded target")
+    up.add_argument("--admin", default=DEFAULT_ADMIN, help="admin endpoint (unix:PATH)")
+    status = sub.add_parser("status", help="VNICs, flows, rules, counters, table occupancy")
+    status.add_argument("--admin", default=DEFAULT_ADMIN, help="admin endpoint (unix:PATH)")
+    status.add_argument("--json", action="store_true", help="print the raw status document")
     demo = sub.add_parser(
-        "demo",
-        help="guest and uplink namespaces joined by the VNIC pipeline, real traffic, counters",
-    )
-    demo.add_argument(
-        "--target", default="auto", choices=["auto", "bmv2", "embedded"],
-        help="P4 target (default: BMv2 if installed, else the embedded target)",
-    )
+        "demo", help="guest and uplink namespaces through the VNIC pipeline, real traffic")
+    demo.add_argument("--target", default="auto", choices=["auto", "bmv2", "embedded"],
+                      help="P4 target (default: BMv2 if installed, else the embedded target)")
     args = parser.parse_args(argv)
 
-    if args.command == "demo":
-        from pyoffload.demo import run_demo
+    try:
+        if args.command == "demo":
+            from pyoffload.demo import run_demo
 
-        try:
             return run_demo(args.target)
-        except (TopologyError, TargetUnavailable, ArtifactError, P4RuntimeError) as exc:
-            print(f"pyoffload demo: {exc}", file=sys.stderr)
-            return 2
-    parser.error(f"unknown command {args.command}")
-    return 2
+        if args.command == "up":
+            from pyoffload.up import run_up
+
+            return run_up(args.config, args.admin)
+        try:
+            doc = query_status(args.admin)
+        except grpc.RpcError as exc:
+            print(f"pyoffload status: no agent answers on {args.admin} "
+                  f"({exc.code().name}); is `pyoffload up` running?", file=sys.stderr)
+            return 1
+        print(json.dumps(doc, indent=2) if args.json else render_status(doc))
+        return 0
+    except EXPECTED as exc:
+        print(f"pyoffload {args.command}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -107,8 +107,7 @@ class _Builder:
 
     def add_flow(self, index: int, flow: Flow) -> None:
         vnic_id = self.target.vnic_id
-        flow_id = self.pool.flows_of(self.target.name).take(flow.id)
-        self.owners.add(flow.id)
+        flow_id = self.pool.flows.take(self.owner(flow.id))
         self.flow_ids[flow.id] = flow_id
         config = flow.config
 

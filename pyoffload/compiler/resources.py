@@ -67,8 +67,11 @@ class NumberSpace:
 class ResourcePool:
     """All number spaces of one pipeline, sized from its P4Info."""
 
-    flow_ids: dict[str, NumberSpace] = attrs.field(factory=dict)
-    """Per VNIC: flow id -> the pipeline's 16-bit flow id (0 is never used)."""
+    flows: NumberSpace = attrs.field(
+        factory=lambda: NumberSpace("pipeline flow ids", 1, 65535)
+    )
+    """(VNIC, flow id) -> the pipeline's 16-bit flow id (0 is never used). Unique
+    across VNICs, so a conntrack slot's flow id also tells whose connection it is."""
     meters: NumberSpace = attrs.field(factory=lambda: NumberSpace("vnic.flow_meter", 1, 4095))
     counters: NumberSpace = attrs.field(
         factory=lambda: NumberSpace("vnic.flow_counter", 1, 4095)
@@ -92,20 +95,9 @@ class ResourcePool:
             counters=NumberSpace("vnic.flow_counter", 1, counters - 1),
         )
 
-    def flows_of(self, vnic: str) -> NumberSpace:
-        space = self.flow_ids.get(vnic)
-        if space is None:
-            space = self.flow_ids[vnic] = NumberSpace(f"flow ids of VNIC {vnic}", 1, 65535)
-        return space
-
     def release_unused(self, vnic: str, keep: frozenset[Hashable]) -> None:
         """Free the numbers ``vnic`` holds that ``keep`` (its new request) does not use."""
-        flows = self.flow_ids.get(vnic)
-        if flows is not None:
-            for owner in flows.owners():
-                if owner not in keep:
-                    flows.release(owner)
-        for space in (self.meters, self.counters, self.ct_profiles, self.lb_members,
+        for space in (self.flows, self.meters, self.counters, self.ct_profiles, self.lb_members,
                       self.lb_groups):
             for owner in space.owners():
                 if isinstance(owner, tuple) and owner[:1] == (vnic,) and owner not in keep:
@@ -114,7 +106,6 @@ class ResourcePool:
     def release_vnic(self, vnic: str) -> None:
         """Free every number of ``vnic``."""
         self.release_unused(vnic, frozenset())
-        self.flow_ids.pop(vnic, None)
 
     def copy(self) -> ResourcePool:
         """An independent copy: an apply allocates on a copy and keeps it only

@@ -1,0 +1,127 @@
+"""The agent's admin endpoint: what ``pyoffload status`` shows.
+
+A gRPC service on a Unix socket (root-only by default) whose messages are
+JSON documents, so the CLI needs no protobuf schema of its own and the
+answer is easy to script against (``pyoffload status --json``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from concurrent import futures
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from pyoffload.agent.core import Agent, AgentError
+from pyoffload.rules import Dnat, LoadBalance, Snat, Verdict
+
+SERVICE = "pyoffload.admin.v1.Admin"
+DEFAULT_ADMIN = "unix:/run/pyoffload/admin.sock"
+
+
+def _encode(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True).encode()
+
+
+def _decode(data: bytes) -> Any:
+    return json.loads(data.decode() or "null")
+
+
+def _action_text(action: object) -> str:
+    if isinstance(action, Verdict):
+        return action.value
+    if isinstance(action, Snat):
+        return f"snat {action.address} ports {action.ports}"
+    if isinstance(action, Dnat):
+        return f"dnat {action.address}" + (f":{action.port}" if action.port else "")
+    if isinstance(action, LoadBalance):
+        return f"lb {action.vip}:{action.port} -> {len(action.backends)} backends"
+    return type(action).__name__
+
+
+def status_document(agent: Agent) -> dict[str, Any]:
+    """Target connection, VNICs with flows/rules/counters, table occupancy."""
+    target = agent.target_status()
+    vnics: list[dict[str, Any]] = []
+    for name in agent.vnic_names():
+        state = agent.state(name)
+        counters: dict[tuple[str, str], tuple[int, int]] = {}
+        flow_counters: dict[str, tuple[int, int]] = {}
+        error = ""
+        if state.compiled is not None:
+            try:
+                stats = agent.stats(name)
+                counters = {(r.flow_id, r.rule_id): (r.packets, r.bytes) for r in stats.rules}
+                flow_counters = dict(stats.flows)
+            except AgentError as exc:
+                error = exc.message
+        flows = []
+        for flow in state.request.flows:
+            flows.append({
+                "id": flow.id,
+                "services": sorted(s.value for s in flow.config.services),
+                "default": flow.config.default_verdict.value,
+                "counter": flow_counters.get(flow.id),
+                "rules": [
+                    {"id": rule.id, "action": _action_text(rule.action),
+                     "counter": counters.get((flow.id, rule.id))}
+                    for rule in flow.rules
+                ],
+            })
+        vnics.append({
+            "name": name,
+            "id": state.config.id,
+            "ports": [state.config.guest_port, state.config.uplink_port],
+            "policy": state.config.default_policy,
+            "channel": str(state.config.channel) if state.config.channel else None,
+            "generation": state.generation,
+            "flows": flows,
+            "error": error,
+        })
+    return {
+        "target": {
+            "address": target.address,
+            "connected": target.connected,
+            "reinstalls": target.reinstalls,
+            "last_reinstall": target.last_reinstall,
+            "last_error": target.last_error,
+        },
+        "vnics": vnics,
+        "occupancy": {table: list(use) for table, use in sorted(agent.occupancy().items())},
+    }
+
+
+def serve_admin(agent: Agent, address: str = DEFAULT_ADMIN) -> grpc.Server:
+    """Serve the admin endpoint on a Unix socket (``unix:PATH``)."""
+    if not address.startswith("unix:"):
+        raise ValueError(f"the admin endpoint is a Unix socket (unix:PATH), not {address!r}")
+    path = Path(address.removeprefix("unix:"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_socket():
+        path.unlink()
+
+    def status(request: Any, context: grpc.ServicerContext) -> Any:
+        return status_document(agent)
+
+    handler = grpc.method_handlers_generic_handler(SERVICE, {
+        "Status": grpc.unary_unary_rpc_method_handler(
+            status, request_deserializer=_decode, response_serializer=_encode),
+    })
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    server.add_generic_rpc_handlers((handler,))
+    server.add_insecure_port(address)
+    server.start()
+    os.chmod(path, 0o600)
+    return server
+
+
+def query_status(address: str = DEFAULT_ADMIN, timeout: float = 5.0) -> dict[str, Any]:
+    """Ask a running agent for its status document."""
+    with grpc.insecure_channel(address) as channel:
+        call = channel.unary_unary(f"/{SERVICE}/Status", request_serializer=_encode,
+                                   response_deserializer=_decode)
+        result: dict[str, Any] = call({}, timeout=timeout)
+        return result

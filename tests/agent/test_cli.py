@@ -1,0 +1,75 @@
+"""``pyoffload up`` and ``pyoffload status`` as real subprocesses."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def run(*argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=REPO)
+
+
+def test_up_serves_channels_and_status_reports(tmp_path: Path) -> None:
+    config = tmp_path / "host.yaml"
+    channel = f"unix:{tmp_path}/web-1.sock"
+    admin = f"unix:{tmp_path}/admin.sock"
+    config.write_text(yaml.safe_dump({
+        "target": {"kind": "embedded"},
+        "vnics": [{"name": "web-1", "id": 7, "guest_port": 1, "uplink_port": 2,
+                   "channel": channel, "quotas": {"rules": 100}}],
+    }))
+    up = subprocess.Popen([str(BIN / "pyoffload"), "up", str(config), "--admin", admin],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
+    try:
+        assert up.stdout is not None
+        deadline = time.monotonic() + 60
+        lines = []
+        while time.monotonic() < deadline:
+            line = up.stdout.readline()
+            lines.append(line)
+            if "admin endpoint" in line or not line:
+                break
+        assert any("admin endpoint" in line for line in lines), "".join(lines)
+        applied = run(str(BIN / "guest-shim"), "--channel", channel, "apply",
+                      str(REPO / "examples" / "stateful-web-server.yaml"))
+        assert applied.returncode == 0, applied.stderr
+        status = run(str(BIN / "pyoffload"), "status", "--admin", admin)
+        assert status.returncode == 0, status.stderr
+        assert "VNIC web-1 (id 7" in status.stdout
+        assert "generation 1" in status.stdout
+        assert "rule http" in status.stdout
+        doc = json.loads(run(str(BIN / "pyoffload"), "status", "--admin", admin,
+                             "--json").stdout)
+        assert doc["occupancy"]["vnic.acl"][0] == 3
+        assert doc["target"]["connected"] is True
+    finally:
+        up.send_signal(signal.SIGTERM)
+        up.wait(timeout=30)
+    assert up.returncode == 0
+
+
+def test_status_without_agent_says_so(tmp_path: Path) -> None:
+    result = run(str(BIN / "pyoffload"), "status", "--admin", f"unix:{tmp_path}/none.sock")
+    assert result.returncode == 1
+    assert "is `pyoffload up` running?" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_host_config_is_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "host.yaml"
+    config.write_text("vnics:\n  - {name: a, id: 1, guest_port: 1, uplink_port: 1}\n")
+    result = run(str(BIN / "pyoffload"), "up", str(config), "--admin",
+                 f"unix:{tmp_path}/a.sock")
+    assert result.returncode == 2
+    assert "guest_port and uplink_port are both 1" in result.stderr
+    assert "Traceback" not in result.stderr
