@@ -356,3 +356,54 @@ def test_action_selector_picks_hash_mod_members() -> None:
     assert member_out(pipe, lb_probe(8, 0)) == 103
     prof.set_group_members(g, [])
     assert member_out(pipe, lb_probe(7, 0)) == 0  # empty group: a miss
+
+
+# ---- externs.p4: indexed counters and meters ----
+
+OP_COUNT, OP_PACKET_METER, OP_BYTE_METER = 4, 5, 6
+COLOR = 14 + 35  # offset of probe.color
+
+
+def ext_probe(op: int, index: int, pad: int = 0) -> bytes:
+    return ETH_PROBE + struct.pack(">BII", op, index, 0) + bytes(31 + pad)
+
+
+def test_indexed_counters_count_packets_and_bytes() -> None:
+    pipe = load("externs")
+    ctr, pctr = pipe.state.counter("MyIngress.ctr"), pipe.state.counter("MyIngress.pctr")
+    assert (ctr.size, pctr.size) == (64, 64)
+    small, big = ext_probe(OP_COUNT, 3), ext_probe(OP_COUNT, 3, pad=46)
+    for pkt in (small, big, small):
+        assert [p for p, _ in pipe.process(2, pkt).outputs] == [2]
+    assert ctr.read(3) == (2 * len(small) + len(big), 3)
+    assert pctr.read(3)[1] == 3
+    assert ctr.read(4) == (0, 0)
+    ctr.write(3, 0, 0)
+    assert ctr.read(3) == (0, 0)
+    pipe.process(2, ext_probe(OP_COUNT, 64))  # out of range: the engine ignores it
+    assert ctr.read(63) == (0, 0)
+    with pytest.raises(InvalidValue):
+        ctr.read(64)
+
+
+def test_indexed_meters_in_packets_and_bytes() -> None:
+    clock = Clock()
+    pipe = load("externs", clock)
+    pm, bm = pipe.state.meter("MyIngress.pmeter"), pipe.state.meter("MyIngress.bmeter")
+
+    def colour(op: int, index: int) -> int:
+        ((_, frame),) = pipe.process(1, ext_probe(op, index)).outputs
+        return frame[COLOR]
+
+    assert colour(OP_PACKET_METER, 2) == 0  # not configured: green
+    pm.set_config(2, MeterConfig(cir=1, cburst=1, pir=2, pburst=2))
+    assert pm.get_config(2) == MeterConfig(1, 1, 2, 2)
+    assert [colour(OP_PACKET_METER, 2) for _ in range(3)] == [0, 1, 2]
+    assert colour(OP_PACKET_METER, 3) == 0  # cells are independent
+    size = len(ext_probe(OP_BYTE_METER, 0))
+    bm.set_config(0, MeterConfig(cir=1000, cburst=size, pir=1000, pburst=2 * size))
+    assert [colour(OP_BYTE_METER, 0) for _ in range(3)] == [0, 1, 2]  # byte buckets
+    clock.ns += 1_000_000_000
+    assert colour(OP_BYTE_METER, 0) == 0
+    pm.reset_config(2)
+    assert colour(OP_PACKET_METER, 2) == 0
