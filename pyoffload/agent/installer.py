@@ -35,8 +35,8 @@ def entity_key(entity: p4r.Entity) -> EntityKey:
     kind = entity.WhichOneof("entity")
     if kind == "table_entry":
         te = entity.table_entry
-        fields = tuple(sorted((m.field_id, m.SerializeToString(deterministic=True))
-                              for m in te.match))
+        # A field's bytes start with its id, so sorting the bytes sorts by field.
+        fields = tuple(sorted([m.SerializeToString(deterministic=True) for m in te.match]))
         return ("table", te.table_id, te.priority, fields, te.is_default_action)
     if kind == "action_profile_member":
         m = entity.action_profile_member
@@ -108,11 +108,10 @@ class InstallError(Exception):
 
 
 def plan(installed: dict[EntityKey, p4r.Entity],
-         desired: Sequence[p4r.Entity]) -> list[Change]:
+         desired: Sequence[tuple[EntityKey, p4r.Entity]]) -> list[Change]:
     """The updates that turn ``installed`` into ``desired`` (both install-ordered)."""
     wanted: dict[EntityKey, p4r.Entity] = {}
-    for entity in desired:
-        key = entity_key(entity)
+    for key, entity in desired:
         if key in wanted:
             raise ValueError(f"two desired entities have the same key {key!r}")
         wanted[key] = entity
@@ -169,7 +168,8 @@ class Installer:
     def apply(self, vnic: str, desired: Sequence[p4r.Entity]) -> ApplyResult:
         """Make the target hold exactly ``desired`` for ``vnic``, or nothing changes."""
         current = self._installed.get(vnic, {})
-        changes = plan(current, desired)
+        keyed = [(entity_key(e), e) for e in desired]
+        changes = plan(current, keyed)
         done: list[Change] = []
         for batch in _batches(changes, self.batch_size):
             try:
@@ -185,14 +185,15 @@ class Installer:
                     [batch[i].entity for i in sorted(failed) if i < len(batch)],
                 ) from None
             done.extend(batch)
-        if self.verify and desired:
-            missing = self._verify(desired)
+        written = [c.entity for c in changes if c.label != "delete"]
+        if self.verify and written:
+            missing = self._verify(written)
             if missing:
                 self._undo(done)
                 raise InstallError(
                     f"VNIC {vnic}: {len(missing)} written entities did not read back "
                     "as written; the apply was undone", None, missing)
-        self._installed[vnic] = {entity_key(e): e for e in desired}
+        self._installed[vnic] = dict(keyed)
         labels = [c.label for c in changes]
         return ApplyResult(inserted=labels.count("insert"), modified=labels.count("modify"),
                            deleted=labels.count("delete"))
@@ -217,7 +218,7 @@ class Installer:
                 continue
 
     def _verify(self, desired: Sequence[p4r.Entity]) -> list[p4r.Entity]:
-        """Entities the target does not report back (by key) after the write."""
+        """Written entities the target does not report back (by key)."""
         missing: list[p4r.Entity] = []
         for start in range(0, len(desired), self.batch_size):
             chunk = desired[start:start + self.batch_size]

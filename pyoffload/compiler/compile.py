@@ -157,18 +157,17 @@ class _Builder:
         self.add_rules(flow, flow_id)
 
     def add_rules(self, flow: Flow, flow_id: int) -> None:
-        seen: dict[str, list[Rule]] = {"verdict": [], "nat": []}
+        shadows = {"verdict": _ShadowIndex(), "nat": _ShadowIndex()}
         for index, rule in enumerate(flow.rules):
-            kind = "nat" if isinstance(rule.action, Snat | Dnat) else "verdict"
             if not isinstance(rule.action, LoadBalance):
-                for earlier in seen[kind]:
-                    if covers(earlier.match, rule.match):
-                        self.warnings.append(
-                            f'flow "{flow.id}": rule "{rule.id}" is never reached: '
-                            f'rule "{earlier.id}" before it matches all its packets'
-                        )
-                        break
-                seen[kind].append(rule)
+                kind = "nat" if isinstance(rule.action, Snat | Dnat) else "verdict"
+                earlier = shadows[kind].covering(rule)
+                if earlier is not None:
+                    self.warnings.append(
+                        f'flow "{flow.id}": rule "{rule.id}" is never reached: '
+                        f'rule "{earlier.id}" before it matches all its packets'
+                    )
+                shadows[kind].add(rule)
             self.add_rule(flow, flow_id, index, rule)
 
     def add_rule(self, flow: Flow, flow_id: int, index: int, rule: Rule) -> None:
@@ -249,6 +248,34 @@ class _Builder:
             acl_entries=dict(self.acl_entries),
             owners=frozenset(self.owners),
         )
+
+
+@attrs.define
+class _ShadowIndex:
+    """Earlier rules of a flow, indexed so that finding one that covers a new
+    rule is not quadratic: a rule for a single destination port can only be
+    covered by rules for that port or by rules for a range of ports (or any)."""
+
+    by_port: dict[int, list[Rule]] = attrs.field(factory=dict)
+    wide: list[Rule] = attrs.field(factory=list)
+
+    def covering(self, rule: Rule) -> Rule | None:
+        ports = rule.match.dst_ports
+        candidates: list[Rule] = list(self.wide)
+        if ports is not None and ports.lo == ports.hi:
+            candidates += self.by_port.get(ports.lo, [])
+        found = [r for r in candidates if covers(r.match, rule.match)]
+        return min(found, key=self._order.__getitem__) if found else None
+
+    _order: dict[Rule, int] = attrs.field(factory=dict)
+
+    def add(self, rule: Rule) -> None:
+        self._order[rule] = len(self._order)
+        ports = rule.match.dst_ports
+        if ports is not None and ports.lo == ports.hi:
+            self.by_port.setdefault(ports.lo, []).append(rule)
+        else:
+            self.wide.append(rule)
 
 
 def _nat_match(match: P4TableMatch) -> P4TableMatch:

@@ -1,0 +1,167 @@
+"""Benchmark the offload path: guest shim -> channel -> agent -> P4Runtime -> target.
+
+``python -m bmv2_env.bench_agent [--target embedded|bmv2] [--json FILE]``
+prints, for a running target of the chosen kind:
+
+* a 10,000-rule request, end to end from the guest shim to the acknowledged,
+  installed request (goal: at most 2 s on the embedded target);
+* single-rule updates of a small rule set, p50/p99 over 1,000 updates (goal:
+  p99 at most 20 ms);
+* the agent's overhead over raw P4Runtime writes of the same entities (batches
+  of 1,000 over a warm connection; goal: at most 20%).
+
+Figures, not assertions: nothing here fails on a slow machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from guest_shim.client import Channel
+
+from bmv2_env.targets import start_target
+from guest_shim import offload_pb2 as pb
+from pyoffload.agent import Agent
+from pyoffload.agent.channel import serve_channel
+from pyoffload.agent.config import parse_config
+from pyoffload.compiler import ResourcePool, VnicTarget, compile_request
+from pyoffload.p4artifacts import Artifacts, load_constants
+from pyoffload.p4runtime import P4RuntimeClient, UpdateType
+from pyoffload.rules import from_proto
+
+FLOWS = 10
+RULES_PER_FLOW = 1000
+
+
+def big_request(
+    flows: int = FLOWS, rules: int = RULES_PER_FLOW, salt: int = 0
+) -> pb.OffloadRequest:
+    """``flows`` TCP flows of ``rules`` distinct allow rules each (one port per rule)."""
+    request = pb.OffloadRequest()
+    for f in range(flows):
+        flow = request.flows.add(id=f"flow-{f}")
+        flow.match.direction = pb.DIRECTION_FROM_GUEST
+        flow.match.protocol = "tcp"
+        flow.match.dst = f"10.{f}.0.0/16"
+        flow.config.default_verdict = pb.VERDICT_DENY
+        for r in range(rules):
+            rule = flow.rules.add(id=f"r{r}", verdict=pb.VERDICT_ALLOW)
+            port = 1 + (r + salt) % 65000
+            rule.match.dst_ports.lo = port
+            rule.match.dst_ports.hi = port
+    return request
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def run(kind: str, updates: int, rounds: int) -> dict[str, Any]:
+    artifacts = Artifacts.in_dir()
+    results: dict[str, Any] = {"target": kind}
+    with tempfile.TemporaryDirectory(prefix="pyoffload-bench-") as tmp:
+        channel = f"unix:{tmp}/bench.sock"
+        config = parse_config({
+            "target": {"kind": "remote", "address": "unused"},
+            "vnics": [{"name": "bench", "id": 1, "guest_port": 1, "uplink_port": 2,
+                       "channel": channel, "quotas": {"flows": 100, "rules": 20000}}],
+        })
+        with start_target(kind, {}, output=Path(tmp) / "target.log") as target:
+            results["target"] = target.kind
+            agent = Agent(config, target.grpc_address, device_id=target.device_id,
+                          reconnect=False).start()
+            address = config.vnic("bench").channel
+            assert address is not None
+            server = serve_channel(agent, "bench", address)
+            try:
+                with Channel(channel) as guest:
+                    # 1. a 10,000-rule request, several rounds (install, then withdraw)
+                    times = []
+                    for i in range(rounds):
+                        request = big_request(salt=i)
+                        start = time.perf_counter()
+                        guest.apply(request)
+                        times.append(time.perf_counter() - start)
+                        guest.withdraw(all_flows=True)
+                    results["request_10k_rules_s"] = {
+                        "median": statistics.median(times), "min": min(times),
+                        "rounds": rounds}
+
+                    # 2. single-rule updates of a 10-rule set
+                    small = big_request(flows=1, rules=10)
+                    guest.apply(small)
+                    latencies = []
+                    for i in range(updates):
+                        port = 20000 + i % 40000
+                        small.flows[0].rules[0].match.dst_ports.lo = port
+                        small.flows[0].rules[0].match.dst_ports.hi = port
+                        small.generation = 0
+                        start = time.perf_counter()
+                        guest.apply(small)
+                        latencies.append((time.perf_counter() - start) * 1000)
+                    results["single_rule_update_ms"] = {
+                        "p50": percentile(latencies, 0.5), "p99": percentile(latencies, 0.99),
+                        "updates": updates, "rule_set": 10}
+                    guest.withdraw(all_flows=True)
+            finally:
+                server.stop(None)
+                agent.stop()
+
+            # 3. raw P4Runtime writes of the same entities vs the agent
+            compiled = compile_request(from_proto(big_request()),
+                                       VnicTarget(name="raw", vnic_id=2),
+                                       load_constants(), ResourcePool())
+            with P4RuntimeClient(target.grpc_address, device_id=target.device_id,
+                                 election_id=5) as client:
+                schema = client.set_pipeline(artifacts.p4info, artifacts.bmv2_json)
+                raw_times = []
+                for _ in range(rounds):
+                    # What a controller writing P4Runtime by hand does: encode, write.
+                    start = time.perf_counter()
+                    entities = [e.encode(schema) for e in compiled.entities]
+                    for i in range(0, len(entities), 1000):
+                        client.write_entities(UpdateType.INSERT, entities[i:i + 1000])
+                    raw_times.append(time.perf_counter() - start)
+                    for i in reversed(range(0, len(entities), 1000)):
+                        client.write_entities(UpdateType.DELETE, entities[i:i + 1000])
+            raw = statistics.median(raw_times)
+            agent_s = results["request_10k_rules_s"]["median"]
+            results["raw_p4runtime_writes_s"] = {"median": raw, "entities": len(entities),
+                                                 "batch": 1000}
+            results["agent_overhead"] = agent_s / raw - 1
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bmv2_env.bench_agent",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--target", default="embedded", choices=["embedded", "bmv2"])
+    parser.add_argument("--updates", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args(argv)
+    results = run(args.target, args.updates, args.rounds)
+    r = results
+    print(f"offload path on the {r['target']} target")
+    print(f"  10,000-rule request, guest shim to installed: "
+          f"{r['request_10k_rules_s']['median']:.2f} s median of {args.rounds}")
+    print(f"  single-rule update (10-rule set): p50 {r['single_rule_update_ms']['p50']:.1f} ms, "
+          f"p99 {r['single_rule_update_ms']['p99']:.1f} ms over {args.updates}")
+    print(f"  raw P4Runtime writes of the same {r['raw_p4runtime_writes_s']['entities']} "
+          f"entities: {r['raw_p4runtime_writes_s']['median']:.2f} s; agent overhead "
+          f"{r['agent_overhead'] * 100:.0f}%")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
