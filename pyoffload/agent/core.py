@@ -33,6 +33,7 @@ from pyoffload.compiler import (
     compile_request,
     names,
 )
+from pyoffload.compiler.compile import ternary_port_fields
 from pyoffload.p4artifacts import Artifacts, load_constants
 from pyoffload.p4runtime import P4RuntimeClient, P4RuntimeError
 from pyoffload.rules import OffloadRequest, RuleError, validate_for_vnic
@@ -121,6 +122,7 @@ class Agent:
         self.const = load_constants(self.artifacts)
         self.schema = P4Schema(self.artifacts.p4info, self.artifacts.bmv2_json)
         self.events = EventHub()
+        self._ternary_ports = ternary_port_fields(self.schema)
         self._lock = threading.RLock()
         self._vnics = {v.name: VnicState(config=v) for v in config.vnics}
         self._pool = ResourcePool.sized(
@@ -258,7 +260,8 @@ class Agent:
             pool = self._pool.copy()
             target = VnicTarget(name=vnic, vnic_id=state.config.id)
             try:
-                compiled = compile_request(request, target, self.const, pool)
+                compiled = compile_request(request, target, self.const, pool,
+                                           ternary_ports=self._ternary_ports)
             except ResourceExhausted as exc:
                 raise AgentError(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                  f"VNIC {vnic}: {exc}; nothing was installed") from None
@@ -357,21 +360,23 @@ class Agent:
             generation = state.generation
         if compiled is None:
             return VnicStats(generation=generation, rules=(), flows={})
-        keys = list(compiled.acl_entries)
-        queries = [
-            p4r.Entity(direct_counter_entry=p4r.DirectCounterEntry(
-                table_entry=compiled.acl_entries[k].encode_entry(self.schema)))
-            for k in keys
+        queries: list[tuple[tuple[str, str], p4r.Entity]] = [
+            (key, p4r.Entity(direct_counter_entry=p4r.DirectCounterEntry(
+                table_entry=entry.encode_entry(self.schema))))
+            for key, entries in compiled.acl_entries.items() for entry in entries
         ]
         rules: list[RuleCounters] = []
         if queries:
-            replies = client.read(queries)
+            replies = client.read([q for _, q in queries])
             by_key = {_entry_key(r.direct_counter_entry.table_entry): r for r in replies}
-            for key, query in zip(keys, queries, strict=True):
+            sums: dict[tuple[str, str], tuple[int, int]] = {}
+            for key, query in queries:
                 reply = by_key.get(_entry_key(query.direct_counter_entry.table_entry))
                 data = reply.direct_counter_entry.data if reply else p4r.CounterData()
-                rules.append(RuleCounters(flow_id=key[0], rule_id=key[1],
-                                          packets=data.packet_count, bytes=data.byte_count))
+                packets, nbytes = sums.get(key, (0, 0))
+                sums[key] = (packets + data.packet_count, nbytes + data.byte_count)
+            rules = [RuleCounters(flow_id=f, rule_id=r, packets=p, bytes=b)
+                     for (f, r), (p, b) in sums.items()]
         flows: dict[str, tuple[int, int]] = {}
         for flow_id, index in compiled.flow_counters.items():
             found = client.read([P4CounterEntry(names.FLOW_COUNTER, index=index)

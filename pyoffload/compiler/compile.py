@@ -26,9 +26,16 @@ from finsy import (
     P4TableMatch,
 )
 from finsy.p4entity import P4Entity
+from finsy.p4schema import P4MatchType, P4Schema
 
 from pyoffload.compiler import names
-from pyoffload.compiler.matches import covers, flow_fields, rule_fields, ternary
+from pyoffload.compiler.matches import (
+    covers,
+    flow_fields,
+    range_to_prefixes,
+    rule_fields,
+    ternary,
+)
 from pyoffload.compiler.resources import ResourcePool
 from pyoffload.rules import (
     TIMEOUT_STATES,
@@ -70,8 +77,9 @@ class CompiledRequest:
     """The pipeline flow id of each flow of the request."""
     flow_counters: Mapping[str, int]
     """Flow id -> its slot of ``vnic.flow_counter`` (flows with the count service)."""
-    acl_entries: Mapping[tuple[str, str], P4TableEntry]
-    """(flow id, rule id) -> the rule's ``vnic.acl`` entry (it holds the rule's counter)."""
+    acl_entries: Mapping[tuple[str, str], tuple[P4TableEntry, ...]]
+    """(flow id, rule id) -> the rule's ``vnic.acl`` entries (their direct counters are the
+    rule's counter; more than one when port ranges were expanded into prefixes)."""
     owners: frozenset[Hashable]
     """Every pool number this request holds (the agent frees the others of the VNIC)."""
 
@@ -97,8 +105,20 @@ class _Builder:
     warnings: list[str] = attrs.field(factory=list)
     flow_ids: dict[str, int] = attrs.field(factory=dict)
     flow_counters: dict[str, int] = attrs.field(factory=dict)
-    acl_entries: dict[tuple[str, str], P4TableEntry] = attrs.field(factory=dict)
+    acl_entries: dict[tuple[str, str], tuple[P4TableEntry, ...]] = attrs.field(factory=dict)
     owners: set[Hashable] = attrs.field(factory=set)
+    ternary_ports: Mapping[str, frozenset[str]] = attrs.field(factory=dict)
+
+    def expand(self, table: str, match: P4TableMatch) -> list[P4TableMatch]:
+        """``match``, or its ternary expansion where ``table`` matches ports ternary."""
+        matches = [match]
+        for field in sorted(self.ternary_ports.get(table, frozenset())):
+            value = match.get(field)
+            if not isinstance(value, tuple):
+                continue
+            prefixes = range_to_prefixes(value[0], value[1], 16)
+            matches = [P4TableMatch({**m, field: p}) for m in matches for p in prefixes]
+        return matches
 
     def owner(self, *parts: str | int) -> tuple[str | int, ...]:
         key = (self.target.name, *parts)
@@ -148,12 +168,16 @@ class _Builder:
                 mirror_session=config.mirror_session or 0,
             ),
         ))
-        self.classifier.append(P4TableEntry(
-            names.FLOW_CLASSIFIER,
-            match=P4TableMatch(vnic_id=vnic_id, **flow_fields(flow.match, self.const)),
-            action=P4TableAction(names.SET_FLOW, flow_id=flow_id),
-            priority=TOP_PRIORITY - index,
-        ))
+        classify = P4TableMatch(vnic_id=vnic_id, **flow_fields(flow.match, self.const))
+        self.classifier.extend(
+            P4TableEntry(
+                names.FLOW_CLASSIFIER,
+                match=m,
+                action=P4TableAction(names.SET_FLOW, flow_id=flow_id),
+                priority=TOP_PRIORITY - index,
+            )
+            for m in self.expand(names.FLOW_CLASSIFIER, classify)
+        )
         self.add_rules(flow, flow_id)
 
     def add_rules(self, flow: Flow, flow_id: int) -> None:
@@ -177,33 +201,31 @@ class _Builder:
         priority = TOP_PRIORITY - index
         action = rule.action
         if isinstance(action, Verdict):
-            entry = P4TableEntry(
-                names.ACL,
-                match=match,
-                action=P4TableAction(names.ACL_ACTIONS[action]),
-                priority=priority,
-                meter_config=meter_config(rule.rate_limit) if rule.rate_limit else None,
+            entries = tuple(
+                P4TableEntry(
+                    names.ACL,
+                    match=m,
+                    action=P4TableAction(names.ACL_ACTIONS[action]),
+                    priority=priority,
+                    meter_config=meter_config(rule.rate_limit) if rule.rate_limit else None,
+                )
+                for m in self.expand(names.ACL, match)
             )
-            self.acl.append(entry)
-            self.acl_entries[(flow.id, rule.id)] = entry
-        elif isinstance(action, Snat):
-            self.nat.append(P4TableEntry(
-                names.NAT,
-                match=_nat_match(match),
-                action=P4TableAction(
+            self.acl.extend(entries)
+            self.acl_entries[(flow.id, rule.id)] = entries
+        elif isinstance(action, Snat | Dnat):
+            if isinstance(action, Snat):
+                nat_action = P4TableAction(
                     names.NAT_SNAT, addr=int(action.address),
                     port_min=action.ports.lo, port_max=action.ports.hi,
-                ),
-                priority=priority,
-            ))
-        elif isinstance(action, Dnat):
-            self.nat.append(P4TableEntry(
-                names.NAT,
-                match=_nat_match(match),
-                action=P4TableAction(names.NAT_DNAT, addr=int(action.address),
-                                     port=action.port or 0),
-                priority=priority,
-            ))
+                )
+            else:
+                nat_action = P4TableAction(names.NAT_DNAT, addr=int(action.address),
+                                           port=action.port or 0)
+            self.nat.extend(
+                P4TableEntry(names.NAT, match=m, action=nat_action, priority=priority)
+                for m in self.expand(names.NAT, _nat_match(match))
+            )
         else:
             self.add_vip(flow, rule, action)
 
@@ -288,17 +310,36 @@ def compile_request(
     target: VnicTarget,
     const: Mapping[str, int],
     pool: ResourcePool,
+    *,
+    ternary_ports: Mapping[str, frozenset[str]] | None = None,
 ) -> CompiledRequest:
     """The entities that make ``target`` do what ``request`` asks.
 
     Numbers (flow ids, meter and counter slots, timeout profiles, selector
     members and groups) are taken from ``pool``; pass a copy when the result
-    may be thrown away.
+    may be thrown away. ``ternary_ports`` names, per table, the port fields the
+    target matches ternary instead of by range (see ``ternary_port_fields``):
+    their ranges are expanded into prefixes, one entry each.
     """
-    builder = _Builder(target=target, const=const, pool=pool)
+    builder = _Builder(target=target, const=const, pool=pool,
+                       ternary_ports=ternary_ports or {})
     for index, flow in enumerate(request.flows):
         builder.add_flow(index, flow)
     return builder.result()
 
 
-__all__ = ["CompiledRequest", "VnicTarget", "compile_request", "ternary"]
+__all__ = ["CompiledRequest", "VnicTarget", "compile_request", "ternary", "ternary_port_fields"]
+
+
+def ternary_port_fields(schema: P4Schema) -> dict[str, frozenset[str]]:
+    """Per table, the port fields this pipeline matches ternary (no range support)."""
+    result: dict[str, frozenset[str]] = {}
+    for table in (names.FLOW_CLASSIFIER, names.ACL, names.NAT):
+        fields = schema.tables[table].match_fields
+        ternary_fields = frozenset(
+            f.name for f in fields
+            if f.name in ("src_port", "dst_port") and f.match_type == P4MatchType.TERNARY
+        )
+        if ternary_fields:
+            result[table] = ternary_fields
+    return result

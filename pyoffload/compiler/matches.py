@@ -101,3 +101,21 @@ def covers(a: RuleMatch, b: RuleMatch) -> bool:
         and _covers_ports(a.src_ports, b.src_ports)
         and _covers_ports(a.dst_ports, b.dst_ports)
     )
+
+
+def range_to_prefixes(lo: int, hi: int, width: int) -> list[tuple[int, int]]:
+    """The fewest (value, mask) pairs whose union is exactly ``lo..hi``.
+
+    For targets whose tables match ports ternary rather than by range: a range
+    of w-bit values needs at most 2w - 2 prefixes.
+    """
+    full = (1 << width) - 1
+    result: list[tuple[int, int]] = []
+    while lo <= hi:
+        # the largest aligned block starting at lo that stays within hi
+        size = lo & -lo if lo else 1 << width
+        while size > hi - lo + 1:
+            size >>= 1
+        result.append((lo, full & ~(size - 1)))
+        lo += size
+    return result
