@@ -54,25 +54,68 @@ class P4RuntimeTest(BaseTest):  # type: ignore[misc]
             # tearDown does not run when setUp fails: release the controller here.
             self.client.close()
             raise
-        self._undo: list[p4r.Entity] = []
+        self._undo: list[tuple[UpdateType, p4r.Entity]] = []
 
     def tearDown(self) -> None:
         try:
-            for entity in reversed(self._undo):
-                self.client.write_entities(UpdateType.DELETE, [entity])
+            for kind, entity in reversed(self._undo):
+                self.client.write_entities(kind, [entity])
         finally:
             self._undo.clear()
             self.client.close()
             BaseTest.tearDown(self)
 
     def insert(self, *entities: P4Entity) -> None:
-        """Install entities now; remove them after the test."""
-        encoded = [e.encode(self.schema) for e in entities]
-        self.client.write_entities(UpdateType.INSERT, encoded)
-        self._undo.extend(encoded)
+        """Install entities now; remove them after the test.
+
+        Meter entries exist from the start (P4Runtime only modifies them):
+        "inserting" one writes its config, undoing it clears the config.
+        """
+        for entity in entities:
+            encoded = entity.encode(self.schema)
+            if encoded.WhichOneof("entity") == "meter_entry":
+                self.client.write_entities(UpdateType.MODIFY, [encoded])
+                self._undo.append((UpdateType.MODIFY, _without_meter_config(encoded)))
+            else:
+                self.client.write_entities(UpdateType.INSERT, [encoded])
+                self._undo.append((UpdateType.DELETE, encoded))
 
     def modify(self, *entities: P4Entity) -> None:
-        self.client.write_entities(UpdateType.MODIFY, [e.encode(self.schema) for e in entities])
+        """Modify installed entities now; their previous values come back after the test."""
+        for entity in entities:
+            encoded = entity.encode(self.schema)
+            (old,) = self.client.read([_read_query(encoded)])
+            self.client.write_entities(UpdateType.MODIFY, [encoded])
+            self._undo.append((UpdateType.MODIFY, old))
+
+    def delete(self, *entities: P4Entity) -> None:
+        """Delete installed entities now; they are inserted again after the test."""
+        for entity in entities:
+            encoded = entity.encode(self.schema)
+            self.client.write_entities(UpdateType.DELETE, [encoded])
+            self._undo.append((UpdateType.INSERT, encoded))
 
     def read(self, entity: P4Entity) -> list[p4r.Entity]:
         return self.client.read([entity.encode(self.schema)])
+
+
+def _without_meter_config(entity: p4r.Entity) -> p4r.Entity:
+    reset = p4r.Entity()
+    reset.CopyFrom(entity)
+    reset.meter_entry.ClearField("config")
+    return reset
+
+
+def _read_query(entity: p4r.Entity) -> p4r.Entity:
+    """A read of exactly this entity: its key without its value."""
+    query = p4r.Entity()
+    query.CopyFrom(entity)
+    kind = entity.WhichOneof("entity")
+    if kind == "table_entry":
+        query.table_entry.ClearField("action")
+        query.table_entry.ClearField("meter_config")
+    elif kind == "action_profile_member":
+        query.action_profile_member.ClearField("action")
+    elif kind == "action_profile_group":
+        query.action_profile_group.ClearField("members")
+    return query
