@@ -59,6 +59,20 @@ def with_fresh_checksums(frame: bytes) -> Packet:
     return Ether(bytes(pkt))
 
 
+def rewritten(pkt: Packet, *, src: tuple[str, int] | None = None,
+              dst: tuple[str, int] | None = None) -> Packet:
+    """``pkt`` with a new source and/or destination, checksums computed again."""
+    out = pkt.copy()
+    l4 = out[TCP] if TCP in out else out[UDP]
+    if src is not None:
+        out[IP].src, l4.sport = src
+    if dst is not None:
+        out[IP].dst, l4.dport = dst
+    del out[IP].chksum
+    del l4.chksum
+    return Ether(bytes(out))
+
+
 def checksums_valid(frame: bytes) -> bool:
     """True when the frame's IPv4/TCP/UDP checksums are what they must be."""
     return bytes(with_fresh_checksums(frame)) == frame

@@ -19,6 +19,7 @@ from ptf.mask import Mask
 
 from ptf_tests.p4runtime_test import P4RuntimeTest
 from ptf_tests.packets import Packet
+from pyoffload.agent.installer import entity_key
 from pyoffload.compiler import CompiledRequest, ResourcePool, VnicTarget, compile_request
 from pyoffload.compiler.names import DROP_COUNTER
 from pyoffload.p4artifacts import load_constants
@@ -106,6 +107,19 @@ class OffloadTest(VnicTest):
         compiled = self.compile(request)
         self.insert(*compiled.entities)
         return compiled
+
+    def reoffload(self, before: CompiledRequest,
+                  request: OffloadRequest | str) -> CompiledRequest:
+        """Moves the VNIC from ``before`` to ``request``: what is new is inserted,
+        what changed modified, what is gone deleted (the installer's order)."""
+        after = self.compile(request)
+        old = {entity_key(e.encode(self.schema)): e for e in before.entities}
+        new = {entity_key(e.encode(self.schema)): e for e in after.entities}
+        self.insert(*[e for k, e in new.items() if k not in old])
+        self.modify(*[e for k, e in new.items() if k in old
+                      and e.encode(self.schema) != old[k].encode(self.schema)])
+        self.delete(*[e for k, e in reversed(old.items()) if k not in new])
+        return after
 
     def counter(self, name: str, index: int) -> int:
         """Packets counted so far in cell ``index`` of the indirect counter ``name``."""
