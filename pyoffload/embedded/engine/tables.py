@@ -1,19 +1,20 @@
 """Match-action tables: entries, lookup structures and the control-plane view (`TableState`).
 
 Exact tables are one dict; LPM tables one dict per prefix length, probed from
-the longest; ternary/range/optional tables a list kept sorted by priority
-(larger wins, as in P4Runtime; ties go to the older entry).
+the longest; ternary/range/optional (and mixed) tables a tuple-space search
+(`classifier.TupleSpace`): larger priority wins, as in P4Runtime; ties go to
+the older entry.
 """
 
 from __future__ import annotations
 
-import bisect
 import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from .action_profiles import ActionProfile
 from .actions import Action
+from .classifier import TupleSpace, make_rank
 from .errors import AlreadyExists, InvalidValue, NotFound, ResourceExhausted
 from .externs import Meter, MeterConfig
 from .keys import Exact, KeyValue, Lpm, Optional_, Range, Ternary, Wildcard
@@ -44,6 +45,12 @@ class Entry:
     masks: tuple[int, ...] = ()
     values: tuple[int, ...] = ()
     ranges: tuple[tuple[int, int, int], ...] = ()
+    # tuple-space search (ternary-kind tables): packed priority order, masked key
+    # in its shape, general ranges checked after the dict lookup, the shape
+    rank: int = 0
+    tkey: tuple[int, ...] = ()
+    granges: tuple[tuple[int, int, int], ...] = ()
+    shape: object = None
 
 
 @dataclass(slots=True)
@@ -96,8 +103,11 @@ class TableState:
         self._lpm_lens: list[int] = []
         self._lpm_pos = next((i for i, k in enumerate(cfg.key_fields) if k.match_type == "lpm"), -1)
         self._lpm_width = cfg.key_fields[self._lpm_pos].bitwidth if self._lpm_pos >= 0 else 0
-        self._sorted: list[tuple[int, int, Entry]] = []
+        self._fulls = tuple((1 << k.bitwidth) - 1 for k in cfg.key_fields)
+        self._tss = TupleSpace(self._fulls)
+        self._lpm_probe: list[tuple[int, dict[tuple[int, ...], Entry]]] = []
         self.default = cfg.default
+        self.lookup: Callable[[list[int]], Entry | None] = self._make_lookup()
 
     # ---- schema -----------------------------------------------------------
     @property
@@ -125,35 +135,49 @@ class TableState:
         return self.cfg.direct_meter is not None
 
     # ---- lookup (packet path) ---------------------------------------------
-    def lookup(self, f: list[int]) -> Entry | None:
-        k = self.key_fn(f)
+    def _make_lookup(self) -> Callable[[list[int]], Entry | None]:
+        """`lookup(f) -> Entry | None`, specialised to the table's kind."""
+        key_fn = self.key_fn
         kind = self.cfg.kind
         if kind == "exact":
-            return self._exact.get(k)
+            get = self._exact.get
+
+            def lookup_exact(f: list[int]) -> Entry | None:
+                return get(key_fn(f))
+
+            return lookup_exact
         if kind == "lpm":
             pos = self._lpm_pos
-            w = self._lpm_width
-            v = k[pos]
-            for plen in self._lpm_lens:
-                mask = ((1 << plen) - 1) << (w - plen)
-                e = self._lpm[plen].get((*k[:pos], v & mask, *k[pos + 1 :]))
-                if e is not None:
-                    return e
-            return None
-        for _, _, e in self._sorted:
-            ok = True
-            for kv, m, v in zip(k, e.masks, e.values, strict=True):
-                if kv & m != v:
-                    ok = False
-                    break
-            if ok:
-                for i, lo, hi in e.ranges:
-                    if not lo <= k[i] <= hi:
-                        ok = False
-                        break
-                if ok:
-                    return e
-        return None
+            if len(self.cfg.key_fields) == 1:
+
+                def lookup_lpm1(f: list[int]) -> Entry | None:
+                    v = key_fn(f)[0]
+                    for mask, d in self._lpm_probe:
+                        e = d.get((v & mask,))
+                        if e is not None:
+                            return e
+                    return None
+
+                return lookup_lpm1
+
+            def lookup_lpm(f: list[int]) -> Entry | None:
+                k = key_fn(f)
+                v = k[pos]
+                before, after = k[:pos], k[pos + 1 :]
+                for mask, d in self._lpm_probe:
+                    e = d.get((*before, v & mask, *after))
+                    if e is not None:
+                        return e
+                return None
+
+            return lookup_lpm
+        tss = self._tss.lookup
+
+        def lookup_ternary(f: list[int]) -> Entry | None:
+            e: Entry | None = tss(key_fn(f))
+            return e
+
+        return lookup_ternary
 
     # ---- key normalisation --------------------------------------------------
     def _normalise(self, key: Sequence[KeyValue], priority: int) -> Entry:
@@ -316,10 +340,31 @@ class TableState:
             plen = kv.prefix_len
             if plen not in self._lpm:
                 self._lpm[plen] = {}
-                self._lpm_lens = sorted(self._lpm, reverse=True)
+                self._lpm_reorder()
             self._lpm[plen][e.values] = e
         else:
-            bisect.insort(self._sorted, (-e.priority, e.seq, e), key=lambda t: (t[0], t[1]))
+            self._tss_insert(e)
+
+    def _lpm_reorder(self) -> None:
+        self._lpm_lens = sorted(self._lpm, reverse=True)
+        w = self._lpm_width
+        self._lpm_probe = [
+            (((1 << plen) - 1) << (w - plen), self._lpm[plen]) for plen in self._lpm_lens
+        ]
+
+    def _tss_insert(self, e: Entry) -> None:
+        """Index `e` in the tuple space: a single-value range compares as exact, a
+        full range as a wildcard, any other range is checked after the dict lookup."""
+        masks = list(e.masks)
+        values = list(e.values)
+        granges = []
+        for i, lo, hi in e.ranges:
+            if lo == hi:
+                masks[i], values[i] = self._fulls[i], lo
+            elif lo != 0 or hi != self._fulls[i]:
+                granges.append((i, lo, hi))
+        e.rank = make_rank(e.priority, e.seq)
+        self._tss.insert(e, tuple(masks), tuple(values), tuple(granges))
 
     def _unindex(self, e: Entry) -> None:
         kind = self.cfg.kind
@@ -332,9 +377,9 @@ class TableState:
             del d[e.values]
             if not d:
                 del self._lpm[kv.prefix_len]
-                self._lpm_lens = sorted(self._lpm, reverse=True)
+                self._lpm_reorder()
         else:
-            self._sorted = [t for t in self._sorted if t[2] is not e]
+            self._tss.remove(e)
 
     def entry(self, entry_id: EntryId) -> Entry:
         e = self._entries.get(entry_id)
