@@ -11,6 +11,7 @@ import ptf.testutils as tu
 from finsy import (
     P4CloneSessionEntry,
     P4CounterEntry,
+    P4PacketOut,
     P4TableAction,
     P4TableEntry,
     P4TableMatch,
@@ -130,6 +131,14 @@ class OffloadTest(VnicTest):
         """Packets dropped for ``reason`` (``DROP_*`` of defines.p4) by either drop counter."""
         index = CONST[f"DROP_{reason}"]
         return self.counter(DROP_COUNTER, index) + self.counter(EARLY_DROP_COUNTER, index)
+
+    def inject(self, frame: bytes, port: int) -> None:
+        """Runs ``frame`` through the pipeline as if it had arrived on ``port``
+        (packet-out from the CPU port): for frames no Linux link can carry."""
+        update = P4PacketOut(frame, egress_port=0, inject_port=port, inject=1,
+                             _pad=0).encode_update(self.schema)
+        self.client.packet_out(update.packet.payload,
+                               [(m.metadata_id, m.value) for m in update.packet.metadata])
 
     def clone_session(self, session: int, port: int) -> None:
         self.insert(P4CloneSessionEntry(session, replicas=[(port, 1)]))
