@@ -1,7 +1,8 @@
 /* Checksums: the IPv4 header checksum is verified on every IPv4 packet (a bad
  * one is dropped and counted in ingress); after a rewrite (NAT, a rejecting
- * TCP reset) the IPv4 header and the TCP/UDP checksums are recomputed, the
- * latter over the pseudo-header and the payload. */
+ * TCP reset) the IPv4 header checksum is recomputed. A TCP reset's checksum is
+ * computed here over its header (it carries no payload); NAT updates the
+ * TCP/UDP checksum incrementally in NatRewrite (stages/nat.p4). */
 #ifndef PYOFFLOAD_CHECKSUMS_P4
 #define PYOFFLOAD_CHECKSUMS_P4
 
@@ -28,21 +29,6 @@ control VnicComputeChecksum(inout headers_t hdr, inout metadata_t meta) {
               hdr.ipv4.frag_offset, hdr.ipv4.ttl, hdr.ipv4.protocol,
               hdr.ipv4.src_addr, hdr.ipv4.dst_addr, hdr.ipv4_options.options },
             hdr.ipv4.hdr_checksum, HashAlgorithm.csum16);
-
-        /* Rewritten by NAT: TCP/UDP checksum over pseudo-header and payload. */
-        update_checksum_with_payload(
-            hdr.ipv4.isValid() && hdr.tcp.isValid() && meta.nat.applied == 1 && meta.reject == 0,
-            { hdr.ipv4.src_addr, hdr.ipv4.dst_addr, 8w0, hdr.ipv4.protocol, meta.l34.l4_len,
-              hdr.tcp.src_port, hdr.tcp.dst_port, hdr.tcp.seq_no, hdr.tcp.ack_no,
-              hdr.tcp.data_offset, hdr.tcp.res, hdr.tcp.flags, hdr.tcp.window,
-              hdr.tcp.urgent_ptr },
-            hdr.tcp.checksum, HashAlgorithm.csum16);
-
-        update_checksum_with_payload(
-            hdr.ipv4.isValid() && hdr.udp.isValid() && meta.nat.applied == 1 && hdr.udp.checksum != 0,
-            { hdr.ipv4.src_addr, hdr.ipv4.dst_addr, 8w0, hdr.ipv4.protocol, meta.l34.l4_len,
-              hdr.udp.src_port, hdr.udp.dst_port, hdr.udp.len },
-            hdr.udp.checksum, HashAlgorithm.csum16);
 
         /* A TCP reset built from the packet: header only, the payload is cut. */
         update_checksum(hdr.ipv4.isValid() && hdr.tcp.isValid() && meta.reject == 1,

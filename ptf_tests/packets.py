@@ -29,9 +29,11 @@ def _l2l3(src: str, dst: str, inbound: bool, **ip: Any) -> Packet:
 
 
 def tcp(src: str, dst: str, sport: int, dport: int, flags: str = "S", *, seq: int = 1000,
-        ack: int = 0, payload: bytes = b"", inbound: bool = False, **ip: Any) -> Packet:
+        ack: int = 0, payload: bytes = b"", inbound: bool = False,
+        options: list[tuple[str, Any]] | None = None, **ip: Any) -> Packet:
     return (_l2l3(src, dst, inbound, **ip)
-            / TCP(sport=sport, dport=dport, flags=flags, seq=seq, ack=ack) / payload)
+            / TCP(sport=sport, dport=dport, flags=flags, seq=seq, ack=ack,
+                  options=options or []) / payload)
 
 
 def udp(src: str, dst: str, sport: int, dport: int, *, payload: bytes = b"udp-data",

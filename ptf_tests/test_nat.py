@@ -8,6 +8,8 @@ checksums computed again by scapy, so comparing bytes checks the checksums.
 from __future__ import annotations
 
 import ptf.testutils as tu
+from scapy.layers.inet import IP, TCP
+from scapy.layers.l2 import Ether
 
 from ptf_tests.packets import Packet, checksums_valid, parse, rewritten, tcp, udp
 from ptf_tests.vnic_test import GUEST_PORT, UPLINK_PORT, OffloadTest
@@ -77,6 +79,24 @@ class SnatUdp(NatTest):
         answer = udp(REMOTE, PUBLIC, 53, port, payload=b"answer" * 11, inbound=True)
         self.pass_in(answer, rewritten(answer, dst=(GUEST, 33333)))
         self.assertEqual(self.snat_out(query), port)
+        tu.verify_no_other_packets(self)
+
+
+class SnatKeepsChecksumErrors(NatTest):
+    """The L4 checksum is updated for the rewrite, not computed afresh: a segment
+    corrupted before the VNIC stays detectably corrupt after it, and bytes after
+    the IP packet (Ethernet padding) do not enter the checksum."""
+
+    def runTest(self) -> None:
+        syn = tcp(GUEST, REMOTE, 40000, 80, "S", options=[("MSS", 1460), ("SAckOK", b"")])
+        port = self.snat_out(Ether(bytes(syn) + bytes(range(1, 7))))
+        ack = tcp(GUEST, REMOTE, 40000, 80, "A", seq=1001, ack=1)
+        ack[TCP].chksum = (TCP(bytes(ack[TCP])).chksum + 0x100) & 0xFFFF
+        tu.send_packet(self, GUEST_PORT, ack)
+        out = parse(self.receive(UPLINK_PORT))
+        self.assertEqual((out.sport, out[IP].src), (port, PUBLIC))
+        expected = rewritten(ack, src=(PUBLIC, port))[TCP].chksum
+        self.assertEqual(out[TCP].chksum, (expected + 0x100) & 0xFFFF, "error laundered")
         tu.verify_no_other_packets(self)
 
 

@@ -81,27 +81,65 @@ control Nat(inout headers_t hdr, inout metadata_t meta) {
     }
 }
 
-/* Writes the decided translation into the headers (after the commit). */
+/* Writes the decided translation into the headers (after the commit) and
+ * updates the TCP/UDP checksum for the changed words (RFC 1624, eqn. 3)
+ * instead of computing it again over the payload: a segment corrupted before
+ * the VNIC stays detectably corrupt after it, and bytes past the IP packet
+ * (Ethernet padding) never enter the checksum. The IPv4 header checksum is
+ * computed again in VnicComputeChecksum (it was verified on the way in). */
 control NatRewrite(inout headers_t hdr, inout metadata_t meta) {
     apply {
         if (meta.nat.applied == 0 || meta.drop == 1 || meta.punt == 1) {
             meta.nat.applied = 0;
             return;
         }
+        ipv4_addr_t old_src = hdr.ipv4.src_addr;
+        ipv4_addr_t old_dst = hdr.ipv4.dst_addr;
+        bit<16> old_sport = meta.l34.src_port;
+        bit<16> old_dport = meta.l34.dst_port;
+        ipv4_addr_t new_src = old_src;
+        ipv4_addr_t new_dst = old_dst;
+        bit<16> new_sport = old_sport;
+        bit<16> new_dport = old_dport;
         if (meta.nat.src_rewrite == 1) {
-            hdr.ipv4.src_addr = meta.nat.new_src_addr;
-            if (hdr.tcp.isValid()) {
-                hdr.tcp.src_port = meta.nat.new_src_port;
-            } else if (hdr.udp.isValid()) {
-                hdr.udp.src_port = meta.nat.new_src_port;
-            }
+            new_src = meta.nat.new_src_addr;
+            new_sport = meta.nat.new_src_port;
         }
         if (meta.nat.dst_rewrite == 1) {
-            hdr.ipv4.dst_addr = meta.nat.new_dst_addr;
-            if (hdr.tcp.isValid()) {
-                hdr.tcp.dst_port = meta.nat.new_dst_port;
-            } else if (hdr.udp.isValid()) {
-                hdr.udp.dst_port = meta.nat.new_dst_port;
+            new_dst = meta.nat.new_dst_addr;
+            new_dport = meta.nat.new_dst_port;
+        }
+        hdr.ipv4.src_addr = new_src;
+        hdr.ipv4.dst_addr = new_dst;
+
+        /* Ones' complement sum of (new - old) over the changed 16-bit words:
+         * the addresses (pseudo-header) and the ports. */
+        bit<32> delta = (bit<32>)(~old_src[31:16]) + (bit<32>)(~old_src[15:0])
+            + (bit<32>)(~old_dst[31:16]) + (bit<32>)(~old_dst[15:0])
+            + (bit<32>)(~old_sport) + (bit<32>)(~old_dport)
+            + (bit<32>)new_src[31:16] + (bit<32>)new_src[15:0]
+            + (bit<32>)new_dst[31:16] + (bit<32>)new_dst[15:0]
+            + (bit<32>)new_sport + (bit<32>)new_dport;
+
+        if (hdr.tcp.isValid()) {
+            hdr.tcp.src_port = new_sport;
+            hdr.tcp.dst_port = new_dport;
+            bit<32> sum = (bit<32>)(~hdr.tcp.checksum) + delta;
+            sum = (sum & 0xffff) + (sum >> 16);
+            sum = (sum & 0xffff) + (sum >> 16);
+            hdr.tcp.checksum = ~sum[15:0];
+        } else if (hdr.udp.isValid()) {
+            hdr.udp.src_port = new_sport;
+            hdr.udp.dst_port = new_dport;
+            /* 0: the sender computed no checksum; keep it that way. */
+            if (hdr.udp.checksum != 0) {
+                bit<32> sum = (bit<32>)(~hdr.udp.checksum) + delta;
+                sum = (sum & 0xffff) + (sum >> 16);
+                sum = (sum & 0xffff) + (sum >> 16);
+                hdr.udp.checksum = ~sum[15:0];
+                if (hdr.udp.checksum == 0) {
+                    hdr.udp.checksum = 0xffff;
+                }
             }
         }
     }
