@@ -129,18 +129,32 @@ class IcmpEchoTracking(ConntrackTest):
         tu.verify_no_other_packets(self)
 
 
-class TimeoutExpires(OffloadTest):
-    """With tcp_syn: 1 s, a SYN-ACK later than that finds no connection and is
-    dropped, while a connection opened after the wait still completes."""
+class TimeoutsPerState(OffloadTest):
+    """With a 1 s profile for half-open TCP, UDP and ICMP: after the wait, a late
+    SYN-ACK, UDP reply and echo reply are dropped, while an established TCP
+    connection (built-in 1 h) carries on and a new connection still completes."""
 
     def runTest(self) -> None:
-        self.offload(rules("{tcp_syn: 1}"))
-        convs = [TcpConversation(guest, remote) for guest, remote in FAMILIES]
-        for conv in convs:
+        self.offload(rules("{tcp_syn: 1, udp_new: 1, icmp: 1}"))
+        half_open, established = [], []
+        for guest, remote in FAMILIES:
+            conv = TcpConversation(guest, remote)
             self.pass_out(conv.out("S"))
-        time.sleep(1.3)  # the test is about the timeout itself
-        for conv in convs:
+            half_open.append(conv)
+            conv = TcpConversation(guest, remote, guest_port=40001)
+            self.pass_out(conv.out("S"))
+            self.pass_in(conv.back("SA"))
+            self.pass_out(conv.out("A"))
+            established.append(conv)
+            self.pass_out(udp(guest, remote, 40000, 53))
+            self.pass_out(echo(guest, remote, 0x1234))
+        time.sleep(1.3)  # longer than the timeouts: what is tested is the expiry
+        for conv in half_open:
             self.drop_in(conv.back("SA"))
+            self.drop_in(udp(conv.remote, conv.guest, 53, 40000, inbound=True))
+            self.drop_in(echo(conv.remote, conv.guest, 0x1234, reply=True, inbound=True))
+        for conv in established:
+            self.pass_in(conv.back("PA", b"late but alive"))
         for guest, remote in FAMILIES:
             conv = TcpConversation(guest, remote, guest_port=40002)
             self.pass_out(conv.out("S"))

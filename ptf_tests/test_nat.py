@@ -54,9 +54,11 @@ class NatTest(OffloadTest):
 
 class SnatTcp(NatTest):
     """Guest connections leave from 203.0.113.7 with a port in 20000-20099, each
-    keeping its port; replies come back to 10.0.0.1 and the guest's own port."""
+    keeping its port; replies come back to 10.0.0.1 and the guest's own port;
+    traffic to a public port no connection holds is dropped."""
 
     def runTest(self) -> None:
+        used: set[int] = set()
         for sport in (40000, 40001, 51234):
             syn = tcp(GUEST, REMOTE, sport, 80, "S")
             port = self.snat_out(syn)
@@ -67,6 +69,9 @@ class SnatTcp(NatTest):
             reply = tcp(REMOTE, PUBLIC, 80, port, "PA", seq=7001, ack=1334,
                         payload=b"y" * 777, inbound=True)
             self.pass_in(reply, rewritten(reply, dst=(GUEST, sport)))
+            used.add(port)
+        stray = min(set(PORTS) - used)
+        self.drop_in(tcp(REMOTE, PUBLIC, 80, stray, "PA", payload=b"?", inbound=True))
         tu.verify_no_other_packets(self)
 
 
