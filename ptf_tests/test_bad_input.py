@@ -4,13 +4,24 @@ them disturbs an established connection (checked after every test).
 Outcomes: a frame cut inside a header, a wrong IP version or IHL, and a bad
 IPv4 header checksum are dropped and counted in ingress; IPv4 options pass
 intact; non-first fragments carry no ports, so they belong to flows that do
-not match on ports, else the VNIC's policy applies; ARP passes untouched.
+not match on ports, else the VNIC's policy applies; ARP and IPv6 neighbour
+discovery pass untouched.
 """
 
 from __future__ import annotations
 
 import ptf.testutils as tu
 from scapy.layers.inet import IP, TCP
+from scapy.layers.inet6 import (
+    ICMPv6ND_NA,
+    ICMPv6ND_NS,
+    ICMPv6ND_RA,
+    ICMPv6ND_Redirect,
+    ICMPv6ND_RS,
+    ICMPv6NDOptDstLLAddr,
+    ICMPv6NDOptSrcLLAddr,
+    IPv6,
+)
 from scapy.layers.l2 import ARP, Ether
 
 from ptf_tests.packets import GATEWAY_MAC, GUEST_MAC, TcpConversation, tcp, udp
@@ -130,8 +141,10 @@ class FragmentsFollowPortlessFlows(BadInputTest):
         self.connection_alive()
 
 
-class ArpUntouched(BadInputTest):
-    """ARP request and reply cross the deny-by-default VNIC unchanged."""
+class ArpAndNeighborDiscoveryUntouched(BadInputTest):
+    """ARP and IPv6 neighbour discovery (router/neighbour solicitations and
+    advertisements) cross the deny-by-default VNIC unchanged: hosts need them
+    to talk at all. An ICMPv6 redirect is not let through that way."""
 
     def runTest(self) -> None:
         request = Ether(src=GUEST_MAC, dst="ff:ff:ff:ff:ff:ff") / ARP(
@@ -140,4 +153,16 @@ class ArpUntouched(BadInputTest):
             op=2, hwsrc=GATEWAY_MAC, psrc="10.0.0.254", hwdst=GUEST_MAC, pdst=GUEST)
         self.pass_out(request)
         self.pass_in(reply)
+        guest6, router6 = "fe80::1", "fe80::fe"
+        out = Ether(src=GUEST_MAC, dst="33:33:ff:00:00:fe") / IPv6(
+            src=guest6, dst="ff02::1:ff00:fe", hlim=255)
+        back = Ether(src=GATEWAY_MAC, dst=GUEST_MAC) / IPv6(src=router6, dst=guest6, hlim=255)
+        self.pass_out(out / ICMPv6ND_NS(tgt=router6) / ICMPv6NDOptSrcLLAddr(lladdr=GUEST_MAC))
+        self.pass_in(back / ICMPv6ND_NA(tgt=router6, R=1, S=1)
+                     / ICMPv6NDOptDstLLAddr(lladdr=GATEWAY_MAC))
+        self.pass_out(out / ICMPv6ND_RS())
+        self.pass_in(back / ICMPv6ND_RA())
+        self.pass_in(back / ICMPv6ND_NS(tgt=guest6))
+        self.pass_out(out / ICMPv6ND_NA(tgt=guest6, S=1))
+        self.drop_in(back / ICMPv6ND_Redirect(tgt=router6, dst="2001:db8::1"))
         self.connection_alive()

@@ -34,6 +34,10 @@ const bit<8> ICMP_ECHO_REPLY     = 0;
 const bit<8> ICMP_ECHO_REQUEST   = 8;
 const bit<8> ICMPV6_ECHO_REQUEST = 128;
 const bit<8> ICMPV6_ECHO_REPLY   = 129;
+/* Neighbour discovery from router solicitation (133) to neighbour
+ * advertisement (136): passed untouched like ARP (redirects, 137, are not). */
+const bit<8> ICMPV6_ND_FIRST     = 133;
+const bit<8> ICMPV6_ND_LAST      = 136;
 
 /* Direction of a packet, seen from the VNIC's guest. */
 const bit<1> DIR_FROM_GUEST = 0;

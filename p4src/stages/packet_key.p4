@@ -1,6 +1,8 @@
 /* Stage 2b, packet key: the addresses, protocol and ports every later stage
  * matches on, the same for IPv4 and IPv6. ICMP echo uses its identifier as
- * both ports, so a request and its reply form one pseudo-connection. */
+ * both ports, so a request and its reply form one pseudo-connection. IPv6
+ * neighbour discovery is what ARP is to IPv4: hosts cannot talk without it,
+ * so it is not treated as IP traffic and passes untouched, like ARP. */
 #ifndef PYOFFLOAD_PACKET_KEY_P4
 #define PYOFFLOAD_PACKET_KEY_P4
 
@@ -48,7 +50,9 @@ control PacketKey(inout headers_t hdr, inout metadata_t meta) {
                 meta.l34.trackable = 1;
             }
         } else if (hdr.icmpv6.isValid()) {
-            if (hdr.icmpv6.type == ICMPV6_ECHO_REQUEST || hdr.icmpv6.type == ICMPV6_ECHO_REPLY) {
+            if (hdr.icmpv6.type >= ICMPV6_ND_FIRST && hdr.icmpv6.type <= ICMPV6_ND_LAST) {
+                meta.l34.is_ip = 0;
+            } else if (hdr.icmpv6.type == ICMPV6_ECHO_REQUEST || hdr.icmpv6.type == ICMPV6_ECHO_REPLY) {
                 meta.l34.src_port = hdr.icmpv6.identifier;
                 meta.l34.dst_port = hdr.icmpv6.identifier;
                 meta.l34.trackable = 1;
