@@ -6,7 +6,7 @@ from __future__ import annotations
 import ptf.testutils as tu
 from scapy.layers.inet import IP, TCP
 from scapy.layers.inet6 import IPv6
-from scapy.layers.l2 import Ether
+from scapy.layers.l2 import Dot1Q, Ether
 
 from ptf_tests.packets import GATEWAY_MAC, GUEST_MAC, Packet, tcp, udp
 from ptf_tests.vnic_test import GUEST_PORT, MONITOR_PORT, UPLINK_PORT, OffloadTest
@@ -70,7 +70,7 @@ def reset_for(segment: Packet, *, seq: int, ack: int, flags: str) -> Packet:
 
 class RejectTcpWithReset(OffloadTest):
     """A SYN to a rejected port gets RST/ACK (ack = seq + 1) on the guest port,
-    a segment with ACK a RST with its ack number; IPv4 and IPv6."""
+    a segment with ACK a RST with its ack number; IPv4, IPv6 and 802.1Q-tagged."""
 
     def bounce(self, segment: Packet) -> bytes:
         """What comes back to the guest for ``segment`` (exactly, no padding)."""
@@ -85,6 +85,11 @@ class RejectTcpWithReset(OffloadTest):
                                                                flags="RA")))
             data = tcp(guest, remote, 40000, 23, "PA", seq=99, ack=777, payload=b"login")
             self.assertEqual(self.bounce(data), bytes(reset_for(data, seq=777, ack=0, flags="R")))
+        syn = tcp(GUEST, REMOTE, 40000, 23, "S", seq=5)
+        tagged = Ether(src=GUEST_MAC, dst=GATEWAY_MAC) / Dot1Q(vlan=10) / syn[IP]
+        reset = reset_for(syn, seq=0, ack=6, flags="RA")
+        expected = Ether(src=GATEWAY_MAC, dst=GUEST_MAC) / Dot1Q(vlan=10) / reset[IP]
+        self.assertEqual(self.bounce(tagged), bytes(expected))
         self.pass_out(tcp(GUEST, REMOTE, 40000, 22, "S"))
         tu.verify_no_other_packets(self)
 
