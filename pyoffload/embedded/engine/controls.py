@@ -334,7 +334,29 @@ class Control:
                 return hit_n
             return by_action.get(act.name, default_next)
 
-        return run
+        if cfg.key_fields or profile is not None or counters or timeout or meter_slot is not None:
+            return run
+        # A keyless table (p4c wraps every action call of a control body in one): its
+        # default action runs, unless the control plane gave it an entry (then `run`).
+        entries = ts._exact
+        same_next = by_action is not None and all(
+            n is default_next for n in by_action.values()
+        )
+
+        def run_keyless(f: list[int], p: Pkt) -> NodeFn | None:
+            if entries:
+                return run(f, p)
+            d = ts.default
+            if d is None:
+                return default_next
+            d.action.fn(f, p, d.args)
+            if same_next:
+                return default_next
+            if by_action is None:
+                return miss_n
+            return by_action.get(d.action.name, default_next)
+
+        return run_keyless
 
     def _meter_array_json(self, name: str) -> Json:
         return self._meter_arrays_json[name]
