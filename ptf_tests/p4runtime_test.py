@@ -19,6 +19,7 @@ from finsy.proto import p4r
 from ptf.base_tests import BaseTest
 
 from pyoffload.p4runtime import P4RuntimeClient, UpdateType
+from pyoffload.p4runtime.entities import read_query, without_meter_config
 
 
 def param(name: str) -> Any:
@@ -75,7 +76,7 @@ class P4RuntimeTest(BaseTest):  # type: ignore[misc]
             encoded = entity.encode(self.schema)
             if encoded.WhichOneof("entity") == "meter_entry":
                 self.client.write_entities(UpdateType.MODIFY, [encoded])
-                self._undo.append((UpdateType.MODIFY, _without_meter_config(encoded)))
+                self._undo.append((UpdateType.MODIFY, without_meter_config(encoded)))
             else:
                 self.client.write_entities(UpdateType.INSERT, [encoded])
                 self._undo.append((UpdateType.DELETE, encoded))
@@ -84,7 +85,7 @@ class P4RuntimeTest(BaseTest):  # type: ignore[misc]
         """Modify installed entities now; their previous values come back after the test."""
         for entity in entities:
             encoded = entity.encode(self.schema)
-            (old,) = self.client.read([_read_query(encoded)])
+            (old,) = self.client.read([read_query(encoded)])
             self.client.write_entities(UpdateType.MODIFY, [encoded])
             self._undo.append((UpdateType.MODIFY, old))
 
@@ -97,25 +98,3 @@ class P4RuntimeTest(BaseTest):  # type: ignore[misc]
 
     def read(self, entity: P4Entity) -> list[p4r.Entity]:
         return self.client.read([entity.encode(self.schema)])
-
-
-def _without_meter_config(entity: p4r.Entity) -> p4r.Entity:
-    reset = p4r.Entity()
-    reset.CopyFrom(entity)
-    reset.meter_entry.ClearField("config")
-    return reset
-
-
-def _read_query(entity: p4r.Entity) -> p4r.Entity:
-    """A read of exactly this entity: its key without its value."""
-    query = p4r.Entity()
-    query.CopyFrom(entity)
-    kind = entity.WhichOneof("entity")
-    if kind == "table_entry":
-        query.table_entry.ClearField("action")
-        query.table_entry.ClearField("meter_config")
-    elif kind == "action_profile_member":
-        query.action_profile_member.ClearField("action")
-    elif kind == "action_profile_group":
-        query.action_profile_group.ClearField("members")
-    return query

@@ -23,6 +23,7 @@ from finsy.p4entity import P4Entity
 from finsy.proto import p4r
 
 from pyoffload.p4runtime import P4RuntimeClient, P4RuntimeError, UpdateType
+from pyoffload.p4runtime.entities import read_query, without_meter_config
 
 BATCH_SIZE = 1000
 """Updates per Write request."""
@@ -52,14 +53,6 @@ def entity_key(entity: p4r.Entity) -> EntityKey:
 
 def _is_modify_only(entity: p4r.Entity) -> bool:
     return entity.WhichOneof("entity") == "meter_entry"
-
-
-def _without_config(entity: p4r.Entity) -> p4r.Entity:
-    """A meter entry back to its default (no config)."""
-    reset = p4r.Entity()
-    reset.CopyFrom(entity)
-    reset.meter_entry.ClearField("config")
-    return reset
 
 
 def _value(entity: p4r.Entity) -> bytes:
@@ -123,7 +116,7 @@ def plan(installed: dict[EntityKey, p4r.Entity],
             if _is_modify_only(entity):
                 inserts.append(Change(label="insert", kind=UpdateType.MODIFY, entity=entity,
                                       undo_kind=UpdateType.MODIFY,
-                                      undo_entity=_without_config(entity)))
+                                      undo_entity=without_meter_config(entity)))
             else:
                 inserts.append(Change(label="insert", kind=UpdateType.INSERT, entity=entity,
                                       undo_kind=UpdateType.DELETE, undo_entity=entity))
@@ -136,7 +129,7 @@ def plan(installed: dict[EntityKey, p4r.Entity],
             continue
         if _is_modify_only(old):
             deletes.append(Change(label="delete", kind=UpdateType.MODIFY,
-                                  entity=_without_config(old),
+                                  entity=without_meter_config(old),
                                   undo_kind=UpdateType.MODIFY, undo_entity=old))
         else:
             deletes.append(Change(label="delete", kind=UpdateType.DELETE, entity=old,
@@ -222,7 +215,7 @@ class Installer:
         missing: list[p4r.Entity] = []
         for start in range(0, len(desired), self.batch_size):
             chunk = desired[start:start + self.batch_size]
-            queries = [_read_query(e) for e in chunk]
+            queries = [read_query(e) for e in chunk]
             try:
                 found = {entity_key(e) for e in self.client.read(queries)
                          if e.WhichOneof("entity") in _MANAGED}
@@ -233,20 +226,3 @@ class Installer:
 
 
 _MANAGED = ("table_entry", "action_profile_member", "action_profile_group", "meter_entry")
-
-
-def _read_query(entity: p4r.Entity) -> p4r.Entity:
-    """A read of exactly this entity (its key; table entries without action)."""
-    query = p4r.Entity()
-    query.CopyFrom(entity)
-    kind = entity.WhichOneof("entity")
-    if kind == "table_entry":
-        query.table_entry.ClearField("action")
-        query.table_entry.ClearField("meter_config")
-    elif kind == "action_profile_member":
-        query.action_profile_member.ClearField("action")
-    elif kind == "action_profile_group":
-        query.action_profile_group.ClearField("members")
-    elif kind == "meter_entry":
-        query.meter_entry.ClearField("config")
-    return query

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
-from finsy.proto import p4d, p4i, p4r, rpc_code
+from finsy.proto import p4d, p4r, rpc_code
 
 from pyoffload.embedded.p4runtime.codec import encode_uint
 from pyoffload.embedded.p4runtime.testing import (
@@ -17,29 +14,12 @@ from pyoffload.embedded.p4runtime.testing import (
     eth,
     insert,
     ipv4,
-    load_program,
     modify,
-    running_target,
 )
 
 APM, APG = p4r.ActionProfileMember, p4r.ActionProfileGroup
 
 
-PROGRAMS = Path(__file__).parent / "programs"
-
-
-def srv_program() -> tuple[p4i.P4Info, bytes]:
-    """The compiled srv_switch.p4 (tests skip until p4c has produced it)."""
-    try:
-        return load_program(PROGRAMS, "srv_switch")
-    except FileNotFoundError:
-        pytest.skip("tests/embedded/programs/srv_switch is not compiled (needs p4c)")
-
-
-@pytest.fixture
-def t() -> Iterator[Target]:
-    with running_target(*srv_program()) as target:
-        yield target
 
 
 def member(t: Target, member_id: int, port: int | None = None) -> p4r.Entity:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import grpc
 import pytest
@@ -17,27 +16,16 @@ from pyoffload.embedded.p4runtime.testing import (
     action,
     eth,
     insert,
-    load_program,
     running_target,
 )
 
 GFPC = p4r.GetForwardingPipelineConfigRequest
 
 
-PROGRAMS = Path(__file__).parent / "programs"
-
-
-def srv_program() -> tuple[p4i.P4Info, bytes]:
-    """The compiled srv_switch.p4 (tests skip until p4c has produced it)."""
-    try:
-        return load_program(PROGRAMS, "srv_switch")
-    except FileNotFoundError:
-        pytest.skip("tests/embedded/programs/srv_switch is not compiled (needs p4c)")
-
-
 @pytest.fixture
-def t() -> Iterator[Target]:
-    with running_target(*srv_program(), commit=False) as target:
+def t(srv_program: tuple[p4i.P4Info, bytes]) -> Iterator[Target]:
+    """A running target without a committed pipeline (these tests push their own)."""
+    with running_target(*srv_program, commit=False) as target:
         yield target
 
 

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import grpc
 import pytest
-from finsy.proto import p4i, p4r, rpc_code
+from finsy.proto import p4r, rpc_code
 
 from pyoffload.embedded.p4runtime.codec import encode_uint
 from pyoffload.embedded.p4runtime.testing import (
@@ -16,25 +13,7 @@ from pyoffload.embedded.p4runtime.testing import (
     action,
     eth,
     insert,
-    load_program,
-    running_target,
 )
-
-PROGRAMS = Path(__file__).parent / "programs"
-
-
-def srv_program() -> tuple[p4i.P4Info, bytes]:
-    """The compiled srv_switch.p4 (tests skip until p4c has produced it)."""
-    try:
-        return load_program(PROGRAMS, "srv_switch")
-    except FileNotFoundError:
-        pytest.skip("tests/embedded/programs/srv_switch is not compiled (needs p4c)")
-
-
-@pytest.fixture
-def t() -> Iterator[Target]:
-    with running_target(*srv_program()) as target:
-        yield target
 
 
 def to_cpu_entry(t: Target, mac: int) -> p4r.Entity:

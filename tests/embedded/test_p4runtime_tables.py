@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import grpc
 import pytest
-from finsy.proto import p4i, p4r, rpc_code
+from finsy.proto import p4r, rpc_code
 
 from pyoffload.embedded.p4runtime.codec import encode_uint
 from pyoffload.embedded.p4runtime.testing import (
@@ -17,29 +14,12 @@ from pyoffload.embedded.p4runtime.testing import (
     eth,
     insert,
     ipv4,
-    load_program,
     modify,
-    running_target,
 )
 
 WA = p4r.WriteRequest
 
 
-PROGRAMS = Path(__file__).parent / "programs"
-
-
-def srv_program() -> tuple[p4i.P4Info, bytes]:
-    """The compiled srv_switch.p4 (tests skip until p4c has produced it)."""
-    try:
-        return load_program(PROGRAMS, "srv_switch")
-    except FileNotFoundError:
-        pytest.skip("tests/embedded/programs/srv_switch is not compiled (needs p4c)")
-
-
-@pytest.fixture
-def t() -> Iterator[Target]:
-    with running_target(*srv_program()) as target:
-        yield target
 
 
 def l2(t: Target, mac: int, *, act: str = "forward", port: int | None = 2,
