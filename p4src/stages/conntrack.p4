@@ -61,6 +61,9 @@ control ConntrackLookup(inout headers_t hdr, inout metadata_t meta) {
         }
         const default_action = NoAction();
         size = CT_OVERFLOW_SLOTS;
+        /* The agent gives each entry an idle timeout longer than any conntrack
+         * timeout: when it fires, the connection is gone and the slot is free. */
+        support_timeout = true;
     }
 
     apply {

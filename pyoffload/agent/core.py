@@ -25,6 +25,7 @@ from guest_shim import offload_pb2 as pb
 from pyoffload.agent.config import HostConfig, VnicConfig
 from pyoffload.agent.events import EventHub
 from pyoffload.agent.installer import Installer, InstallError
+from pyoffload.agent.slowpath import SlowPath
 from pyoffload.compiler import (
     CompiledRequest,
     ResourceExhausted,
@@ -135,6 +136,8 @@ class Agent:
         self._monitor: threading.Thread | None = None
         self._reconnect = reconnect
         self._backoff = backoff
+        self.slow_path = SlowPath(self.schema, self.const,
+                                  on_overflow_full=self._overflow_full)
         self._reinstalls = 0
         self._last_reinstall: float | None = None
         self._last_error = ""
@@ -174,6 +177,8 @@ class Agent:
         except BaseException:
             client.close()
             raise
+        self.slow_path.adopt(client)
+        self.slow_path.run(client)
         _log.info("agent connected to %s (pipeline %s)", self.address,
                   "pushed" if pushed else "already there")
 
@@ -211,6 +216,14 @@ class Agent:
                 self.events.publish(name, Kind.KIND_TARGET_REINSTALLED,
                                     generation=state.generation,
                                     message="rules reinstalled on the restarted data path")
+
+    def _overflow_full(self, vnic_id: int) -> None:
+        for name, state in self._vnics.items():
+            if state.config.id == vnic_id:
+                self.events.publish(
+                    name, Kind.KIND_QUOTA_REACHED, quota="conntrack_overflow",
+                    message="a new connection collided in the conntrack table and every "
+                            "overflow slot is taken: it is not tracked")
 
     # -- host-owned entries -----------------------------------------------
 

@@ -33,6 +33,7 @@ LB_SET_BACKEND = "vnic.lb_set_backend"
 CT_TIMEOUT = "vnic.ct_timeout"
 CT_SET_TIMEOUT = "vnic.ct_set_timeout"
 CT_OVERFLOW = "vnic.ct_overflow"
+CT_USE_OVERFLOW_SLOT = "vnic.ct_use_overflow_slot"
 FLOW_METER = "vnic.flow_meter"
 FLOW_COUNTER = "vnic.flow_counter"
 DROP_COUNTER = "vnic.drop_counter"
@@ -40,4 +41,4 @@ CT_EVENTS = "vnic.ct_events"
 
 ALL_TABLES = (PORT_MAP, FLOW_CLASSIFIER, FLOW_CONFIG, ACL, NAT, LB_VIP, CT_TIMEOUT, CT_OVERFLOW)
 ALL_ACTIONS = (SET_VNIC, SET_FLOW, SET_FLOW_CONFIG, *ACL_ACTIONS.values(), NAT_SNAT, NAT_DNAT,
-               LB_SET_BACKEND, CT_SET_TIMEOUT)
+               LB_SET_BACKEND, CT_SET_TIMEOUT, CT_USE_OVERFLOW_SLOT)

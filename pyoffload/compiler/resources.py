@@ -63,6 +63,11 @@ class NumberSpace:
     def owners(self) -> list[Hashable]:
         return list(self._by_owner)
 
+    def restore(self, held: dict[Hashable, int]) -> None:
+        """Hold exactly ``held`` (owner -> number), e.g. as read back from a target."""
+        self._by_owner = dict(held)
+        self._owners = {number: owner for owner, number in held.items()}
+
 @attrs.define
 class ResourcePool:
     """All number spaces of one pipeline, sized from its P4Info."""

@@ -1,0 +1,229 @@
+"""The agent's slow path: what the pipeline punts, and conntrack overflow.
+
+The conntrack hash table never overwrites a live connection. When a new
+connection's slot is held by another, the pipeline punts its first packet
+(``PUNT_CT_COLLISION``). Here the agent gives the connection one of the
+reserved overflow slots with an exact-match ``vnic.ct_overflow`` entry keyed
+by its direction-normalised 5-tuple, then sends the packet back into the
+pipeline as if it had just arrived, where it is now tracked in that slot.
+
+Each overflow entry carries an idle timeout longer than any conntrack timeout;
+when the target reports it idle, the connection is over and the slot is
+handed out again. When every overflow slot is taken, the connection cannot be
+tracked: its packet is dropped, counted, and the guest is told (a Watch event).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import queue
+import threading
+from collections.abc import Callable, Hashable, Mapping
+
+import attrs
+from finsy import P4Schema, P4TableAction, P4TableEntry, P4TableMatch
+from finsy.proto import p4r
+from scapy.layers.inet import ICMP, IP, TCP, UDP
+from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6EchoRequest, IPv6
+from scapy.layers.l2 import Ether
+
+from pyoffload.compiler import names
+from pyoffload.compiler.resources import NumberSpace, ResourceExhausted
+from pyoffload.p4runtime import P4RuntimeClient, P4RuntimeError, UpdateType
+
+_log = logging.getLogger(__name__)
+
+OVERFLOW_IDLE_NS = 2 * 3600 * 10**9
+"""Idle timeout of an overflow entry: longer than the longest conntrack timeout
+the agent installs (built-in established TCP: 1 h)."""
+
+
+@attrs.frozen(kw_only=True)
+class Tuple5:
+    """A connection's direction-normalised 5-tuple, as the pipeline hashes it."""
+
+    protocol: int
+    lo_addr: int
+    hi_addr: int
+    lo_port: int
+    hi_port: int
+
+
+def normalised_tuple(frame: bytes) -> Tuple5 | None:
+    """The normalised 5-tuple of a TCP/UDP/ICMP-echo frame; None for anything else."""
+    try:
+        packet = Ether(frame)
+    except Exception:  # scapy raises many kinds on garbage: not a trackable packet
+        return None
+    ip = packet.getlayer(IP) or packet.getlayer(IPv6)
+    if ip is None:
+        return None
+    src = int(ipaddress.ip_address(ip.src))
+    dst = int(ipaddress.ip_address(ip.dst))
+    protocol = ip.proto if isinstance(ip, IP) else ip.nh
+    l4 = packet.getlayer(TCP) or packet.getlayer(UDP)
+    echo = (packet.getlayer(ICMP) or packet.getlayer(ICMPv6EchoRequest)
+            or packet.getlayer(ICMPv6EchoReply))
+    if l4 is not None:
+        sport, dport = int(l4.sport), int(l4.dport)
+    elif echo is not None:
+        sport = dport = int(echo.id)
+    else:
+        return None
+    if (src, sport) <= (dst, dport):
+        return Tuple5(protocol=protocol, lo_addr=src, hi_addr=dst, lo_port=sport, hi_port=dport)
+    return Tuple5(protocol=protocol, lo_addr=dst, hi_addr=src, lo_port=dport, hi_port=sport)
+
+
+@attrs.define
+class SlowPathStats:
+    """What the slow path did since the agent started."""
+
+    overflow_installed: int = 0
+    overflow_released: int = 0
+    overflow_full: int = 0
+    nat_collisions: int = 0
+    punted: int = 0
+
+
+def _metadata_ids(schema: P4Schema, header: str) -> dict[str, int]:
+    for meta in schema.p4info.controller_packet_metadata:
+        if meta.preamble.name == header:
+            return {m.name: m.id for m in meta.metadata}
+    raise KeyError(f"the P4Info has no controller header {header!r}")
+
+
+class SlowPath:
+    """Serves one client's packet-ins and notifications until its stream ends."""
+
+    def __init__(self, schema: P4Schema, const: Mapping[str, int], *,
+                 on_overflow_full: Callable[[int], None] = lambda vnic_id: None) -> None:
+        self.schema = schema
+        self.const = const
+        self.stats = SlowPathStats()
+        self._in_ids = _metadata_ids(schema, "packet_in")
+        self._out_ids = _metadata_ids(schema, "packet_out")
+        total = next(r.size for r in schema.p4info.registers
+                     if r.preamble.name == "vnic.ct_info")
+        overflow = schema.tables[names.CT_OVERFLOW].size
+        self.slots = NumberSpace("conntrack overflow slots", total - overflow, total - 1)
+        self._overflow_table_id = schema.tables[names.CT_OVERFLOW].id
+        self._on_overflow_full = on_overflow_full
+        self._lock = threading.Lock()
+
+    def adopt(self, client: P4RuntimeClient) -> None:
+        """Take over the overflow entries the target holds (none after a restart)."""
+        table = self.schema.tables[names.CT_OVERFLOW]
+        field = {f.id: f.name for f in table.match_fields}
+        entries = client.read([P4TableEntry(names.CT_OVERFLOW).encode(self.schema)])
+        with self._lock:
+            for owner in self.slots.owners():
+                self.slots.release(owner)
+            owners: dict[Hashable, int] = {}
+            for entity in entries:
+                te = entity.table_entry
+                values = {field[m.field_id]: int.from_bytes(m.exact.value, "big")
+                          for m in te.match}
+                key = Tuple5(protocol=values.get("protocol", 0),
+                             lo_addr=values.get("lo_addr", 0), hi_addr=values.get("hi_addr", 0),
+                             lo_port=values.get("lo_port", 0), hi_port=values.get("hi_port", 0))
+                slot = int.from_bytes(te.action.action.params[0].value, "big")
+                owners[(values.get("vnic_id", 0), key)] = slot
+            self.slots.restore(owners)
+
+    def run(self, client: P4RuntimeClient) -> threading.Thread:
+        thread = threading.Thread(target=self._serve, args=(client,), daemon=True,
+                                  name="pyoffload-slow-path")
+        thread.start()
+        return thread
+
+    def _serve(self, client: P4RuntimeClient) -> None:
+        while not client.disconnected.is_set():
+            try:
+                packet = client.packet_ins.get(timeout=0.2)
+            except queue.Empty:
+                packet = None
+            try:
+                if packet is not None:
+                    self.on_packet_in(client, packet)
+                while not client.stream_messages.empty():
+                    message = client.stream_messages.get_nowait()
+                    if message.WhichOneof("update") == "idle_timeout_notification":
+                        self.on_idle(client, message.idle_timeout_notification)
+            except P4RuntimeError as exc:
+                _log.warning("slow path: the target refused an update: %s", exc)
+
+    def on_packet_in(self, client: P4RuntimeClient, packet: p4r.PacketIn) -> None:
+        meta = {m.metadata_id: int.from_bytes(m.value, "big") for m in packet.metadata}
+        reason = meta.get(self._in_ids["reason"], 0)
+        vnic_id = meta.get(self._in_ids["vnic_id"], 0)
+        port = meta.get(self._in_ids["ingress_port"], 0)
+        if reason == self.const["PUNT_CT_COLLISION"]:
+            self._overflow(client, packet.payload, vnic_id, port)
+        elif reason == self.const["PUNT_NAT_COLLISION"]:
+            self.stats.nat_collisions += 1
+        else:
+            self.stats.punted += 1
+
+    def _overflow(self, client: P4RuntimeClient, frame: bytes, vnic_id: int, port: int) -> None:
+        key = normalised_tuple(frame)
+        if key is None:
+            return
+        with self._lock:
+            owner = (vnic_id, key)
+            fresh = self.slots.get(owner) is None
+            try:
+                slot = self.slots.take(owner)
+            except ResourceExhausted:
+                self.stats.overflow_full += 1
+                self._on_overflow_full(vnic_id)
+                return
+        if fresh:
+            entry = self._entry(vnic_id, key, slot)
+            try:
+                client.write_entities(UpdateType.INSERT, [entry.encode(self.schema)])
+            except P4RuntimeError:
+                with self._lock:
+                    self.slots.release(owner)
+                raise
+            self.stats.overflow_installed += 1
+        self.inject(client, frame, port)
+
+    def _entry(self, vnic_id: int, key: Tuple5, slot: int) -> P4TableEntry:
+        return P4TableEntry(
+            names.CT_OVERFLOW,
+            match=P4TableMatch(vnic_id=vnic_id, protocol=key.protocol, lo_addr=key.lo_addr,
+                               hi_addr=key.hi_addr, lo_port=key.lo_port, hi_port=key.hi_port),
+            action=P4TableAction(names.CT_USE_OVERFLOW_SLOT, slot=slot),
+            idle_timeout_ns=OVERFLOW_IDLE_NS,
+        )
+
+    def inject(self, client: P4RuntimeClient, frame: bytes, port: int) -> None:
+        """Run ``frame`` through the pipeline as if it had arrived on ``port``."""
+        ids = self._out_ids
+        client.packet_out(frame, [
+            (ids["egress_port"], b"\x00\x00"),
+            (ids["inject_port"], port.to_bytes(2, "big")),
+            (ids["inject"], b"\x01"),
+            (ids["_pad"], b"\x00"),
+        ])
+
+    def on_idle(self, client: P4RuntimeClient,
+                notification: p4r.IdleTimeoutNotification) -> None:
+        """Overflow entries idle for longer than any connection: free their slots."""
+        expired = [te for te in notification.table_entry
+                   if te.table_id == self._overflow_table_id]
+        if not expired:
+            return
+        client.write_entities(UpdateType.DELETE,
+                              [p4r.Entity(table_entry=te) for te in expired])
+        with self._lock:
+            by_slot = {number: owner for owner, number in
+                       ((o, self.slots.get(o)) for o in self.slots.owners())}
+            for te in expired:
+                slot = int.from_bytes(te.action.action.params[0].value, "big")
+                owner = by_slot.get(slot)
+                if owner is not None:
+                    self.slots.release(owner)
+                    self.stats.overflow_released += 1

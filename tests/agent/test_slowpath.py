@@ -1,0 +1,144 @@
+"""Conntrack collisions: the slow path gives the second connection an overflow
+slot and re-injects its first packet; both connections are then tracked."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import time
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from scapy.layers.inet import IP, UDP
+from scapy.layers.l2 import Ether
+
+from bmv2_env.targets import RunningTarget, start_target
+from bmv2_env.topology import Topology
+from pyoffload.agent import Agent
+from pyoffload.agent.config import parse_config
+from pyoffload.agent.slowpath import Tuple5, normalised_tuple
+from pyoffload.rules import load_data
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for veth pairs")
+
+GUEST = "10.0.0.1"
+VNIC_ID = 3
+RULES = {
+    "flows": [
+        {"id": "out", "match": {"direction": "from-guest", "protocol": "udp"},
+         "config": {"services": ["conntrack"], "default_verdict": "allow-track"}},
+        {"id": "in", "match": {"direction": "to-guest"},
+         "config": {"services": ["conntrack"], "default_verdict": "deny"}},
+    ],
+}
+
+
+def ct_index(remote: str, sport: int, slots: int) -> int:
+    """The pipeline's hash slot of a UDP guest:sport -> remote:53 tuple (crc32 mod slots):
+    the fields of the hash in stages/conntrack.p4, in order, lower endpoint first."""
+    a = (int(ipaddress.ip_address(GUEST)), sport)
+    b = (int(ipaddress.ip_address(remote)), 53)
+    (lo_addr, lo_port), (hi_addr, hi_port) = sorted((a, b))
+    data = (VNIC_ID.to_bytes(2, "big") + (17).to_bytes(1, "big")
+            + lo_addr.to_bytes(16, "big") + hi_addr.to_bytes(16, "big")
+            + lo_port.to_bytes(2, "big") + hi_port.to_bytes(2, "big"))
+    return (zlib.crc32(data) & 0xFFFFFFFF) % slots
+
+
+def colliding_flows(slots: int) -> tuple[tuple[str, int], tuple[str, int]]:
+    """Two (remote, source port) pairs whose connections hash to the same slot.
+
+    Varying one 16-bit field alone never collides (a CRC is injective on a
+    short window), so the remote address varies too."""
+    seen: dict[int, tuple[str, int]] = {}
+    for host in range(1, 255):
+        remote = f"10.0.1.{host}"
+        for sport in range(40000, 40400):
+            index = ct_index(remote, sport, slots)
+            if index in seen:
+                return seen[index], (remote, sport)
+            seen[index] = (remote, sport)
+    raise AssertionError("no collision found")
+
+
+class Wire:
+    """A raw socket on a test-side veth end."""
+
+    def __init__(self, ifname: str) -> None:
+        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+        self.sock.bind((ifname, 0))
+        self.sock.settimeout(0.2)
+
+    def send(self, frame: bytes) -> None:
+        self.sock.send(frame)
+
+    def udp_ports(self, seconds: float = 3.0) -> set[tuple[int, int]]:
+        """(sport, dport) of the UDP frames that arrive within ``seconds``."""
+        found: set[tuple[int, int]] = set()
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                data, addr = self.sock.recvfrom(65535)
+            except TimeoutError:
+                if found:
+                    break
+                continue
+            if addr[2] == socket.PACKET_OUTGOING:
+                continue
+            packet = Ether(data)
+            if packet.haslayer(UDP):
+                found.add((packet[UDP].sport, packet[UDP].dport))
+        return found
+
+
+def udp(src: str, dst: str, sport: int, dport: int) -> bytes:
+    return bytes(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+                 / IP(src=src, dst=dst) / UDP(sport=sport, dport=dport) / b"x")
+
+
+@pytest.fixture
+def wired(tmp_path: Path) -> Iterator[tuple[RunningTarget, Wire, Wire]]:
+    with Topology() as topo:
+        topo.add_veth(1)
+        topo.add_veth(2)
+        ports = {p: pair.switch_end for p, pair in topo.pairs.items()}
+        with start_target("embedded", ports, output=tmp_path / "t.log") as target:
+            yield target, Wire(topo.pairs[1].test_end), Wire(topo.pairs[2].test_end)
+
+
+def test_colliding_connection_gets_an_overflow_slot(
+        wired: tuple[RunningTarget, Wire, Wire]) -> None:
+    target, guest, uplink = wired
+    config = parse_config({
+        "target": {"kind": "remote", "address": "unused"},
+        "vnics": [{"name": "v", "id": VNIC_ID, "guest_port": 1, "uplink_port": 2}],
+    })
+    agent = Agent(config, target.grpc_address, device_id=target.device_id).start()
+    try:
+        agent.apply("v", load_data(RULES))
+        slots = agent.slow_path.slots.first  # the hash slots come before the overflow ones
+        (remote_a, port_a), (remote_b, port_b) = colliding_flows(slots)
+        guest.send(udp(GUEST, remote_a, port_a, 53))
+        assert (port_a, 53) in uplink.udp_ports()
+        guest.send(udp(GUEST, remote_b, port_b, 53))
+        assert (port_b, 53) in uplink.udp_ports()
+        assert agent.slow_path.stats.overflow_installed == 1
+        # Both connections are tracked: their replies come in, an unrelated datagram does not.
+        uplink.send(udp(remote_b, GUEST, 53, port_b))
+        uplink.send(udp(remote_a, GUEST, 53, port_a))
+        uplink.send(udp(remote_a, GUEST, 53, 999))
+        assert guest.udp_ports() == {(53, port_a), (53, port_b)}
+    finally:
+        agent.stop()
+
+
+def test_normalised_tuple_orders_endpoints_like_the_pipeline() -> None:
+    out = normalised_tuple(udp(GUEST, "10.0.1.9", 40000, 53))
+    back = normalised_tuple(udp("10.0.1.9", GUEST, 53, 40000))
+    assert out == back == Tuple5(protocol=17, lo_addr=int(ipaddress.ip_address(GUEST)),
+                                 hi_addr=int(ipaddress.ip_address("10.0.1.9")),
+                                 lo_port=40000, hi_port=53)
+    assert normalised_tuple(b"\x00" * 10) is None
