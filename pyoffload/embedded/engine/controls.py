@@ -63,15 +63,96 @@ class Control:
             tables[ts.name] = ts
             self._tables[ts.name] = ts
         self._building: set[str] = set()
+        self._conds: dict[str, str] = {}
+        self._keyless: dict[str, tuple[DefaultEntry, Json]] = {}
         for n in self._defs:
             self._node(n, f"pipeline {self.name}")
         init = cfg.get("init_table")
         self.init: NodeFn | None = self._node(init, f"pipeline {self.name}")
+        self.fused_init: NodeFn | None = self._fuse(init)
 
     def run(self, f: list[int], p: Pkt) -> None:
-        n = self.init
+        n = self.fused_init
         while n is not None and not p.exit:
             n = n(f, p)
+
+    # ---- fusion: straight-line code for runs of conditionals and keyless tables
+    def _successors(self, name: str) -> set[Json]:
+        kind, obj = self._defs[name]
+        if kind == "conditionals":
+            return {obj.get("true_next"), obj.get("false_next")}
+        if kind == "action_calls":
+            return {obj.get("next_node")}
+        nt = obj.get("next_tables", {}) or {}
+        base = obj.get("base_default_next")
+        if "__HIT__" in nt or "__MISS__" in nt:
+            return {nt.get("__HIT__"), nt.get("__MISS__"), base}
+        return {nt.get(a, base) for a in self._tables[name].cfg.actions} | {base}
+
+    def _fuse(self, init: Json) -> NodeFn | None:
+        """Compile the control graph into fused node functions.
+
+        A fused function runs its node and, inline, every successor that only it
+        leads to (conditionals, action calls, keyless tables still on the default
+        action they had at load time); it ends by calling the fused function of a
+        join node (more than one predecessor) or returning the next node for
+        `run`'s loop (after a keyed table). Behaviour is the node graph's: the
+        `p.exit` flag is checked after every action, a keyless table given an entry
+        or a new default action takes its general node.
+        """
+        ns = self.env.ns
+        indeg: dict[str, int] = {}
+        for n in self._defs:
+            for s in self._successors(n):
+                if s is not None:
+                    indeg[s] = indeg.get(s, 0) + 1
+        if init is not None:
+            indeg[init] = indeg.get(init, 0) + 1
+        fmap: dict[object, NodeFn | None] = {None: None}
+        fm = ns.const(fmap, "fm")
+        fname = {n: ns.fresh("F") for n in self._defs}
+
+        def emit(name: Json, depth: int, top: bool, out: list[str], pad: str) -> None:
+            if name is None:
+                out.append(f"{pad}return None")
+                return
+            if not top and (indeg.get(name, 0) > 1 or depth > 30):
+                out.append(f"{pad}return {fname[name]}(f, p)")
+                return
+            kind, obj = self._defs[name]
+            if kind == "conditionals":
+                out.append(f"{pad}if {self._conds[name]}:")
+                emit(obj.get("true_next"), depth + 1, False, out, pad + "    ")
+                emit(obj.get("false_next"), depth, False, out, pad)
+            elif kind == "action_calls":
+                act = self._action(obj.get("action_id"), name)
+                out.append(f"{pad}{ns.const(act.fn, 'afn')}(f, p, ())")
+                out.append(f"{pad}if p.exit:")
+                out.append(f"{pad}    return None")
+                emit(obj.get("next_node"), depth, False, out, pad)
+            elif name in self._keyless:
+                d, nxt = self._keyless[name]
+                ts = self._tables[name]
+                node = ns.const(self._built[name], "node")
+                out.append(
+                    f"{pad}if {ns.const(ts._exact, 'ents')} or "
+                    f"{ns.const(ts, 'ts')}.default is not {ns.const(d, 'dflt')}:"
+                )
+                out.append(f"{pad}    return {fm}[{node}(f, p)]")
+                out.append(f"{pad}{ns.const(d.action.fn, 'afn')}(f, p, {ns.const(d.args, 'args')})")
+                out.append(f"{pad}if p.exit:")
+                out.append(f"{pad}    return None")
+                emit(nxt, depth, False, out, pad)
+            else:
+                out.append(f"{pad}return {fm}[{ns.const(self._built[name], 'node')}(f, p)]")
+
+        for n in self._defs:
+            body: list[str] = []
+            emit(n, 0, True, body, "")
+            fn = ns.compile_function("fused", "f, p", body, f"pipeline {self.name} node {n}")
+            ns.globals[fname[n]] = fn
+            fmap[self._built[n]] = fn
+        return fmap[self._built[init]] if init is not None else None
 
     # ---- helpers ----------------------------------------------------------
     def _node(self, name: Json, ctx: str) -> NodeFn | None:
@@ -339,6 +420,13 @@ class Control:
         # A keyless table (p4c wraps every action call of a control body in one): its
         # default action runs, unless the control plane gave it an entry (then `run`).
         entries = ts._exact
+        if ts.default is not None:
+            dname = ts.default.action.name
+            if by_action is None:
+                nxt = nt.get("__MISS__")
+            else:
+                nxt = nt.get(dname, base_next) if dname in by_action else base_next
+            self._keyless[ts.name] = (ts.default, nxt)
         same_next = by_action is not None and all(
             n is default_next for n in by_action.values()
         )
@@ -370,6 +458,7 @@ class Control:
         ev = self.env.ns.fresh("ev")
         self.env.ns.globals[tv] = tn
         self.env.ns.globals[ev] = fn_
+        self._conds[str(c.get("name"))] = src
         return self.env.ns.compile_function(
             "cond", "f, p", [f"return {tv} if {src} else {ev}"], ctx
         )
