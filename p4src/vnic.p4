@@ -22,6 +22,10 @@
 #include "stages/mirror.p4"
 #include "stages/forward.p4"
 
+/* The pipeline's clock (ingress timestamp, microseconds) when the agent last
+ * probed it: conntrack expiry times are in this clock. */
+@name(".vnic.clock") register<bit<48>>(1) clock;
+
 control VnicIngress(inout headers_t hdr, inout metadata_t meta,
                     inout standard_metadata_t std_meta) {
     @name(".vnic.early_drop_counter")
@@ -46,6 +50,11 @@ control VnicIngress(inout headers_t hdr, inout metadata_t meta,
 
         /* Frames from the agent: straight out, or into the pipeline. */
         if (hdr.packet_out.isValid()) {
+            if (hdr.packet_out.probe == 1) {
+                clock.write(0, meta.now);
+                mark_to_drop(std_meta);
+                return;
+            }
             if (hdr.packet_out.inject == 0) {
                 std_meta.egress_spec = hdr.packet_out.egress_port;
                 hdr.packet_out.setInvalid();

@@ -136,7 +136,7 @@ class OffloadTest(VnicTest):
         """Runs ``frame`` through the pipeline as if it had arrived on ``port``
         (packet-out from the CPU port): for frames no Linux link can carry."""
         update = P4PacketOut(frame, egress_port=0, inject_port=port, inject=1,
-                             _pad=0).encode_update(self.schema)
+                             probe=0, _pad=0).encode_update(self.schema)
         self.client.packet_out(update.packet.payload,
                                [(m.metadata_id, m.value) for m in update.packet.metadata])
 

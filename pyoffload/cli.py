@@ -1,4 +1,4 @@
-"""The ``pyoffload`` command line: ``up``, ``status``, ``demo``."""
+"""The ``pyoffload`` command line: ``up``, ``status``, ``flows``, ``demo``."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import grpc
 
 from bmv2_env.targets import TargetUnavailable
 from bmv2_env.topology import TopologyError
-from pyoffload.agent.admin import DEFAULT_ADMIN, query_status
+from pyoffload.agent.admin import DEFAULT_ADMIN, query
 from pyoffload.agent.config import ConfigError
 from pyoffload.agent.core import AgentError
 from pyoffload.p4artifacts import ArtifactError
@@ -50,6 +50,19 @@ def render_status(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def render_flows(doc: dict[str, Any]) -> str:
+    """Tracked connections, one per line, like ``conntrack -L``."""
+    lines = []
+    for c in doc["connections"]:
+        nat = "".join(f" {label}={value}" for label, value in
+                      (("snat", c["translated_src"]), ("dnat", c["translated_dst"])) if value)
+        lines.append(f"{c['protocol']:6} {c['state']:18} {c['expires_in_s']:>9.1f}s "
+                     f"src={c['src']} sport={c['sport']} dst={c['dst']} dport={c['dport']}"
+                     f"{nat} vnic={c['vnic']} flow={c['flow']}")
+    lines.append(f"{len(doc['connections'])} tracked connection(s)")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="pyoffload",
@@ -64,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     status = sub.add_parser("status", help="VNICs, flows, rules, counters, table occupancy")
     status.add_argument("--admin", default=DEFAULT_ADMIN, help="admin endpoint (unix:PATH)")
     status.add_argument("--json", action="store_true", help="print the raw status document")
+    flows = sub.add_parser("flows", help="tracked connections, like conntrack -L")
+    flows.add_argument("--vnic", help="only this VNIC's connections")
+    flows.add_argument("--admin", default=DEFAULT_ADMIN, help="admin endpoint (unix:PATH)")
+    flows.add_argument("--json", action="store_true", help="print the raw document")
     demo = sub.add_parser(
         "demo", help="guest and uplink namespaces through the VNIC pipeline, real traffic")
     demo.add_argument("--target", default="auto", choices=["auto", "bmv2", "embedded"],
@@ -80,12 +97,23 @@ def main(argv: list[str] | None = None) -> int:
 
             return run_up(args.config, args.admin)
         try:
-            doc = query_status(args.admin)
+            if args.command == "flows":
+                doc = query("Flows", {"vnic": args.vnic}, address=args.admin)
+            else:
+                doc = query("Status", address=args.admin)
         except grpc.RpcError as exc:
-            print(f"pyoffload status: no agent answers on {args.admin} "
-                  f"({exc.code().name}); is `pyoffload up` running?", file=sys.stderr)
+            code = exc.code()
+            if code == grpc.StatusCode.UNAVAILABLE:
+                print(f"pyoffload {args.command}: no agent answers on {args.admin}; "
+                      "is `pyoffload up` running?", file=sys.stderr)
+            else:
+                print(f"pyoffload {args.command}: {exc.details()}",
+                      file=sys.stderr)
             return 1
-        print(json.dumps(doc, indent=2) if args.json else render_status(doc))
+        if args.json:
+            print(json.dumps(doc, indent=2))
+        else:
+            print(render_flows(doc) if args.command == "flows" else render_status(doc))
         return 0
     except EXPECTED as exc:
         print(f"pyoffload {args.command}: {exc}", file=sys.stderr)

@@ -5,13 +5,15 @@
 #include "defines.p4"
 
 /* From the agent: send the frame to egress_port, or (inject = 1) run it
- * through the pipeline as if it had arrived on inject_port. */
+ * through the pipeline as if it had arrived on inject_port, or (probe = 1)
+ * record the pipeline's clock in vnic.clock and drop the frame. */
 @controller_header("packet_out")
 header packet_out_h {
     port_t egress_port;
     port_t inject_port;
     bit<1> inject;
-    bit<5> _pad;
+    bit<1> probe;
+    bit<4> _pad;
 }
 
 /* To the agent: why the frame was punted, and whose it was. */
@@ -97,6 +99,20 @@ header icmp_h {
     bit<16> checksum;
     bit<16> identifier;
     bit<16> sequence;
+}
+
+/* To the agent, once per new tracked connection: whose it is, its
+ * direction-normalised tuple and its slot, so the agent can list connections
+ * (`pyoffload flows`) and count them per VNIC. */
+struct ct_new_digest_t {
+    vnic_id_t vnic_id;
+    flow_id_t flow_id;
+    bit<8>    protocol;
+    ip_addr_t lo_addr;
+    ip_addr_t hi_addr;
+    bit<16>   lo_port;
+    bit<16>   hi_port;
+    bit<32>   slot;
 }
 
 struct headers_t {

@@ -314,6 +314,9 @@ control ConntrackCommit(inout headers_t hdr, inout metadata_t meta) {
 
         bit<32> profile_bits = (bit<32>)meta.flow.ct_profile << 16;
         if (insert && !translate) {
+            digest<ct_new_digest_t>(1, { meta.vnic.vnic_id, meta.flow.flow_id, meta.l34.proto,
+                                         meta.ct.lo_addr, meta.ct.hi_addr, meta.ct.lo_port,
+                                         meta.ct.hi_port, meta.ct.index });
             ct_signature.write(meta.ct.index, meta.ct.signature);
             ct_info.write(meta.ct.index, state_bits | ((bit<32>)meta.ct.swapped << 4)
                 | ((bit<32>)CT_KIND_PLAIN << 5) | profile_bits);
@@ -373,6 +376,10 @@ control ConntrackCommit(inout headers_t hdr, inout metadata_t meta) {
                     here_kind = CT_KIND_GUEST;
                     there_kind = CT_KIND_NETWORK;
                 }
+
+                digest<ct_new_digest_t>(1, { meta.vnic.vnic_id, meta.flow.flow_id,
+                                             meta.l34.proto, meta.ct.lo_addr, meta.ct.hi_addr,
+                                             meta.ct.lo_port, meta.ct.hi_port, meta.ct.index });
 
                 /* This side: rewrite as decided. */
                 ct_signature.write(meta.ct.index, meta.ct.signature);

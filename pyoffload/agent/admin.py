@@ -94,6 +94,21 @@ def status_document(agent: Agent) -> dict[str, Any]:
     }
 
 
+def flows_document(agent: Agent, vnic: str | None) -> dict[str, Any]:
+    """Live tracked connections, like ``conntrack -L``."""
+    rows = []
+    for conn in agent.connections(vnic):
+        rows.append({
+            "vnic": agent.vnic_name(conn.vnic_id), "flow": agent.flow_name(conn.flow_id),
+            "protocol": conn.protocol, "src": conn.src, "sport": conn.sport,
+            "dst": conn.dst, "dport": conn.dport, "state": conn.state,
+            "expires_in_s": round(conn.expires_in_s, 1),
+            "translated_src": conn.translated_src, "translated_dst": conn.translated_dst,
+            "slot": conn.slot,
+        })
+    return {"connections": rows}
+
+
 def serve_admin(agent: Agent, address: str = DEFAULT_ADMIN) -> grpc.Server:
     """Serve the admin endpoint on a Unix socket (``unix:PATH``)."""
     if not address.startswith("unix:"):
@@ -106,9 +121,17 @@ def serve_admin(agent: Agent, address: str = DEFAULT_ADMIN) -> grpc.Server:
     def status(request: Any, context: grpc.ServicerContext) -> Any:
         return status_document(agent)
 
+    def flows(request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            return flows_document(agent, (request or {}).get("vnic"))
+        except AgentError as exc:
+            context.abort(exc.code, exc.message)
+
     handler = grpc.method_handlers_generic_handler(SERVICE, {
         "Status": grpc.unary_unary_rpc_method_handler(
             status, request_deserializer=_decode, response_serializer=_encode),
+        "Flows": grpc.unary_unary_rpc_method_handler(
+            flows, request_deserializer=_decode, response_serializer=_encode),
     })
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
     server.add_generic_rpc_handlers((handler,))
@@ -118,10 +141,16 @@ def serve_admin(agent: Agent, address: str = DEFAULT_ADMIN) -> grpc.Server:
     return server
 
 
+def query(method: str, request: dict[str, Any] | None = None,
+          address: str = DEFAULT_ADMIN, timeout: float = 10.0) -> dict[str, Any]:
+    """Call a running agent's admin method (``Status`` or ``Flows``)."""
+    with grpc.insecure_channel(address) as channel:
+        call = channel.unary_unary(f"/{SERVICE}/{method}", request_serializer=_encode,
+                                   response_deserializer=_decode)
+        result: dict[str, Any] = call(request or {}, timeout=timeout)
+        return result
+
+
 def query_status(address: str = DEFAULT_ADMIN, timeout: float = 5.0) -> dict[str, Any]:
     """Ask a running agent for its status document."""
-    with grpc.insecure_channel(address) as channel:
-        call = channel.unary_unary(f"/{SERVICE}/Status", request_serializer=_encode,
-                                   response_deserializer=_decode)
-        result: dict[str, Any] = call({}, timeout=timeout)
-        return result
+    return query("Status", address=address, timeout=timeout)

@@ -90,13 +90,20 @@ class VnicChannel:
                        for r in stats.rules if r.flow_id == flow.id],
             ))
         quotas = state.config.quotas
+        try:
+            tracked = len(self.agent.connections(self.vnic))
+        except AgentError:
+            tracked = 0  # the target cannot report them (BMv2 without Thrift)
         return pb.StatsReply(
             generation=stats.generation,
             flows=flows,
+            tracked_connections=tracked,
             quotas=[
                 pb.QuotaUse(name="flows", used=len(state.request.flows), limit=quotas.flows),
                 pb.QuotaUse(name="rules", used=sum(len(f.rules) for f in state.request.flows),
                             limit=quotas.rules),
+                pb.QuotaUse(name="tracked_connections", used=tracked,
+                            limit=quotas.tracked_connections),
             ],
         )
 

@@ -23,6 +23,7 @@ from finsy.proto import p4r
 
 from guest_shim import offload_pb2 as pb
 from pyoffload.agent.config import HostConfig, VnicConfig
+from pyoffload.agent.connections import Connection
 from pyoffload.agent.events import EventHub
 from pyoffload.agent.installer import Installer, InstallError
 from pyoffload.agent.slowpath import SlowPath
@@ -178,6 +179,7 @@ class Agent:
             client.close()
             raise
         self.slow_path.adopt(client)
+        self.slow_path.connections.configure(client)
         self.slow_path.run(client)
         _log.info("agent connected to %s (pipeline %s)", self.address,
                   "pushed" if pushed else "already there")
@@ -397,6 +399,35 @@ class Agent:
             data = found[0].counter_entry.data if found else p4r.CounterData()
             flows[flow_id] = (data.packet_count, data.byte_count)
         return VnicStats(generation=generation, rules=tuple(rules), flows=flows)
+
+    def connections(self, vnic: str | None = None) -> list[Connection]:
+        """Live tracked connections (of one VNIC, or all), read from the pipeline now."""
+        with self._lock:
+            ids = None if vnic is None else {self.state(vnic).config.id}
+            client, _installer = self._live()
+        try:
+            return self.slow_path.connections.live(
+                client, lambda: self.slow_path.probe_clock(client), ids)
+        except P4RuntimeError as exc:
+            if exc.code == grpc.StatusCode.UNIMPLEMENTED:
+                raise AgentError(grpc.StatusCode.UNIMPLEMENTED,
+                                 "this target does not serve register reads over P4Runtime "
+                                 "(BMv2 needs its Thrift interface, not yet supported), so "
+                                 "tracked connections cannot be listed") from None
+            raise AgentError(grpc.StatusCode.UNAVAILABLE, str(exc)) from None
+
+    def vnic_name(self, vnic_id: int) -> str:
+        for name, state in self._vnics.items():
+            if state.config.id == vnic_id:
+                return name
+        return str(vnic_id)
+
+    def flow_name(self, flow_id: int) -> str:
+        """The guest's id of a pipeline flow id (flow ids are unique pipeline-wide)."""
+        for owner in self._pool.flows.owners():
+            if self._pool.flows.get(owner) == flow_id and isinstance(owner, tuple):
+                return str(owner[-1])
+        return str(flow_id)
 
     def target_status(self) -> TargetStatus:
         return TargetStatus(address=self.address, connected=self._client is not None,

@@ -22,12 +22,13 @@ import threading
 from collections.abc import Callable, Hashable, Mapping
 
 import attrs
-from finsy import P4Schema, P4TableAction, P4TableEntry, P4TableMatch
+from finsy import P4PacketOut, P4Schema, P4TableAction, P4TableEntry, P4TableMatch
 from finsy.proto import p4r
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6EchoRequest, IPv6
 from scapy.layers.l2 import Ether
 
+from pyoffload.agent.connections import ConnectionTable
 from pyoffload.compiler import names
 from pyoffload.compiler.resources import NumberSpace, ResourceExhausted
 from pyoffload.p4runtime import P4RuntimeClient, P4RuntimeError, UpdateType
@@ -103,13 +104,13 @@ class SlowPath:
         self.const = const
         self.stats = SlowPathStats()
         self._in_ids = _metadata_ids(schema, "packet_in")
-        self._out_ids = _metadata_ids(schema, "packet_out")
         total = next(r.size for r in schema.p4info.registers
                      if r.preamble.name == "vnic.ct_info")
         overflow = schema.tables[names.CT_OVERFLOW].size
         self.slots = NumberSpace("conntrack overflow slots", total - overflow, total - 1)
         self._overflow_table_id = schema.tables[names.CT_OVERFLOW].id
         self._on_overflow_full = on_overflow_full
+        self.connections = ConnectionTable(schema, const)
         self._lock = threading.Lock()
 
     def adopt(self, client: P4RuntimeClient) -> None:
@@ -149,8 +150,11 @@ class SlowPath:
                     self.on_packet_in(client, packet)
                 while not client.stream_messages.empty():
                     message = client.stream_messages.get_nowait()
-                    if message.WhichOneof("update") == "idle_timeout_notification":
+                    kind = message.WhichOneof("update")
+                    if kind == "idle_timeout_notification":
                         self.on_idle(client, message.idle_timeout_notification)
+                    elif kind == "digest":
+                        self.connections.on_digest(client, message.digest)
             except P4RuntimeError as exc:
                 _log.warning("slow path: the target refused an update: %s", exc)
 
@@ -201,13 +205,17 @@ class SlowPath:
 
     def inject(self, client: P4RuntimeClient, frame: bytes, port: int) -> None:
         """Run ``frame`` through the pipeline as if it had arrived on ``port``."""
-        ids = self._out_ids
-        client.packet_out(frame, [
-            (ids["egress_port"], b"\x00\x00"),
-            (ids["inject_port"], port.to_bytes(2, "big")),
-            (ids["inject"], b"\x01"),
-            (ids["_pad"], b"\x00"),
-        ])
+        self._packet_out(client, frame, inject_port=port, inject=1)
+
+    def probe_clock(self, client: P4RuntimeClient) -> None:
+        """Ask the pipeline to record its clock in ``vnic.clock``."""
+        self._packet_out(client, b"\x00" * 60, probe=1)
+
+    def _packet_out(self, client: P4RuntimeClient, frame: bytes, **fields: int) -> None:
+        values = {"egress_port": 0, "inject_port": 0, "inject": 0, "probe": 0, "_pad": 0}
+        values.update(fields)
+        packet = P4PacketOut(frame, **values).encode_update(self.schema).packet
+        client.packet_out(packet.payload, [(m.metadata_id, m.value) for m in packet.metadata])
 
     def on_idle(self, client: P4RuntimeClient,
                 notification: p4r.IdleTimeoutNotification) -> None:

@@ -264,6 +264,11 @@ class P4RuntimeClient:
 
     # -- stream -----------------------------------------------------------
 
+    def digest_ack(self, digest_id: int, list_id: int) -> None:
+        """Acknowledge a digest list, so the target may send the same values again."""
+        ack = p4r.DigestListAck(digest_id=digest_id, list_id=list_id)
+        self._requests.put(p4r.StreamMessageRequest(digest_ack=ack))
+
     def packet_out(self, payload: bytes, metadata: Sequence[tuple[int, bytes]]) -> None:
         """Send a frame through the CPU port with packet_out metadata (id, value)."""
         packet = p4r.PacketOut(

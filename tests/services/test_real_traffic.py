@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -101,6 +102,16 @@ def test_tcp_through_stateful_firewall_and_snat(
             server.wait()
         stats = agent.stats("app")
         assert dict(stats.flows)["egress"][0] >= 5  # SYN, ACK, data, FIN, ACK at least
+        # The connection is listed (like conntrack -L), closed on both sides, translated.
+        # The pipeline reports new connections in digest lists, a little later.
+        deadline = time.monotonic() + 10
+        while not agent.slow_path.connections.known() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        (conn,) = [c for c in agent.connections("app") if c.dport == 8080]
+        assert (conn.protocol, conn.src, conn.dst) == ("tcp", GUEST, SERVER)
+        assert conn.state == "TCP_CLOSING"
+        assert conn.translated_src is not None and conn.translated_src.startswith(PUBLIC + ":")
+        assert 0 < conn.expires_in_s <= 120
         # An unsolicited connection from the uplink to the guest is refused.
         with EchoServer(guest, "tcp", GUEST, 2222):
             assert not echo_exchange(uplink, "tcp", GUEST, 2222, timeout=2).ok

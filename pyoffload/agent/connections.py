@@ -1,0 +1,164 @@
+"""Tracked connections as the agent knows them: ``pyoffload flows``.
+
+The pipeline tells the agent about every connection it starts tracking (the
+``ct_new_digest_t`` digest: VNIC, flow, normalised tuple, slot); the state,
+expiry and translation stay in the conntrack registers. Listing reads those
+registers for the known slots and keeps the ones still live, comparing expiry
+times with the pipeline's own clock (``vnic.clock``, refreshed by a probe
+packet), since they are in that clock, not the host's.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import threading
+import time
+from collections.abc import Callable, Mapping
+
+import attrs
+import grpc
+from finsy import P4DigestEntry, P4RegisterEntry, P4Schema
+from finsy.proto import p4d, p4r
+
+from pyoffload.p4runtime import P4RuntimeClient, P4RuntimeError, UpdateType
+
+DIGEST = "ct_new_digest_t"
+DIGEST_FIELDS = ("vnic_id", "flow_id", "protocol", "lo_addr", "hi_addr", "lo_port", "hi_port",
+                 "slot")
+REGISTERS = ("vnic.ct_info", "vnic.ct_expires", "vnic.ct_flow", "vnic.ct_xlate_src_addr",
+             "vnic.ct_xlate_src_port", "vnic.ct_xlate_dst_addr", "vnic.ct_xlate_dst_port")
+PROTOCOLS = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6"}
+
+
+@attrs.frozen(kw_only=True)
+class Learned:
+    """A connection the pipeline reported when it started tracking it."""
+
+    vnic_id: int
+    flow_id: int
+    protocol: int
+    lo_addr: int
+    hi_addr: int
+    lo_port: int
+    hi_port: int
+    slot: int
+
+
+@attrs.frozen(kw_only=True)
+class Connection:
+    """One live tracked connection (a row of ``pyoffload flows``)."""
+
+    vnic_id: int
+    flow_id: int
+    protocol: str
+    src: str
+    sport: int
+    dst: str
+    dport: int
+    state: str
+    expires_in_s: float
+    translated_src: str | None
+    translated_dst: str | None
+    slot: int
+
+
+def _address(value: int, ipv6: bool) -> str:
+    if not ipv6 and value < 2**32:
+        return str(ipaddress.IPv4Address(value))
+    return str(ipaddress.IPv6Address(value))
+
+
+def _bits(data: p4d.P4Data) -> int:
+    return int.from_bytes(data.bitstring, "big")
+
+
+class ConnectionTable:
+    """What the digests said, and how to read the live connections back."""
+
+    def __init__(self, schema: P4Schema, const: Mapping[str, int]) -> None:
+        self.schema = schema
+        self.const = const
+        self.digest_id = schema.digests[DIGEST].id
+        self._lock = threading.Lock()
+        self._by_slot: dict[int, Learned] = {}
+        self._states = {v: k.removeprefix("CT_") for k, v in const.items()
+                        if k.startswith("CT_") and not k.startswith(("CT_KIND", "CT_EVENT"))
+                        and k not in ("CT_SLOTS", "CT_EVENTS") and v < 16}
+
+    def configure(self, client: P4RuntimeClient) -> None:
+        """Ask the target for new-connection digests (batched, at most 10 ms late)."""
+        entry = P4DigestEntry(DIGEST, max_list_size=256, max_timeout_ns=10_000_000,
+                              ack_timeout_ns=1_000_000_000).encode(self.schema)
+        try:
+            client.write_entities(UpdateType.INSERT, [entry])
+        except P4RuntimeError:
+            client.write_entities(UpdateType.MODIFY, [entry])
+
+    def on_digest(self, client: P4RuntimeClient, digest: p4r.DigestList) -> None:
+        if digest.digest_id != self.digest_id:
+            return
+        with self._lock:
+            for data in digest.data:
+                values = dict(zip(DIGEST_FIELDS, (_bits(m) for m in data.struct.members),
+                                  strict=True))
+                learned = Learned(**values)
+                self._by_slot[learned.slot] = learned
+        client.digest_ack(digest.digest_id, digest.list_id)
+
+    def known(self) -> list[Learned]:
+        with self._lock:
+            return list(self._by_slot.values())
+
+    def clock(self, client: P4RuntimeClient, probe: Callable[[], None],
+              timeout: float = 2.0) -> int:
+        """The pipeline's clock now (microseconds), read back after a probe packet."""
+        query = P4RegisterEntry("vnic.clock", index=0).encode(self.schema)
+        before = _bits(client.read([query])[0].register_entry.data)
+        probe()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            now = _bits(client.read([query])[0].register_entry.data)
+            if now != before:
+                return now
+            time.sleep(0.005)
+        raise P4RuntimeError("clock probe", grpc.StatusCode.DEADLINE_EXCEEDED,
+                             "the pipeline did not record its clock for the probe packet")
+
+    def live(self, client: P4RuntimeClient, probe: Callable[[], None],
+             vnic_ids: set[int] | None = None) -> list[Connection]:
+        """The known connections still live in the pipeline (state, expiry, NAT)."""
+        learned = [c for c in self.known() if vnic_ids is None or c.vnic_id in vnic_ids]
+        if not learned:
+            return []
+        now = self.clock(client, probe)
+        queries = [P4RegisterEntry(name, index=c.slot).encode(self.schema)
+                   for c in learned for name in REGISTERS]
+        cells = [_bits(e.register_entry.data) for e in client.read(queries)]
+        rows: list[Connection] = []
+        width = len(REGISTERS)
+        for i, conn in enumerate(learned):
+            info, expires, flow, xsa, xsp, xda, xdp = cells[i * width:(i + 1) * width]
+            state = info & 0xF
+            if state == 0 or expires <= now or flow != conn.flow_id:
+                continue  # over, or the slot now holds another connection
+            rows.append(self._row(conn, info, expires - now, (xsa, xsp, xda, xdp)))
+        return rows
+
+    def _row(self, conn: Learned, info: int, remaining_us: int,
+             xlate: tuple[int, int, int, int]) -> Connection:
+        ipv6 = conn.lo_addr >= 2**32 or conn.hi_addr >= 2**32
+        originator_is_hi = bool(info >> 4 & 1)
+        lo = (_address(conn.lo_addr, ipv6), conn.lo_port)
+        hi = (_address(conn.hi_addr, ipv6), conn.hi_port)
+        (src, sport), (dst, dport) = (hi, lo) if originator_is_hi else (lo, hi)
+        xsa, xsp, xda, xdp = xlate
+        return Connection(
+            vnic_id=conn.vnic_id, flow_id=conn.flow_id,
+            protocol=PROTOCOLS.get(conn.protocol, str(conn.protocol)),
+            src=src, sport=sport, dst=dst, dport=dport,
+            state=self._states.get(info & 0xF, str(info & 0xF)),
+            expires_in_s=remaining_us / 1e6,
+            translated_src=f"{ipaddress.IPv4Address(xsa)}:{xsp}" if info >> 7 & 1 else None,
+            translated_dst=f"{ipaddress.IPv4Address(xda)}:{xdp}" if info >> 8 & 1 else None,
+            slot=conn.slot,
+        )
