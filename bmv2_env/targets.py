@@ -40,6 +40,10 @@ def free_tcp_port() -> int:
 
 
 def bmv2_path() -> str | None:
+    """``$PYOFFLOAD_BMV2`` (e.g. a performance build elsewhere), else simple_switch_grpc on PATH."""
+    override = os.environ.get("PYOFFLOAD_BMV2")
+    if override:
+        return override if os.access(override, os.X_OK) else None
     return shutil.which(BMV2_BINARY)
 
 
