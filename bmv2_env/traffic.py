@@ -7,6 +7,7 @@ of exchanges and exit, and all processes are waited for or killed by PID.
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import time
@@ -138,3 +139,33 @@ def ping(netns: str, address: str, count: int = 2, timeout: float = 3.0) -> bool
         timeout=timeout * count + 10,
     )
     return result.returncode == 0
+
+
+class RawWire:
+    """Frames in and out of one test-side interface (AF_PACKET), bounded waits."""
+
+    def __init__(self, ifname: str) -> None:
+        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+        self.sock.bind((ifname, 0))
+        self.sock.settimeout(0.2)
+
+    def send(self, frame: bytes) -> None:
+        self.sock.send(frame)
+
+    def receive(self, seconds: float = 3.0, *, settle: bool = True) -> list[bytes]:
+        """Frames that arrive within ``seconds`` (once one came, stop at the next quiet 0.2 s)."""
+        frames: list[bytes] = []
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                data, addr = self.sock.recvfrom(65535)
+            except TimeoutError:
+                if frames and settle:
+                    break
+                continue
+            if addr[2] != socket.PACKET_OUTGOING:
+                frames.append(data)
+        return frames
+
+    def close(self) -> None:
+        self.sock.close()

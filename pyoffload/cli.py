@@ -1,4 +1,4 @@
-"""The ``pyoffload`` command line: ``up``, ``status``, ``flows``, ``demo``."""
+"""The ``pyoffload`` command line: ``up``, ``status``, ``flows``, ``migrate``, ``demo``."""
 
 from __future__ import annotations
 
@@ -63,6 +63,21 @@ def render_flows(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _migrate(vnic: str, source: str, destination: str) -> int:
+    """Export from one agent, import into the other; say what moved and what did not."""
+    try:
+        exported = query("Export", {"vnic": vnic}, address=source)
+        result = query("Import", {"vnic": vnic, **exported}, address=destination)
+    except grpc.RpcError as exc:
+        print(f"pyoffload migrate: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        return 1
+    print(f"pyoffload migrate: {result['imported']} of {len(exported['connections'])} "
+          f"connection(s) of VNIC {vnic} moved from {source} to {destination}")
+    for reason in result["skipped"]:
+        print(f"  not moved: {reason}")
+    return 0 if not result["skipped"] else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="pyoffload",
@@ -81,6 +96,14 @@ def main(argv: list[str] | None = None) -> int:
     flows.add_argument("--vnic", help="only this VNIC's connections")
     flows.add_argument("--admin", default=DEFAULT_ADMIN, help="admin endpoint (unix:PATH)")
     flows.add_argument("--json", action="store_true", help="print the raw document")
+    migrate = sub.add_parser(
+        "migrate", help="move a VNIC's tracked connections to another agent's target")
+    migrate.add_argument("--vnic", required=True, help="the VNIC whose connections move")
+    migrate.add_argument("--from", dest="source", required=True,
+                         help="admin endpoint of the source agent (unix:PATH)")
+    migrate.add_argument("--to", dest="destination", required=True,
+                         help="admin endpoint of the destination agent (unix:PATH); the "
+                              "VNIC's rules must already be applied there")
     demo = sub.add_parser(
         "demo", help="guest and uplink namespaces through the VNIC pipeline, real traffic")
     demo.add_argument("--target", default="auto", choices=["auto", "bmv2", "embedded"],
@@ -96,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
             from pyoffload.up import run_up
 
             return run_up(args.config, args.admin)
+        if args.command == "migrate":
+            return _migrate(args.vnic, args.source, args.destination)
         try:
             if args.command == "flows":
                 doc = query("Flows", {"vnic": args.vnic}, address=args.admin)

@@ -16,6 +16,7 @@ from typing import Any
 import grpc
 
 from pyoffload.agent.core import Agent, AgentError
+from pyoffload.agent.handover import ExportedConnection
 from pyoffload.rules import Dnat, LoadBalance, Snat, Verdict
 
 SERVICE = "pyoffload.admin.v1.Admin"
@@ -127,7 +128,30 @@ def serve_admin(agent: Agent, address: str = DEFAULT_ADMIN) -> grpc.Server:
         except AgentError as exc:
             context.abort(exc.code, exc.message)
 
+    def export(request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            connections = agent.export_state(str((request or {}).get("vnic", "")))
+        except AgentError as exc:
+            context.abort(exc.code, exc.message)
+        return {"connections": [c.to_json() for c in connections]}
+
+    def import_(request: Any, context: grpc.ServicerContext) -> Any:
+        request = request or {}
+        try:
+            connections = [ExportedConnection.from_json(c)
+                           for c in request.get("connections", [])]
+            result = agent.import_state(str(request.get("vnic", "")), connections)
+        except AgentError as exc:
+            context.abort(exc.code, exc.message)
+        except (KeyError, TypeError, ValueError) as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed export: {exc}")
+        return {"imported": result.imported, "skipped": list(result.skipped)}
+
     handler = grpc.method_handlers_generic_handler(SERVICE, {
+        "Export": grpc.unary_unary_rpc_method_handler(
+            export, request_deserializer=_decode, response_serializer=_encode),
+        "Import": grpc.unary_unary_rpc_method_handler(
+            import_, request_deserializer=_decode, response_serializer=_encode),
         "Status": grpc.unary_unary_rpc_method_handler(
             status, request_deserializer=_decode, response_serializer=_encode),
         "Flows": grpc.unary_unary_rpc_method_handler(

@@ -105,6 +105,12 @@ class ConnectionTable:
                 self._by_slot[learned.slot] = learned
         client.digest_ack(digest.digest_id, digest.list_id)
 
+    def learn(self, connections: list[Learned] | tuple[Learned, ...]) -> None:
+        """Connections written into the pipeline by the agent itself (an import)."""
+        with self._lock:
+            for conn in connections:
+                self._by_slot[conn.slot] = conn
+
     def known(self) -> list[Learned]:
         with self._lock:
             return list(self._by_slot.values())

@@ -25,6 +25,12 @@ from guest_shim import offload_pb2 as pb
 from pyoffload.agent.config import HostConfig, VnicConfig
 from pyoffload.agent.connections import Connection
 from pyoffload.agent.events import EventHub
+from pyoffload.agent.handover import (
+    ExportedConnection,
+    ImportResult,
+    export_connections,
+    import_connections,
+)
 from pyoffload.agent.installer import Installer, InstallError
 from pyoffload.agent.slowpath import SlowPath
 from pyoffload.compiler import (
@@ -415,6 +421,48 @@ class Agent:
                                  "(BMv2 needs its Thrift interface, not yet supported), so "
                                  "tracked connections cannot be listed") from None
             raise AgentError(grpc.StatusCode.UNAVAILABLE, str(exc)) from None
+
+    def _clock(self, client: P4RuntimeClient) -> int:
+        return self.slow_path.connections.clock(
+            client, lambda: self.slow_path.probe_clock(client))
+
+    def export_state(self, vnic: str) -> list[ExportedConnection]:
+        """The VNIC's live connections, independent of this target (see handover)."""
+        with self._lock:
+            state = self.state(vnic)
+            client, _installer = self._live()
+            compiled = state.compiled
+        if compiled is None:
+            return []
+        learned = [c for c in self.slow_path.connections.known()
+                   if c.vnic_id == state.config.id]
+        names = {number: name for name, number in compiled.flow_ids.items()}
+        try:
+            return export_connections(client, self.schema, learned, self._clock(client), names)
+        except P4RuntimeError as exc:
+            raise AgentError(exc.code, f"VNIC {vnic}: exporting its connections failed: "
+                                       f"{exc.message}") from None
+
+    def import_state(self, vnic: str, connections: list[ExportedConnection]) -> ImportResult:
+        """Write exported connections into this target; apply the same rules first."""
+        with self._lock:
+            state = self.state(vnic)
+            client, _installer = self._live()
+            compiled = state.compiled
+            if compiled is None:
+                raise AgentError(grpc.StatusCode.FAILED_PRECONDITION,
+                                 f"VNIC {vnic} has no rules on this target: apply the same "
+                                 "request here before importing its connections")
+            try:
+                result = import_connections(
+                    client, self.schema, connections, vnic_id=state.config.id,
+                    slots=self.slow_path.slots.first, now=self._clock(client),
+                    flow_ids=dict(compiled.flow_ids), profiles=dict(compiled.profiles))
+            except P4RuntimeError as exc:
+                raise AgentError(exc.code, f"VNIC {vnic}: importing connections failed: "
+                                           f"{exc.message}") from None
+        self.slow_path.connections.learn(result.learned)
+        return result
 
     def vnic_name(self, vnic_id: int) -> str:
         for name, state in self._vnics.items():

@@ -82,6 +82,8 @@ class CompiledRequest:
     rule's counter; more than one when port ranges were expanded into prefixes)."""
     owners: frozenset[Hashable]
     """Every pool number this request holds (the agent frees the others of the VNIC)."""
+    profiles: Mapping[str, int]
+    """Flow id -> its conntrack timeout profile (0: the built-in timeouts)."""
 
 
 def meter_config(rate: RateLimit) -> P4MeterConfig:
@@ -107,6 +109,7 @@ class _Builder:
     flow_counters: dict[str, int] = attrs.field(factory=dict)
     acl_entries: dict[tuple[str, str], tuple[P4TableEntry, ...]] = attrs.field(factory=dict)
     owners: set[Hashable] = attrs.field(factory=set)
+    profiles: dict[str, int] = attrs.field(factory=dict)
     ternary_ports: Mapping[str, frozenset[str]] = attrs.field(factory=dict)
 
     def expand(self, table: str, match: P4TableMatch) -> list[P4TableMatch]:
@@ -141,6 +144,7 @@ class _Builder:
                         match=P4TableMatch(profile=profile, state=self.const[state]),
                         action=P4TableAction(names.CT_SET_TIMEOUT, timeout_us=seconds * 1_000_000),
                     ))
+        self.profiles[flow.id] = profile
         meter_index = 0
         if config.rate_limit is not None:
             meter_index = self.pool.meters.take(self.owner(flow.id))
@@ -269,6 +273,7 @@ class _Builder:
             flow_counters=dict(self.flow_counters),
             acl_entries=dict(self.acl_entries),
             owners=frozenset(self.owners),
+            profiles=dict(self.profiles),
         )
 
 

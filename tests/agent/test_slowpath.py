@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import socket
-import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +15,7 @@ from scapy.layers.l2 import Ether
 
 from bmv2_env.targets import RunningTarget, start_target
 from bmv2_env.topology import Topology
+from bmv2_env.traffic import RawWire
 from pyoffload.agent import Agent
 from pyoffload.agent.config import parse_config
 from pyoffload.agent.slowpath import Tuple5, normalised_tuple
@@ -64,30 +63,13 @@ def colliding_flows(slots: int) -> tuple[tuple[str, int], tuple[str, int]]:
     raise AssertionError("no collision found")
 
 
-class Wire:
-    """A raw socket on a test-side veth end."""
-
-    def __init__(self, ifname: str) -> None:
-        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
-        self.sock.bind((ifname, 0))
-        self.sock.settimeout(0.2)
-
-    def send(self, frame: bytes) -> None:
-        self.sock.send(frame)
+class Wire(RawWire):
+    """A raw socket on a test-side veth end, reporting UDP ports."""
 
     def udp_ports(self, seconds: float = 3.0) -> set[tuple[int, int]]:
         """(sport, dport) of the UDP frames that arrive within ``seconds``."""
-        found: set[tuple[int, int]] = set()
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            try:
-                data, addr = self.sock.recvfrom(65535)
-            except TimeoutError:
-                if found:
-                    break
-                continue
-            if addr[2] == socket.PACKET_OUTGOING:
-                continue
+        found = set()
+        for data in self.receive(seconds):
             packet = Ether(data)
             if packet.haslayer(UDP):
                 found.add((packet[UDP].sport, packet[UDP].dport))

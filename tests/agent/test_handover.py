@@ -1,0 +1,118 @@
+"""State handover: an established, translated TCP connection moves from one
+target to another (with another VNIC id, so every slot is recomputed) and its
+packets keep flowing there; without the import they are dropped."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+from scapy.layers.inet import IP, TCP
+from scapy.layers.l2 import Ether
+
+from bmv2_env.targets import start_target
+from bmv2_env.topology import Topology
+from bmv2_env.traffic import RawWire
+from pyoffload.agent import Agent
+from pyoffload.agent.admin import serve_admin
+from pyoffload.agent.config import parse_config
+from pyoffload.rules import load_data
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for veth pairs")
+
+GUEST, SERVER, PUBLIC = "10.1.0.5", "192.0.2.20", "203.0.113.7"
+RULES = {
+    "flows": [
+        {"id": "egress", "match": {"direction": "from-guest", "protocol": "tcp"},
+         "config": {"services": ["conntrack", "nat"], "default_verdict": "deny"},
+         "rules": [{"id": "web", "match": {"dst_ports": 8080, "ct_state": "new"},
+                    "verdict": "allow-track"},
+                   {"id": "snat", "snat": {"address": PUBLIC, "ports": "20000-29999"}}]},
+        {"id": "ingress", "match": {"direction": "to-guest"},
+         "config": {"services": ["conntrack"], "default_verdict": "deny"}},
+    ],
+}
+
+
+def tcp(src: str, dst: str, sport: int, dport: int, flags: str, seq: int, ack: int = 0,
+        data: bytes = b"") -> bytes:
+    return bytes(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+                 / IP(src=src, dst=dst) / TCP(sport=sport, dport=dport, flags=flags, seq=seq,
+                                              ack=ack) / data)
+
+
+def tcp_out(wire: RawWire) -> list[TCP]:
+    return [Ether(f)[TCP] for f in wire.receive() if Ether(f).haslayer(TCP)]
+
+
+class Site:
+    """A target with its own guest and uplink wires, and an agent for VNIC "app"."""
+
+    def __init__(self, stack: ExitStack, tmp: Path, name: str, vnic_id: int) -> None:
+        topo = stack.enter_context(Topology())
+        topo.add_veth(1)
+        topo.add_veth(2)
+        ports = {p: pair.switch_end for p, pair in topo.pairs.items()}
+        target = stack.enter_context(start_target("embedded", ports,
+                                                  output=tmp / f"{name}.log"))
+        self.guest = RawWire(topo.pairs[1].test_end)
+        self.uplink = RawWire(topo.pairs[2].test_end)
+        config = parse_config({
+            "target": {"kind": "remote", "address": "unused"},
+            "vnics": [{"name": "app", "id": vnic_id, "guest_port": 1, "uplink_port": 2}],
+        })
+        self.agent = Agent(config, target.grpc_address, device_id=target.device_id).start()
+        stack.callback(self.agent.stop)
+        self.admin = f"unix:{tmp}/{name}-admin.sock"
+        stack.callback(serve_admin(self.agent, self.admin).stop, None)
+        self.agent.apply("app", load_data(RULES))
+
+
+@pytest.fixture
+def sites(tmp_path: Path) -> Iterator[tuple[Site, Site]]:
+    with ExitStack() as stack:
+        yield Site(stack, tmp_path, "a", 3), Site(stack, tmp_path, "b", 9)
+
+
+def test_established_translated_connection_moves(sites: tuple[Site, Site]) -> None:
+    a, b = sites
+    # Handshake on A: the SYN leaves translated; the server answers the public port.
+    a.guest.send(tcp(GUEST, SERVER, 41000, 8080, "S", seq=100))
+    (syn,) = tcp_out(a.uplink)
+    nat_port = syn.sport
+    assert 20000 <= nat_port <= 29999
+    a.uplink.send(tcp(SERVER, PUBLIC, 8080, nat_port, "SA", seq=500, ack=101))
+    (synack,) = tcp_out(a.guest)
+    assert synack.dport == 41000
+    a.guest.send(tcp(GUEST, SERVER, 41000, 8080, "A", seq=101, ack=501))
+    assert len(tcp_out(a.uplink)) == 1
+
+    # Before the import, B knows nothing of the connection: its data is dropped.
+    data = tcp(GUEST, SERVER, 41000, 8080, "PA", seq=101, ack=501, data=b"hello")
+    b.guest.send(data)
+    assert tcp_out(b.uplink) == []
+
+    exported = a.agent.export_state("app")
+    assert len(exported) == 1
+    assert exported[0].partner is not None  # the translated side travels too
+    # `pyoffload migrate` moves it: export from A's agent, import into B's.
+    moved = subprocess.run(
+        [str(Path(sys.executable).with_name("pyoffload")), "migrate", "--vnic", "app",
+         "--from", a.admin, "--to", b.admin], capture_output=True, text=True, timeout=60)
+    assert moved.returncode == 0, moved.stderr
+    assert "1 of 1 connection(s) of VNIC app moved" in moved.stdout
+
+    # On B the connection continues: data out (translated the same way), reply in.
+    b.guest.send(data)
+    (out,) = tcp_out(b.uplink)
+    assert (out.sport, out.dport, bytes(out.payload)) == (nat_port, 8080, b"hello")
+    b.uplink.send(tcp(SERVER, PUBLIC, 8080, nat_port, "A", seq=501, ack=106))
+    (back,) = tcp_out(b.guest)
+    assert back.dport == 41000
+    (conn,) = b.agent.connections("app")
+    assert (conn.src, conn.dst, conn.state) == (GUEST, SERVER, "TCP_ESTABLISHED")
