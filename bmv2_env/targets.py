@@ -113,6 +113,14 @@ class RunningTarget:
     process: subprocess.Popen[bytes]
     output: Path
 
+    @property
+    def thrift_address(self) -> str | None:
+        """BMv2's Thrift runtime address (where its registers are reached); None otherwise."""
+        argv = [str(a) for a in self.process.args]  # type: ignore[union-attr]
+        if self.kind != "bmv2" or "--thrift-port" not in argv:
+            return None
+        return f"127.0.0.1:{argv[argv.index('--thrift-port') + 1]}"
+
     def wait_ready(self, timeout: float = 30.0) -> None:
         """Poll the gRPC channel until it connects; fail early if the process dies."""
         deadline = time.monotonic() + timeout

@@ -112,7 +112,8 @@ def run_demo(target: str = "auto", out: TextIO | None = None) -> int:
         with start_target(target, ports, output=Path(tmp) / "target.log") as running:
             say(f"pyoffload demo: {running.kind} target, P4Runtime at {running.grpc_address}")
             say(f"  VNIC {VNIC}: guest namespace {GUEST_IP} <-> uplink namespace {UPLINK_IP}")
-            agent = Agent(config, running.grpc_address, device_id=running.device_id).start()
+            agent = Agent(config, running.grpc_address, device_id=running.device_id,
+                          thrift_address=running.thrift_address).start()
             server = serve_channel(agent, VNIC, config.vnic(VNIC).channel)  # type: ignore[arg-type]
             try:
                 say(f"  agent serving the guest channel on {channel}")

@@ -59,6 +59,7 @@ def run_up(config_path: Path | None, admin: str = DEFAULT_ADMIN,
     with ExitStack() as stack:
         config = load_config(config_path) if config_path else playground(stack, out)
         target = config.target
+        thrift = target.thrift_address
         if target.kind == "remote":
             assert target.address is not None
             address, device_id = target.address, target.device_id
@@ -68,8 +69,9 @@ def run_up(config_path: Path | None, admin: str = DEFAULT_ADMIN,
                 target.kind, target.ports, output=log_dir / "target.log",
                 device_id=target.device_id, grpc_address=target.address))
             address, device_id = running.grpc_address, running.device_id
+            thrift = running.thrift_address
             print(f"target: {running.kind} on {address} (log {running.output})", file=out)
-        agent = Agent(config, address, device_id=device_id).start()
+        agent = Agent(config, address, device_id=device_id, thrift_address=thrift).start()
         stack.callback(agent.stop)
         for vnic, server in serve_all(agent).items():
             stack.callback(server.stop, None)

@@ -85,6 +85,10 @@ class TargetConfig:
     """P4Runtime device id."""
     ports: Mapping[int, str] = attrs.field(factory=dict)
     """Switch port -> Linux interface, for started targets."""
+    thrift_address: str | None = None
+    """BMv2's Thrift runtime (host:port), where the conntrack registers are read and
+    written (BMv2 does not serve registers over P4Runtime); set by ``pyoffload up``
+    for a BMv2 it starts."""
 
 
 @attrs.frozen(kw_only=True)
@@ -125,7 +129,7 @@ def _target(data: Any) -> TargetConfig:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError("target: expected a mapping")
-    _check_keys(data, {"kind", "address", "device_id", "ports"}, "target")
+    _check_keys(data, {"kind", "address", "device_id", "ports", "thrift_address"}, "target")
     kind = data.get("kind", "embedded")
     if kind not in TARGET_KINDS:
         raise ConfigError(f"target: kind: {kind!r} is not one of {', '.join(TARGET_KINDS)}")
@@ -149,6 +153,7 @@ def _target(data: Any) -> TargetConfig:
         address=address,
         device_id=_int(data, "device_id", "target", 0, 2**64 - 1, default=1),
         ports=ports,
+        thrift_address=data.get("thrift_address"),
     )
 
 

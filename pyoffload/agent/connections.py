@@ -17,9 +17,10 @@ from collections.abc import Callable, Mapping
 
 import attrs
 import grpc
-from finsy import P4DigestEntry, P4RegisterEntry, P4Schema
+from finsy import P4DigestEntry, P4Schema
 from finsy.proto import p4d, p4r
 
+from pyoffload.agent.registers import RegisterAccess
 from pyoffload.p4runtime import P4RuntimeClient, P4RuntimeError, UpdateType
 
 DIGEST = "ct_new_digest_t"
@@ -115,31 +116,28 @@ class ConnectionTable:
         with self._lock:
             return list(self._by_slot.values())
 
-    def clock(self, client: P4RuntimeClient, probe: Callable[[], None],
+    def clock(self, registers: RegisterAccess, probe: Callable[[], None],
               timeout: float = 2.0) -> int:
         """The pipeline's clock now (microseconds), read back after a probe packet."""
-        query = P4RegisterEntry("vnic.clock", index=0).encode(self.schema)
-        before = _bits(client.read([query])[0].register_entry.data)
+        (before,) = registers.read([("vnic.clock", 0)])
         probe()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            now = _bits(client.read([query])[0].register_entry.data)
+            (now,) = registers.read([("vnic.clock", 0)])
             if now != before:
                 return now
             time.sleep(0.005)
         raise P4RuntimeError("clock probe", grpc.StatusCode.DEADLINE_EXCEEDED,
                              "the pipeline did not record its clock for the probe packet")
 
-    def live(self, client: P4RuntimeClient, probe: Callable[[], None],
+    def live(self, registers: RegisterAccess, probe: Callable[[], None],
              vnic_ids: set[int] | None = None) -> list[Connection]:
         """The known connections still live in the pipeline (state, expiry, NAT)."""
         learned = [c for c in self.known() if vnic_ids is None or c.vnic_id in vnic_ids]
         if not learned:
             return []
-        now = self.clock(client, probe)
-        queries = [P4RegisterEntry(name, index=c.slot).encode(self.schema)
-                   for c in learned for name in REGISTERS]
-        cells = [_bits(e.register_entry.data) for e in client.read(queries)]
+        now = self.clock(registers, probe)
+        cells = registers.read([(name, c.slot) for c in learned for name in REGISTERS])
         rows: list[Connection] = []
         width = len(REGISTERS)
         for i, conn in enumerate(learned):

@@ -32,6 +32,7 @@ from pyoffload.agent.handover import (
     import_connections,
 )
 from pyoffload.agent.installer import Installer, InstallError
+from pyoffload.agent.registers import P4RuntimeRegisters, RegisterAccess, ThriftRegisters
 from pyoffload.agent.slowpath import SlowPath
 from pyoffload.compiler import (
     CompiledRequest,
@@ -122,9 +123,13 @@ class Agent:
         device_id: int | None = None,
         reconnect: bool = True,
         backoff: tuple[float, float] = (0.1, 5.0),
+        thrift_address: str | None = None,
     ) -> None:
         self.config = config
         self.address = address
+        self.thrift_address = thrift_address or config.target.thrift_address
+        """BMv2's Thrift runtime address: its registers are not served over P4Runtime."""
+        self._thrift: ThriftRegisters | None = None
         self.device_id = config.target.device_id if device_id is None else device_id
         self.artifacts = artifacts or Artifacts.in_dir()
         self.const = load_constants(self.artifacts)
@@ -413,18 +418,26 @@ class Agent:
             client, _installer = self._live()
         try:
             return self.slow_path.connections.live(
-                client, lambda: self.slow_path.probe_clock(client), ids)
+                self._registers(client), lambda: self.slow_path.probe_clock(client), ids)
         except P4RuntimeError as exc:
             if exc.code == grpc.StatusCode.UNIMPLEMENTED:
                 raise AgentError(grpc.StatusCode.UNIMPLEMENTED,
-                                 "this target does not serve register reads over P4Runtime "
-                                 "(BMv2 needs its Thrift interface, not yet supported), so "
-                                 "tracked connections cannot be listed") from None
+                                 "this target does not serve register reads over P4Runtime; "
+                                 "for BMv2 give its Thrift address (target.thrift_address) "
+                                 "so that tracked connections can be read") from None
             raise AgentError(grpc.StatusCode.UNAVAILABLE, str(exc)) from None
+
+    def _registers(self, client: P4RuntimeClient) -> RegisterAccess:
+        """Thrift for BMv2 (given its address), P4Runtime register entries otherwise."""
+        if self.thrift_address is not None:
+            if self._thrift is None:
+                self._thrift = ThriftRegisters(self.thrift_address)
+            return self._thrift
+        return P4RuntimeRegisters(client, self.schema)
 
     def _clock(self, client: P4RuntimeClient) -> int:
         return self.slow_path.connections.clock(
-            client, lambda: self.slow_path.probe_clock(client))
+            self._registers(client), lambda: self.slow_path.probe_clock(client))
 
     def export_state(self, vnic: str) -> list[ExportedConnection]:
         """The VNIC's live connections, independent of this target (see handover)."""
@@ -438,7 +451,8 @@ class Agent:
                    if c.vnic_id == state.config.id]
         names = {number: name for name, number in compiled.flow_ids.items()}
         try:
-            return export_connections(client, self.schema, learned, self._clock(client), names)
+            return export_connections(self._registers(client), learned, self._clock(client),
+                                      names)
         except P4RuntimeError as exc:
             raise AgentError(exc.code, f"VNIC {vnic}: exporting its connections failed: "
                                        f"{exc.message}") from None
@@ -455,7 +469,7 @@ class Agent:
                                  "request here before importing its connections")
             try:
                 result = import_connections(
-                    client, self.schema, connections, vnic_id=state.config.id,
+                    self._registers(client), connections, vnic_id=state.config.id,
                     slots=self.slow_path.slots.first, now=self._clock(client),
                     flow_ids=dict(compiled.flow_ids), profiles=dict(compiled.profiles))
             except P4RuntimeError as exc:

@@ -21,10 +21,9 @@ import zlib
 from typing import Any
 
 import attrs
-from finsy import P4RegisterEntry
 
 from pyoffload.agent.connections import Learned
-from pyoffload.p4runtime import P4RuntimeClient, UpdateType
+from pyoffload.agent.registers import RegisterAccess
 
 INFO_KEEP = 0x0000FFFF
 """ct_info bits a slot carries over: state, originator, kind, rewrites, FINs (not the profile)."""
@@ -81,11 +80,8 @@ def slot_hash(vnic_id: int, s: SlotState) -> tuple[int, int]:
     return zlib.crc32(key) & 0xFFFFFFFF, zlib.crc32(signed) & 0xFFFFFFFF
 
 
-def _cells(client: P4RuntimeClient, schema: Any, slots: list[int]) -> list[list[int]]:
-    queries = [P4RegisterEntry(name, index=i).encode(schema)
-               for i in slots for name in SLOT_REGISTERS]
-    values = [int.from_bytes(e.register_entry.data.bitstring, "big")
-              for e in client.read(queries)]
+def _cells(registers: RegisterAccess, slots: list[int]) -> list[list[int]]:
+    values = registers.read([(name, i) for i in slots for name in SLOT_REGISTERS])
     width = len(SLOT_REGISTERS)
     return [values[k * width:(k + 1) * width] for k in range(len(slots))]
 
@@ -104,12 +100,12 @@ def partner_tuple(main: SlotState) -> tuple[int, int, int, int]:
     return a, b, ap, bp
 
 
-def export_connections(client: P4RuntimeClient, schema: Any, learned: list[Learned],
+def export_connections(registers: RegisterAccess, learned: list[Learned],
                        now: int, flow_names: dict[int, str]) -> list[ExportedConnection]:
     """The live connections among ``learned``, read from the pipeline at clock ``now``."""
     if not learned:
         return []
-    rows = _cells(client, schema, [c.slot for c in learned])
+    rows = _cells(registers, [c.slot for c in learned])
     partners: dict[int, int] = {}
     result: list[tuple[Learned, list[int]]] = []
     for conn, cells in zip(learned, rows, strict=True):
@@ -120,7 +116,7 @@ def export_connections(client: P4RuntimeClient, schema: Any, learned: list[Learn
         if info >> 5 & 3:
             partners[conn.slot] = partner
     partner_cells = dict(zip(partners.values(),
-                             _cells(client, schema, list(partners.values())), strict=True)) \
+                             _cells(registers, list(partners.values())), strict=True)) \
         if partners else {}
     exported = []
     for conn, cells in result:
@@ -148,7 +144,7 @@ class ImportResult:
     learned: tuple[Learned, ...]
 
 
-def import_connections(client: P4RuntimeClient, schema: Any, connections: list[ExportedConnection],
+def import_connections(registers: RegisterAccess, connections: list[ExportedConnection],
                        *, vnic_id: int, slots: int, now: int, flow_ids: dict[str, int],
                        profiles: dict[str, int]) -> ImportResult:
     """Write ``connections`` into the pipeline behind ``client`` (see the module doc)."""
@@ -167,14 +163,14 @@ def import_connections(client: P4RuntimeClient, schema: Any, connections: list[E
         planned.append((conn, index, sig, p_index, p_sig))
     busy_slots = sorted({i for _, index, _, p_index, _ in planned
                          for i in (index, p_index) if i is not None})
-    state = dict(zip(busy_slots, _cells(client, schema, busy_slots), strict=True)) \
+    state = dict(zip(busy_slots, _cells(registers, busy_slots), strict=True)) \
         if busy_slots else {}
 
     def live(i: int) -> bool:
         cells = state[i]
         return cells[1] & 0xF != 0 and cells[3] > now
 
-    writes = []
+    writes: list[tuple[str, int, int]] = []
     learned = []
     for conn, index, sig, p_index, p_sig in planned:
         if live(index) or (p_index is not None and live(p_index)):
@@ -188,11 +184,9 @@ def import_connections(client: P4RuntimeClient, schema: Any, connections: list[E
             if s is None or i is None or signature is None:
                 continue
             values = (signature, s.info | profile, flow_id, expires, partner, *s.xlate)
-            writes += [P4RegisterEntry(name, index=i, data=v).encode(schema)
-                       for name, v in zip(SLOT_REGISTERS, values, strict=True)]
+            writes += [(name, i, v) for name, v in zip(SLOT_REGISTERS, values, strict=True)]
         learned.append(Learned(vnic_id=vnic_id, flow_id=flow_id, protocol=conn.slot.protocol,
                                lo_addr=conn.slot.lo_addr, hi_addr=conn.slot.hi_addr,
                                lo_port=conn.slot.lo_port, hi_port=conn.slot.hi_port, slot=index))
-    for start in range(0, len(writes), 900):
-        client.write_entities(UpdateType.MODIFY, writes[start:start + 900])
+    registers.write(writes)
     return ImportResult(imported=len(learned), skipped=tuple(skipped), learned=tuple(learned))

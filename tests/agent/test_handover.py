@@ -15,7 +15,7 @@ import pytest
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 
-from bmv2_env.targets import start_target
+from bmv2_env.targets import bmv2_path, start_target
 from bmv2_env.topology import Topology
 from bmv2_env.traffic import RawWire
 from pyoffload.agent import Agent
@@ -53,30 +53,38 @@ def tcp_out(wire: RawWire) -> list[TCP]:
 class Site:
     """A target with its own guest and uplink wires, and an agent for VNIC "app"."""
 
-    def __init__(self, stack: ExitStack, tmp: Path, name: str, vnic_id: int) -> None:
+    def __init__(self, stack: ExitStack, tmp: Path, name: str, vnic_id: int,
+                 kind: str) -> None:
         topo = stack.enter_context(Topology())
         topo.add_veth(1)
         topo.add_veth(2)
         ports = {p: pair.switch_end for p, pair in topo.pairs.items()}
-        target = stack.enter_context(start_target("embedded", ports,
-                                                  output=tmp / f"{name}.log"))
+        target = stack.enter_context(start_target(kind, ports, output=tmp / f"{name}.log"))
         self.guest = RawWire(topo.pairs[1].test_end)
         self.uplink = RawWire(topo.pairs[2].test_end)
         config = parse_config({
             "target": {"kind": "remote", "address": "unused"},
             "vnics": [{"name": "app", "id": vnic_id, "guest_port": 1, "uplink_port": 2}],
         })
-        self.agent = Agent(config, target.grpc_address, device_id=target.device_id).start()
+        self.agent = Agent(config, target.grpc_address, device_id=target.device_id,
+                           thrift_address=target.thrift_address).start()
         stack.callback(self.agent.stop)
         self.admin = f"unix:{tmp}/{name}-admin.sock"
         stack.callback(serve_admin(self.agent, self.admin).stop, None)
         self.agent.apply("app", load_data(RULES))
 
 
-@pytest.fixture
-def sites(tmp_path: Path) -> Iterator[tuple[Site, Site]]:
+PAIRS = [("embedded", "embedded"), ("embedded", "bmv2"), ("bmv2", "embedded")]
+
+
+@pytest.fixture(params=PAIRS, ids=[f"{a}-to-{b}" for a, b in PAIRS])
+def sites(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Site, Site]]:
+    source, destination = request.param
+    if "bmv2" in (source, destination) and bmv2_path() is None:
+        pytest.skip("BMv2 simple_switch_grpc is not installed: nothing to move state to or from")
     with ExitStack() as stack:
-        yield Site(stack, tmp_path, "a", 3), Site(stack, tmp_path, "b", 9)
+        yield (Site(stack, tmp_path, "a", 3, source),
+               Site(stack, tmp_path, "b", 9, destination))
 
 
 def test_established_translated_connection_moves(sites: tuple[Site, Site]) -> None:
