@@ -65,20 +65,14 @@ class PreStore:
             raise invalid("multicast_group_id must not be 0")
         pre = self._state.pre
         old = self.groups.get(gid)
+        _check_update(kind, old is not None, where)
         if kind == DELETE:
-            if old is None:
-                raise not_found(f"{where} does not exist")
+            assert old is not None
             pre.delete_multicast_group(gid)
             del self.groups[gid]
             if undo is not None:
                 undo.append(lambda: self._set_group(old))
             return
-        if kind == INSERT and old is not None:
-            raise already_exists(f"{where} already exists")
-        if kind == MODIFY and old is None:
-            raise not_found(f"{where} does not exist")
-        if kind not in (INSERT, MODIFY):
-            raise invalid("update type must be INSERT, MODIFY or DELETE")
         pre.set_multicast_group(gid, _replicas(msg.replicas, where))
         stored = p4r.MulticastGroupEntry()
         stored.CopyFrom(msg)
@@ -107,20 +101,14 @@ class PreStore:
             raise invalid(f"{where}: packet_length_bytes must not be negative")
         pre = self._state.pre
         old = self.sessions.get(sid)
+        _check_update(kind, old is not None, where)
         if kind == DELETE:
-            if old is None:
-                raise not_found(f"{where} does not exist")
+            assert old is not None
             pre.delete_clone_session(sid)
             del self.sessions[sid]
             if undo is not None:
                 undo.append(lambda: self._set_session(old))
             return
-        if kind == INSERT and old is not None:
-            raise already_exists(f"{where} already exists")
-        if kind == MODIFY and old is None:
-            raise not_found(f"{where} does not exist")
-        if kind not in (INSERT, MODIFY):
-            raise invalid("update type must be INSERT, MODIFY or DELETE")
         pre.set_clone_session(sid, _replicas(msg.replicas, where), msg.class_of_service,
                               msg.packet_length_bytes)
         stored = p4r.CloneSessionEntry()
@@ -162,3 +150,13 @@ class PreStore:
                     entity = p4r.Entity()
                     entity.packet_replication_engine_entry.clone_session_entry.CopyFrom(session)
                     yield entity
+
+
+def _check_update(kind: int, exists: bool, where: str) -> None:
+    """The P4Runtime error for an insert of what exists or a change of what does not."""
+    if kind not in (INSERT, MODIFY, DELETE):
+        raise invalid("update type must be INSERT, MODIFY or DELETE")
+    if kind == INSERT and exists:
+        raise already_exists(f"{where} already exists")
+    if kind != INSERT and not exists:
+        raise not_found(f"{where} does not exist")
