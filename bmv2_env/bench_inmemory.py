@@ -12,7 +12,9 @@ Then, each bounded by count and time:
 - established TCP packets, round-robin over the 10,000 connections, at 64
   and 1,500 bytes (the fast path);
 - first packets of new UDP flows, each compared with the full 1,000-rule
-  ACL before it is tracked (the slow path).
+  ACL before it is tracked (the slow path);
+- new TCP connections per second: SYN, SYN-ACK and ACK of fresh connections
+  (the "pps" column counts connections).
 """
 
 from __future__ import annotations
@@ -104,6 +106,32 @@ def establish(pipe: Pipeline, connections: int, max_seconds: float) -> int:
     return ok
 
 
+def new_connections(pipe: Pipeline, acl_size: int, *, first: int, count: int,
+                    max_seconds: float) -> Rate:
+    """New TCP connections per second through the stateful firewall: SYN (the
+    full ACL, then tracked), SYN-ACK (fast path, state update), ACK (established).
+    ``packets`` counts connections; the rate is connections per second."""
+    frames = []
+    for i in range(first, first + count):
+        src, sport = _endpoint(i)
+        frames.append((_tcp(src, sport, "S", 64), _tcp(src, sport, "SA", 64, reply=True),
+                       _tcp(src, sport, "A", 64)))
+    outputs: Counter[int] = Counter()
+    done = 0
+    start = time.perf_counter()
+    deadline = start + max_seconds
+    for syn, synack, ack in frames:
+        if time.perf_counter() > deadline:
+            break
+        for port, frame in ((GUEST_PORT, syn), (UPLINK_PORT, synack), (GUEST_PORT, ack)):
+            for egress, _ in pipe.process(port, frame).outputs:
+                outputs[egress] += 1
+        done += 1
+    return Rate(label=f"new TCP connections/s, 3-way handshake ({acl_size}-rule ACL)",
+                frame_bytes=64, packets=done, seconds=time.perf_counter() - start,
+                outputs=dict(outputs))
+
+
 def run(artifacts: Artifacts, *, connections: int = 10_000, rules: int = 1000,
         max_seconds: float = 5.0, max_setup_seconds: float = 120.0) -> dict[str, object]:
     const = load_constants()
@@ -124,6 +152,8 @@ def run(artifacts: Artifacts, *, connections: int = 10_000, rules: int = 1000,
     fresh = flow_frames(2000, 64, src_base="10.79.0.1", dport=TRAFFIC_DPORT)
     results.append(timed(pipe, f"first packet of a UDP flow ({acl_size}-rule ACL)",
                          GUEST_PORT, fresh, max_packets=len(fresh), max_seconds=max_seconds))
+    results.append(new_connections(pipe, acl_size, first=connections, count=3000,
+                                   max_seconds=max_seconds))
     return {
         "connections_requested": connections,
         "connections_established": established,
