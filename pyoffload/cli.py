@@ -6,7 +6,6 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 import grpc
 
@@ -17,50 +16,10 @@ from pyoffload.agent.config import ConfigError
 from pyoffload.agent.core import AgentError
 from pyoffload.p4artifacts import ArtifactError
 from pyoffload.p4runtime import P4RuntimeError
+from pyoffload.render import render_flows, render_status
 
 EXPECTED = (TopologyError, TargetUnavailable, ArtifactError, P4RuntimeError, ConfigError,
             AgentError)
-
-
-def _counter(value: list[int] | None) -> str:
-    return "-" if value is None else f"{value[0]} pkts {value[1]} B"
-
-
-def render_status(doc: dict[str, Any]) -> str:
-    """The status document as a readable report."""
-    t = doc["target"]
-    lines = [f"target {t['address']}: {'connected' if t['connected'] else 'NOT CONNECTED'}"
-             f", reinstalled {t['reinstalls']} time(s)"
-             + (f", last error: {t['last_error']}" if t["last_error"] else "")]
-    for v in doc["vnics"]:
-        lines.append("")
-        lines.append(f"VNIC {v['name']} (id {v['id']}, ports {v['ports'][0]}<->{v['ports'][1]}, "
-                     f"policy {v['policy']}, channel {v['channel'] or '-'}): "
-                     f"generation {v['generation']}, {len(v['flows'])} flow(s)"
-                     + (f" [{v['error']}]" if v["error"] else ""))
-        for f in v["flows"]:
-            lines.append(f"  flow {f['id']:20} {','.join(f['services']) or '-':24} "
-                         f"default {f['default']:12} {_counter(f['counter'])}")
-            for r in f["rules"]:
-                lines.append(f"    rule {r['id']:18} {r['action']:40} {_counter(r['counter'])}")
-    lines.append("")
-    lines.append("table occupancy:")
-    for table, (used, size) in doc["occupancy"].items():
-        lines.append(f"  {table:24} {used:7} / {size}")
-    return "\n".join(lines)
-
-
-def render_flows(doc: dict[str, Any]) -> str:
-    """Tracked connections, one per line, like ``conntrack -L``."""
-    lines = []
-    for c in doc["connections"]:
-        nat = "".join(f" {label}={value}" for label, value in
-                      (("snat", c["translated_src"]), ("dnat", c["translated_dst"])) if value)
-        lines.append(f"{c['protocol']:6} {c['state']:18} {c['expires_in_s']:>9.1f}s "
-                     f"src={c['src']} sport={c['sport']} dst={c['dst']} dport={c['dport']}"
-                     f"{nat} vnic={c['vnic']} flow={c['flow']}")
-    lines.append(f"{len(doc['connections'])} tracked connection(s)")
-    return "\n".join(lines)
 
 
 def _migrate(vnic: str, source: str, destination: str) -> int:

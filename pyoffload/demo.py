@@ -17,10 +17,12 @@ import attrs
 from bmv2_env.targets import start_target
 from bmv2_env.topology import Topology, require_root, run_ip
 from bmv2_env.traffic import EchoServer, echo_exchange, netns_cmd, ping
-from pyoffload.agent import Agent
+from pyoffload.agent import Agent, AgentError
+from pyoffload.agent.admin import flows_document
 from pyoffload.agent.channel import serve_channel
 from pyoffload.agent.config import parse_config
 from pyoffload.p4artifacts import REPO_ROOT, check_fresh
+from pyoffload.render import render_flows
 
 GUEST_IP = "10.77.0.1"
 UPLINK_IP = "10.77.0.2"
@@ -127,6 +129,11 @@ def run_demo(target: str = "auto", out: TextIO | None = None) -> int:
                     say(f"  [{mark}] {check.label:52} {verdict:8} {check.detail}")
                 say("\n  [guest] guest-shim stats")
                 say(_indent(guest_shim(guest_ns, channel, "stats"), 4))
+                say("\n  [host] pyoffload flows")
+                try:
+                    say(_indent(render_flows(flows_document(agent, VNIC)), 4))
+                except AgentError as exc:
+                    say(f"    ({exc.message})")
             finally:
                 server.stop(None)
                 agent.stop()
