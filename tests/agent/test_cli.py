@@ -52,6 +52,9 @@ def test_up_serves_channels_and_status_reports(tmp_path: Path) -> None:
                              "--json").stdout)
         assert doc["occupancy"]["vnic.acl"][0] == 3
         assert doc["target"]["connected"] is True
+        flows = run(str(BIN / "pyoffload"), "flows", "--admin", admin, "--vnic", "web-1")
+        assert flows.returncode == 0, flows.stderr
+        assert "0 tracked connection(s)" in flows.stdout  # no traffic was sent
     finally:
         up.send_signal(signal.SIGTERM)
         up.wait(timeout=30)
