@@ -10,6 +10,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import attrs
 import grpc
 import pytest
 from finsy import P4Schema, P4TableEntry
@@ -219,3 +220,28 @@ def test_tcp_loopback_channel(target: RunningTarget, tmp_path: Path) -> None:
     finally:
         server.stop(None)
         agent.stop()
+
+
+def test_guest_gone_mid_apply_leaves_all_or_nothing(agent: Agent, target: RunningTarget,
+                                                    tmp_path: Path) -> None:
+    """The guest gives up (its deadline passes) while a 500-rule apply is under
+    way: the apply still finishes whole, or not at all, never half."""
+    request = web_request()
+    flow = request.flows[1]
+    for i in range(500):
+        rule = flow.rules.add(id=f"r{i}", verdict=pb.VERDICT_ALLOW)
+        rule.match.dst_ports.lo = rule.match.dst_ports.hi = 1000 + i
+    state = agent.state("web-1")  # the fixture allows 8 rules: raise it for this test
+    state.config = attrs.evolve(state.config, quotas=attrs.evolve(state.config.quotas,
+                                                                  rules=1000))
+    with Channel(f"unix:{tmp_path}/web-1.sock", timeout=0.01) as guest, \
+            pytest.raises(GuestShimError) as info:
+        guest.apply(request)
+    assert info.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+    for _ in range(200):  # the agent finishes on its own; wait for it (bounded)
+        if agent.state("web-1").generation:
+            break
+        threading.Event().wait(0.05)
+    acl = len(read_table(target, names.ACL))
+    generation = agent.state("web-1").generation
+    assert (generation, acl) in ((0, 0), (1, 503))
