@@ -14,6 +14,7 @@ status 2; a JSON that cannot be loaded exits with status 1.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import signal
 import sys
@@ -244,6 +245,20 @@ def run(opts: Options, stop: threading.Event) -> int:
     return 0
 
 
+def _tune_gc() -> None:
+    """Fewer, cheaper collections for a long-running target.
+
+    Tables and registers are many long-lived objects; every packet and every
+    written entry allocates short-lived ones. With the default thresholds the
+    cyclic collector keeps re-scanning the long-lived heap, which showed up as
+    batch writes taking 40 to 130 ms at random. Freezing what exists at start
+    and collecting the young generation less often removes most of that.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point."""
     try:
@@ -259,6 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for notice in opts.notices:
         print(f"{PROG}: note: {notice}", file=sys.stderr)
     _configure_logging(opts)
+    _tune_gc()
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
