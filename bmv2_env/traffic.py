@@ -145,8 +145,10 @@ class RawWire:
     """Frames in and out of one test-side interface (AF_PACKET), bounded waits."""
 
     def __init__(self, ifname: str) -> None:
-        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
-        self.sock.bind((ifname, 0))
+        # Bound before it receives anything (protocol 0 until bind names
+        # ETH_P_ALL on this interface): no frame of another interface slips in.
+        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+        self.sock.bind((ifname, 3))
         self.sock.settimeout(0.2)
 
     def send(self, frame: bytes) -> None:

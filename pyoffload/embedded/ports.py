@@ -141,7 +141,10 @@ class RawSocketPort:
         except OSError:
             raise PortError(f"no network interface named {ifname!r}") from None
         try:
-            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(_ETH_P_ALL))
+            # Protocol 0 receives nothing until bind() names the interface: a socket
+            # opened for all protocols would queue frames of every interface
+            # (loopback too) in the moment before it is bound.
+            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
         except PermissionError:
             raise PortError(f"a raw socket on {ifname!r} needs CAP_NET_RAW (root)") from None
         try:
