@@ -142,19 +142,17 @@ class SlowPath:
     def _serve(self, client: P4RuntimeClient) -> None:
         while not client.disconnected.is_set():
             try:
-                packet = client.packet_ins.get(timeout=0.2)
+                message = client.stream_messages.get(timeout=0.2)
             except queue.Empty:
-                packet = None
+                continue
+            kind = message.WhichOneof("update")
             try:
-                if packet is not None:
-                    self.on_packet_in(client, packet)
-                while not client.stream_messages.empty():
-                    message = client.stream_messages.get_nowait()
-                    kind = message.WhichOneof("update")
-                    if kind == "idle_timeout_notification":
-                        self.on_idle(client, message.idle_timeout_notification)
-                    elif kind == "digest":
-                        self.connections.on_digest(client, message.digest)
+                if kind == "packet":
+                    self.on_packet_in(client, message.packet)
+                elif kind == "idle_timeout_notification":
+                    self.on_idle(client, message.idle_timeout_notification)
+                elif kind == "digest":
+                    self.connections.on_digest(client, message.digest)
             except P4RuntimeError as exc:
                 _log.warning("slow path: the target refused an update: %s", exc)
 

@@ -55,8 +55,9 @@ class P4RuntimeClient:
         self._arbitration: queue.Queue[p4r.MasterArbitrationUpdate | grpc.RpcError] = (
             queue.Queue()
         )
-        self.packet_ins: queue.Queue[p4r.PacketIn] = queue.Queue()
         self.stream_messages: queue.Queue[p4r.StreamMessageResponse] = queue.Queue()
+        """Packet-ins, digest lists, idle-timeout notifications and stream errors, in the
+        order the target sent them (one queue: a reader waits on one thing)."""
         self._reader: threading.Thread | None = None
         self.disconnected = threading.Event()
         """Set when the stream to the target ends (target gone, or close())."""
@@ -164,8 +165,6 @@ class P4RuntimeClient:
                 kind = msg.WhichOneof("update")
                 if kind == "arbitration":
                     self._arbitration.put(msg.arbitration)
-                elif kind == "packet":
-                    self.packet_ins.put(msg.packet)
                 else:
                     self.stream_messages.put(msg)
         except grpc.RpcError as exc:
