@@ -101,6 +101,18 @@ class Topology:
             _ethtool_tx_off(end, ns)
         return pair
 
+    def add_guest_and_uplink(self, guest_cidr: str, uplink_cidr: str, *, guest_port: int = 1,
+                             uplink_port: int = 2) -> tuple[str, str]:
+        """Two hosts, a guest and an uplink namespace, each on its own switch port,
+        addressed on one subnet so that they talk through the switch; returns both."""
+        guest = self.add_namespace("guest")
+        uplink = self.add_namespace("uplink")
+        for port, ns, cidr in ((guest_port, guest, guest_cidr),
+                               (uplink_port, uplink, uplink_cidr)):
+            pair = self.add_veth(port, test_netns=ns, mtu=1500)
+            run_ip("addr", "add", cidr, "dev", pair.test_end, netns=ns)
+        return guest, uplink
+
     def close(self) -> None:
         for pair in self.pairs.values():
             subprocess.run(["ip", "link", "del", pair.switch_end], capture_output=True)

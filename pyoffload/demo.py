@@ -15,7 +15,7 @@ from typing import TextIO
 import attrs
 
 from bmv2_env.targets import start_target
-from bmv2_env.topology import Topology, require_root, run_ip
+from bmv2_env.topology import Topology, require_root
 from bmv2_env.traffic import EchoServer, echo_exchange, netns_cmd, ping
 from pyoffload.agent import Agent, AgentError
 from pyoffload.agent.admin import flows_document
@@ -95,14 +95,8 @@ def run_demo(target: str = "auto", out: TextIO | None = None) -> int:
     require_root("the demo")
     check_fresh()
     with Topology() as topo, tempfile.TemporaryDirectory(prefix="pyoffload-demo-") as tmp:
-        guest_ns = topo.add_namespace("guest")
-        uplink_ns = topo.add_namespace("uplink")
-        topo.add_veth(GUEST_PORT, test_netns=guest_ns, mtu=1500)
-        topo.add_veth(UPLINK_PORT, test_netns=uplink_ns, mtu=1500)
-        run_ip("addr", "add", f"{GUEST_IP}/24", "dev", topo.pairs[GUEST_PORT].test_end,
-               netns=guest_ns)
-        run_ip("addr", "add", f"{UPLINK_IP}/24", "dev", topo.pairs[UPLINK_PORT].test_end,
-               netns=uplink_ns)
+        guest_ns, uplink_ns = topo.add_guest_and_uplink(
+            f"{GUEST_IP}/24", f"{UPLINK_IP}/24", guest_port=GUEST_PORT, uplink_port=UPLINK_PORT)
         ports = {p: pair.switch_end for p, pair in topo.pairs.items()}
         channel = f"unix:{tmp}/{VNIC}.sock"
         config = parse_config({

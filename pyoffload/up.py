@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TextIO
 
 from bmv2_env.targets import RunningTarget, start_target
-from bmv2_env.topology import Topology, require_root, run_ip
+from bmv2_env.topology import Topology, require_root
 from pyoffload.agent import Agent
 from pyoffload.agent.admin import DEFAULT_ADMIN, serve_admin
 from pyoffload.agent.channel import serve_all
@@ -32,12 +32,7 @@ def playground(stack: ExitStack, say: TextIO) -> HostConfig:
     """One VNIC between a guest and an uplink namespace (removed on exit)."""
     require_root("pyoffload up (playground)")
     topo = stack.enter_context(Topology())
-    guest = topo.add_namespace("guest")
-    uplink = topo.add_namespace("uplink")
-    topo.add_veth(1, test_netns=guest, mtu=1500)
-    topo.add_veth(2, test_netns=uplink, mtu=1500)
-    run_ip("addr", "add", "10.77.0.1/24", "dev", topo.pairs[1].test_end, netns=guest)
-    run_ip("addr", "add", "10.77.0.2/24", "dev", topo.pairs[2].test_end, netns=uplink)
+    guest, uplink = topo.add_guest_and_uplink("10.77.0.1/24", "10.77.0.2/24")
     print(f"playground: guest namespace {guest} (10.77.0.1), uplink namespace {uplink} "
           "(10.77.0.2)", file=say)
     print(f"  try: ip netns exec {guest} guest-shim --channel {PLAYGROUND_CHANNEL} "

@@ -182,7 +182,7 @@ struct ct_meta_t {
     /* what the slot holds */
     bit<32>   stored_signature;
     bit<32>   stored_info;
-    bit<48>   stored_last_seen;
+    bit<48>   stored_expires;
     bit<48>   timeout;
     bit<4>    stored_state;
     bit<1>    live;

@@ -101,10 +101,10 @@ control ConntrackLookup(inout headers_t hdr, inout metadata_t meta) {
 
         ct_signature.read(meta.ct.stored_signature, meta.ct.index);
         ct_info.read(meta.ct.stored_info, meta.ct.index);
-        ct_expires.read(meta.ct.stored_last_seen, meta.ct.index);
+        ct_expires.read(meta.ct.stored_expires, meta.ct.index);
         meta.ct.stored_state = meta.ct.stored_info[3:0];
 
-        if (meta.ct.stored_state != CT_FREE && meta.ct.stored_last_seen > meta.now) {
+        if (meta.ct.stored_state != CT_FREE && meta.ct.stored_expires > meta.now) {
             meta.ct.live = 1;
         }
 

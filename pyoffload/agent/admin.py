@@ -98,9 +98,11 @@ def status_document(agent: Agent) -> dict[str, Any]:
 def flows_document(agent: Agent, vnic: str | None) -> dict[str, Any]:
     """Live tracked connections, like ``conntrack -L``."""
     rows = []
+    names = agent.names_of()
     for conn in agent.connections(vnic):
+        owner, flow = names.get(conn.flow_id, (str(conn.vnic_id), str(conn.flow_id)))
         rows.append({
-            "vnic": agent.vnic_name(conn.vnic_id), "flow": agent.flow_name(conn.flow_id),
+            "vnic": owner, "flow": flow,
             "protocol": conn.protocol, "src": conn.src, "sport": conn.sport,
             "dst": conn.dst, "dport": conn.dport, "state": conn.state,
             "expires_in_s": round(conn.expires_in_s, 1),

@@ -83,8 +83,8 @@ class ConnectionTable:
         self._lock = threading.Lock()
         self._by_slot: dict[int, Learned] = {}
         self._states = {v: k.removeprefix("CT_") for k, v in const.items()
-                        if k.startswith("CT_") and not k.startswith(("CT_KIND", "CT_EVENT"))
-                        and k not in ("CT_SLOTS", "CT_EVENTS") and v < 16}
+                        if k == "CT_FREE" or k.startswith(("CT_TCP_", "CT_UDP_", "CT_ICMP_"))}
+        """Connection state number -> name (the CT_* states of defines.p4)."""
 
     def configure(self, client: P4RuntimeClient) -> None:
         """Ask the target for new-connection digests (batched, at most 10 ms late)."""

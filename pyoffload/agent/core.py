@@ -31,7 +31,7 @@ from pyoffload.agent.handover import (
     export_connections,
     import_connections,
 )
-from pyoffload.agent.installer import Installer, InstallError
+from pyoffload.agent.installer import EntityKey, Installer, InstallError, entity_key
 from pyoffload.agent.registers import P4RuntimeRegisters, RegisterAccess, ThriftRegisters
 from pyoffload.agent.slowpath import SlowPath
 from pyoffload.compiler import (
@@ -136,6 +136,12 @@ class Agent:
         self.schema = P4Schema(self.artifacts.p4info, self.artifacts.bmv2_json)
         self.events = EventHub()
         self._ternary_ports = ternary_port_fields(self.schema)
+        p4info = self.schema.p4info
+        self._sizes = {item.preamble.name: int(item.size)
+                       for group in (p4info.tables, p4info.meters, p4info.counters,
+                                     p4info.action_profiles)
+                       for item in group}
+        """Capacity of every table, meter, counter and action profile, from the P4Info."""
         self._lock = threading.RLock()
         self._vnics = {v.name: VnicState(config=v) for v in config.vnics}
         self._pool = ResourcePool.sized(
@@ -353,12 +359,10 @@ class Agent:
                 )
 
     def _size(self, name: str, kind: str) -> int:
-        p4info = self.schema.p4info
-        for group in (p4info.tables, p4info.meters, p4info.counters, p4info.action_profiles):
-            for item in group:
-                if item.preamble.name == name:
-                    return int(item.size)
-        raise KeyError(f"{name} ({kind}) is not in the P4Info")
+        try:
+            return self._sizes[name]
+        except KeyError:
+            raise KeyError(f"{name} ({kind}) is not in the P4Info") from None
 
     def _check_capacity(self, vnic: str, compiled: CompiledRequest) -> None:
         """Refuse, before writing anything, a request the pipeline has no room for."""
@@ -394,10 +398,10 @@ class Agent:
         rules: list[RuleCounters] = []
         if queries:
             replies = client.read([q for _, q in queries])
-            by_key = {_entry_key(r.direct_counter_entry.table_entry): r for r in replies}
+            by_key = {_table_key(r.direct_counter_entry.table_entry): r for r in replies}
             sums: dict[tuple[str, str], tuple[int, int]] = {}
             for key, query in queries:
-                reply = by_key.get(_entry_key(query.direct_counter_entry.table_entry))
+                reply = by_key.get(_table_key(query.direct_counter_entry.table_entry))
                 data = reply.direct_counter_entry.data if reply else p4r.CounterData()
                 packets, nbytes = sums.get(key, (0, 0))
                 sums[key] = (packets + data.packet_count, nbytes + data.byte_count)
@@ -478,18 +482,12 @@ class Agent:
         self.slow_path.connections.learn(result.learned)
         return result
 
-    def vnic_name(self, vnic_id: int) -> str:
-        for name, state in self._vnics.items():
-            if state.config.id == vnic_id:
-                return name
-        return str(vnic_id)
-
-    def flow_name(self, flow_id: int) -> str:
-        """The guest's id of a pipeline flow id (flow ids are unique pipeline-wide)."""
-        for owner in self._pool.flows.owners():
-            if self._pool.flows.get(owner) == flow_id and isinstance(owner, tuple):
-                return str(owner[-1])
-        return str(flow_id)
+    def names_of(self) -> dict[int, tuple[str, str]]:
+        """Pipeline flow id -> (VNIC, flow id), for everything installed now."""
+        with self._lock:
+            return {number: (name, flow)
+                    for name, state in self._vnics.items() if state.compiled is not None
+                    for flow, number in state.compiled.flow_ids.items()}
 
     def target_status(self) -> TargetStatus:
         return TargetStatus(address=self.address, connected=self._client is not None,
@@ -514,7 +512,5 @@ class Agent:
         return action(client)
 
 
-def _entry_key(te: p4r.TableEntry) -> tuple[object, ...]:
-    fields = tuple(sorted((m.field_id, m.SerializeToString(deterministic=True))
-                          for m in te.match))
-    return (te.table_id, te.priority, fields)
+def _table_key(te: p4r.TableEntry) -> EntityKey:
+    return entity_key(p4r.Entity(table_entry=te))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from bmv2_env.topology import Topology
 from bmv2_env.traffic import RawWire
 from pyoffload.agent import Agent
 from pyoffload.agent.config import parse_config
+from pyoffload.agent.handover import SlotState, slot_hash
 from pyoffload.agent.slowpath import Tuple5, normalised_tuple
 from pyoffload.rules import load_data
 
@@ -36,15 +36,12 @@ RULES = {
 
 
 def ct_index(remote: str, sport: int, slots: int) -> int:
-    """The pipeline's hash slot of a UDP guest:sport -> remote:53 tuple (crc32 mod slots):
-    the fields of the hash in stages/conntrack.p4, in order, lower endpoint first."""
-    a = (int(ipaddress.ip_address(GUEST)), sport)
-    b = (int(ipaddress.ip_address(remote)), 53)
-    (lo_addr, lo_port), (hi_addr, hi_port) = sorted((a, b))
-    data = (VNIC_ID.to_bytes(2, "big") + (17).to_bytes(1, "big")
-            + lo_addr.to_bytes(16, "big") + hi_addr.to_bytes(16, "big")
-            + lo_port.to_bytes(2, "big") + hi_port.to_bytes(2, "big"))
-    return (zlib.crc32(data) & 0xFFFFFFFF) % slots
+    """The pipeline's hash slot of a UDP guest:sport -> remote:53 tuple."""
+    (lo_addr, lo_port), (hi_addr, hi_port) = sorted(
+        ((int(ipaddress.ip_address(GUEST)), sport), (int(ipaddress.ip_address(remote)), 53)))
+    tuple5 = SlotState(protocol=17, lo_addr=lo_addr, hi_addr=hi_addr, lo_port=lo_port,
+                       hi_port=hi_port, info=0, xlate=(0, 0, 0, 0))
+    return slot_hash(VNIC_ID, tuple5)[0] % slots
 
 
 def colliding_flows(slots: int) -> tuple[tuple[str, int], tuple[str, int]]:
