@@ -22,16 +22,25 @@ EXPECTED = (TopologyError, TargetUnavailable, ArtifactError, P4RuntimeError, Con
             AgentError)
 
 
+MIGRATE_TIMEOUT = 600.0
+"""Seconds an export or import may take (a million connections take tens of seconds)."""
+
+
 def _migrate(vnic: str, source: str, destination: str) -> int:
     """Export from one agent, import into the other; say what moved and what did not."""
     try:
-        exported = query("Export", {"vnic": vnic}, address=source)
-        result = query("Import", {"vnic": vnic, **exported}, address=destination)
+        exported = query("Export", {"vnic": vnic}, address=source, timeout=MIGRATE_TIMEOUT)
+        result = query("Import", {"vnic": vnic, **exported}, address=destination,
+                       timeout=MIGRATE_TIMEOUT)
     except grpc.RpcError as exc:
         print(f"pyoffload migrate: {exc.code().name}: {exc.details()}", file=sys.stderr)
         return 1
+    already = f", {result['present']} already there" if result.get("present") else ""
+    overflow = (f" ({result['overflow']} in overflow slots: their hash slot was held)"
+                if result.get("overflow") else "")
     print(f"pyoffload migrate: {result['imported']} of {len(exported['connections'])} "
-          f"connection(s) of VNIC {vnic} moved from {source} to {destination}")
+          f"connection(s) of VNIC {vnic} moved from {source} to {destination}"
+          f"{already}{overflow}")
     for reason in result["skipped"]:
         print(f"  not moved: {reason}")
     return 0 if not result["skipped"] else 1

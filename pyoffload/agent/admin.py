@@ -16,11 +16,15 @@ from typing import Any
 import grpc
 
 from pyoffload.agent.core import Agent, AgentError
-from pyoffload.agent.handover import ExportedConnection
+from pyoffload.agent.handover import from_document, to_document
 from pyoffload.rules import Dnat, LoadBalance, Snat, Verdict
 
 SERVICE = "pyoffload.admin.v1.Admin"
 DEFAULT_ADMIN = "unix:/run/pyoffload/admin.sock"
+MESSAGE_LIMITS = [("grpc.max_send_message_length", 1 << 30),
+                  ("grpc.max_receive_message_length", 1 << 30)]
+"""An export of a million connections is ~110 MiB of JSON; gRPC's default limit is 4 MiB.
+The endpoint is a local, root-only socket, so a large limit exposes nothing."""
 
 
 def _encode(value: Any) -> bytes:
@@ -135,19 +139,20 @@ def serve_admin(agent: Agent, address: str = DEFAULT_ADMIN) -> grpc.Server:
             connections = agent.export_state(str((request or {}).get("vnic", "")))
         except AgentError as exc:
             context.abort(exc.code, exc.message)
-        return {"connections": [c.to_json() for c in connections]}
+        return to_document(connections)
 
     def import_(request: Any, context: grpc.ServicerContext) -> Any:
-        request = request or {}
+        request = request if isinstance(request, dict) else {}
         try:
-            connections = [ExportedConnection.from_json(c)
-                           for c in request.get("connections", [])]
+            connections = from_document(request)
+        except ValueError as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed export: {exc}")
+        try:
             result = agent.import_state(str(request.get("vnic", "")), connections)
         except AgentError as exc:
             context.abort(exc.code, exc.message)
-        except (KeyError, TypeError, ValueError) as exc:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed export: {exc}")
-        return {"imported": result.imported, "skipped": list(result.skipped)}
+        return {"imported": result.imported, "present": result.present,
+                "overflow": result.overflow, "skipped": list(result.skipped)}
 
     handler = grpc.method_handlers_generic_handler(SERVICE, {
         "Export": grpc.unary_unary_rpc_method_handler(
@@ -159,7 +164,7 @@ def serve_admin(agent: Agent, address: str = DEFAULT_ADMIN) -> grpc.Server:
         "Flows": grpc.unary_unary_rpc_method_handler(
             flows, request_deserializer=_decode, response_serializer=_encode),
     })
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), options=MESSAGE_LIMITS)
     server.add_generic_rpc_handlers((handler,))
     server.add_insecure_port(address)
     server.start()
@@ -170,7 +175,7 @@ def serve_admin(agent: Agent, address: str = DEFAULT_ADMIN) -> grpc.Server:
 def query(method: str, request: dict[str, Any] | None = None,
           address: str = DEFAULT_ADMIN, timeout: float = 10.0) -> dict[str, Any]:
     """Call a running agent's admin method (``Status`` or ``Flows``)."""
-    with grpc.insecure_channel(address) as channel:
+    with grpc.insecure_channel(address, options=MESSAGE_LIMITS) as channel:
         call = channel.unary_unary(f"/{SERVICE}/{method}", request_serializer=_encode,
                                    response_deserializer=_decode)
         result: dict[str, Any] = call(request or {}, timeout=timeout)

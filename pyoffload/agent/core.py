@@ -473,7 +473,8 @@ class Agent:
                                  "request here before importing its connections")
             try:
                 result = import_connections(
-                    self._registers(client), connections, vnic_id=state.config.id,
+                    self._registers(client), connections, client=client, schema=self.schema,
+                    overflow=self.slow_path, vnic_id=state.config.id,
                     slots=self.slow_path.slots.first, now=self._clock(client),
                     flow_ids=dict(compiled.flow_ids), profiles=dict(compiled.profiles))
             except P4RuntimeError as exc:

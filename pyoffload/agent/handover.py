@@ -1,36 +1,68 @@
 """Move a VNIC's connection state to another target: ``pyoffload migrate``.
 
 Export reads, from the source pipeline, every live connection the agent
-learned of (digests): its normalised tuple, state, FIN bits, translation and
-the time it has left; for a translated connection also its second slot (the
-tuple on the far side of the rewrite). Nothing in the export depends on the
-source: no slot numbers, no pipeline clock, no flow or profile numbers.
+learned of (digests, or an earlier import): its normalised tuple, state, FIN
+bits, translation and the time it has left; for a translated connection also
+the state of its second slot (the tuple on the far side of the rewrite, which
+follows from the first). Nothing in the export depends on the source: no slot
+numbers, no pipeline clock, no flow or profile numbers. A slot whose stored
+signature is not its learned tuple's now holds another connection and is not
+exported under the old tuple.
 
 Import recomputes everything for the destination: the slots and signatures
 from the hash the pipeline uses (CRC-32 over the VNIC id and the tuple, modulo
 the destination's slot count), the flow and timeout profile from the
 destination's own compilation of the same rules, and the expiry from the
-destination's clock. A connection whose slot is held by a live connection on
-the destination is skipped and reported. Import the rules first (apply the
-same request on the destination), then the state, then move the traffic.
+destination's clock. A connection whose hash slot is held there (by a live
+connection, or by another connection of the same import) gets an overflow
+slot and a ``vnic.ct_overflow`` entry, as the slow path gives one to a
+colliding new connection; only with every overflow slot taken is it skipped,
+and named. A connection the destination already tracks (same tuple, live) is
+left as it is: the destination's state is the newer one once traffic reaches
+it, so running the same migration again after moving the traffic only adds
+what opened in between.
+
+Cells are written with the state word (``ct_info``) last, so a slot only
+becomes live once everything else in it is in place; if the target refuses
+anything, every slot this import claimed is freed again and its overflow
+entries removed: the destination is as before and the source was never
+changed. Import the rules first (apply the same request on the destination),
+then the state, then move the traffic.
 """
 
 from __future__ import annotations
 
 import zlib
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol
 
 import attrs
+from finsy import P4Schema, P4TableEntry
 
 from pyoffload.agent.connections import Learned
 from pyoffload.agent.registers import RegisterAccess
+from pyoffload.agent.slowpath import Tuple5
+from pyoffload.p4runtime import P4RuntimeClient, P4RuntimeError, UpdateType
 
 INFO_KEEP = 0x0000FFFF
 """ct_info bits a slot carries over: state, originator, kind, rewrites, FINs (not the profile)."""
 
-SLOT_REGISTERS = ("vnic.ct_signature", "vnic.ct_info", "vnic.ct_flow", "vnic.ct_expires",
-                  "vnic.ct_partner", "vnic.ct_xlate_src_addr", "vnic.ct_xlate_src_port",
-                  "vnic.ct_xlate_dst_addr", "vnic.ct_xlate_dst_port")
+SIGNATURE, INFO, FLOW, EXPIRES, PARTNER = ("vnic.ct_signature", "vnic.ct_info", "vnic.ct_flow",
+                                           "vnic.ct_expires", "vnic.ct_partner")
+XLATE = ("vnic.ct_xlate_src_addr", "vnic.ct_xlate_src_port", "vnic.ct_xlate_dst_addr",
+         "vnic.ct_xlate_dst_port")
+
+WIRE_FORMAT = "pyoffload.connections.v1"
+WIRE_FIELDS = ("flow", "remaining_us", "protocol", "lo_addr", "hi_addr", "lo_port", "hi_port",
+               "info", "xlate_src_addr", "xlate_src_port", "xlate_dst_addr", "xlate_dst_port",
+               "partner_info", "partner_xlate_src_addr", "partner_xlate_src_port",
+               "partner_xlate_dst_addr", "partner_xlate_dst_port")
+"""One row per connection in an export document; partner fields are null for an
+untranslated connection (its partner's tuple follows from the row)."""
+
+
+def _translated(info: int) -> bool:
+    return bool(info >> 5 & 3)
 
 
 @attrs.frozen(kw_only=True)
@@ -45,6 +77,11 @@ class SlotState:
     info: int
     xlate: tuple[int, int, int, int]
 
+    @property
+    def key(self) -> Tuple5:
+        return Tuple5(protocol=self.protocol, lo_addr=self.lo_addr, hi_addr=self.hi_addr,
+                      lo_port=self.lo_port, hi_port=self.hi_port)
+
 
 @attrs.frozen(kw_only=True)
 class ExportedConnection:
@@ -55,35 +92,89 @@ class ExportedConnection:
     slot: SlotState
     partner: SlotState | None
 
-    def to_json(self) -> dict[str, Any]:
-        return attrs.asdict(self)
+    def to_row(self) -> list[Any]:
+        s, p = self.slot, self.partner
+        partner: list[Any] = [None] * 5 if p is None else [p.info, *p.xlate]
+        return [self.flow, self.remaining_us, s.protocol, s.lo_addr, s.hi_addr, s.lo_port,
+                s.hi_port, s.info, *s.xlate, *partner]
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> ExportedConnection:
-        def slot(d: dict[str, Any] | None) -> SlotState | None:
-            return None if d is None else SlotState(**{**d, "xlate": tuple(d["xlate"])})
+    def from_row(cls, row: Sequence[Any]) -> ExportedConnection:
+        """Inverse of ``to_row``; TypeError/ValueError name what is wrong."""
+        if len(row) != len(WIRE_FIELDS):
+            raise ValueError(f"a connection row has {len(WIRE_FIELDS)} fields "
+                             f"({', '.join(WIRE_FIELDS)}), not {len(row)}")
+        flow = row[0]
+        if not isinstance(flow, str):
+            raise TypeError(f"flow must be a flow id string, not {flow!r}")
+        numbers = row[1:12]
+        for name, value in zip(WIRE_FIELDS[1:12], numbers, strict=True):
+            if not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer, not {value!r}")
+        remaining, protocol, lo, hi, lo_port, hi_port, info, *xlate = numbers
+        main = SlotState(protocol=protocol, lo_addr=lo, hi_addr=hi, lo_port=lo_port,
+                         hi_port=hi_port, info=info & INFO_KEEP,
+                         xlate=(xlate[0], xlate[1], xlate[2], xlate[3]))
+        partner = None
+        if _translated(main.info):
+            p_info, *p_xlate = row[12:]
+            for name, value in zip(WIRE_FIELDS[12:], row[12:], strict=True):
+                if not isinstance(value, int) or value < 0:
+                    raise ValueError(f"{name} must be a non-negative integer for a "
+                                     f"translated connection, not {value!r}")
+            a, b, ap, bp = partner_tuple(main)
+            partner = SlotState(protocol=protocol, lo_addr=a, hi_addr=b, lo_port=ap,
+                                hi_port=bp, info=p_info & INFO_KEEP,
+                                xlate=(p_xlate[0], p_xlate[1], p_xlate[2], p_xlate[3]))
+        return cls(flow=flow, remaining_us=remaining, slot=main, partner=partner)
 
-        main = slot(data["slot"])
-        assert main is not None
-        return cls(flow=data["flow"], remaining_us=int(data["remaining_us"]), slot=main,
-                   partner=slot(data.get("partner")))
+
+def to_document(connections: Sequence[ExportedConnection]) -> dict[str, Any]:
+    """The JSON document ``pyoffload migrate`` carries from one agent to the other."""
+    return {"format": WIRE_FORMAT, "fields": list(WIRE_FIELDS),
+            "connections": [c.to_row() for c in connections]}
 
 
-def slot_hash(vnic_id: int, s: SlotState) -> tuple[int, int]:
+def from_document(document: dict[str, Any]) -> list[ExportedConnection]:
+    """The connections of an export document; ValueError says what is malformed."""
+    if document.get("format") != WIRE_FORMAT:
+        raise ValueError(f"not a connection export: format is {document.get('format')!r}, "
+                         f"expected {WIRE_FORMAT!r}")
+    rows = document.get("connections")
+    if not isinstance(rows, list):
+        raise ValueError("connections must be a list of rows")
+    result = []
+    for number, row in enumerate(rows):
+        try:
+            result.append(ExportedConnection.from_row(row))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"connection {number}: {exc}") from None
+    return result
+
+
+class FiveTuple(Protocol):
+    """Anything that carries a normalised tuple (a slot, a learned connection)."""
+
+    @property
+    def protocol(self) -> int: ...
+    @property
+    def lo_addr(self) -> int: ...
+    @property
+    def hi_addr(self) -> int: ...
+    @property
+    def lo_port(self) -> int: ...
+    @property
+    def hi_port(self) -> int: ...
+
+
+def slot_hash(vnic_id: int, s: FiveTuple) -> tuple[int, int]:
     """(hash value, signature) of a slot's tuple, as stages/conntrack.p4 computes them."""
-    addr = s.lo_addr.to_bytes(16, "big"), s.hi_addr.to_bytes(16, "big")
-    ports = s.lo_port.to_bytes(2, "big"), s.hi_port.to_bytes(2, "big")
-    key = (vnic_id.to_bytes(2, "big") + s.protocol.to_bytes(1, "big") + addr[0] + addr[1]
-           + ports[0] + ports[1])
-    signed = (ports[1] + ports[0] + addr[1] + addr[0] + s.protocol.to_bytes(1, "big")
-              + vnic_id.to_bytes(2, "big") + b"\x5a")
-    return zlib.crc32(key) & 0xFFFFFFFF, zlib.crc32(signed) & 0xFFFFFFFF
-
-
-def _cells(registers: RegisterAccess, slots: list[int]) -> list[list[int]]:
-    values = registers.read([(name, i) for i in slots for name in SLOT_REGISTERS])
-    width = len(SLOT_REGISTERS)
-    return [values[k * width:(k + 1) * width] for k in range(len(slots))]
+    lo, hi = s.lo_addr.to_bytes(16, "big"), s.hi_addr.to_bytes(16, "big")
+    lo_port, hi_port = s.lo_port.to_bytes(2, "big"), s.hi_port.to_bytes(2, "big")
+    vnic, proto = vnic_id.to_bytes(2, "big"), s.protocol.to_bytes(1, "big")
+    key = b"".join((vnic, proto, lo, hi, lo_port, hi_port))
+    signed = b"".join((hi_port, lo_port, hi, lo, proto, vnic, b"\x5a"))
+    return zlib.crc32(key), zlib.crc32(signed)
 
 
 def partner_tuple(main: SlotState) -> tuple[int, int, int, int]:
@@ -100,37 +191,46 @@ def partner_tuple(main: SlotState) -> tuple[int, int, int, int]:
     return a, b, ap, bp
 
 
+def _rows(registers: RegisterAccess, names: Sequence[str], slots: Sequence[int]
+          ) -> Iterator[list[int]]:
+    """The cells ``names`` of each slot, one list per slot, read in bulk."""
+    if not slots:
+        return iter(())
+    width = len(names)
+    values = registers.read([(name, i) for i in slots for name in names])
+    return (values[k * width:(k + 1) * width] for k in range(len(slots)))
+
+
 def export_connections(registers: RegisterAccess, learned: list[Learned],
                        now: int, flow_names: dict[int, str]) -> list[ExportedConnection]:
     """The live connections among ``learned``, read from the pipeline at clock ``now``."""
-    if not learned:
-        return []
-    rows = _cells(registers, [c.slot for c in learned])
-    partners: dict[int, int] = {}
-    result: list[tuple[Learned, list[int]]] = []
-    for conn, cells in zip(learned, rows, strict=True):
-        _sig, info, flow, expires, partner, *_ = cells
-        if info & 0xF == 0 or expires <= now or flow != conn.flow_id:
-            continue
-        result.append((conn, cells))
-        if info >> 5 & 3:
-            partners[conn.slot] = partner
-    partner_cells = dict(zip(partners.values(),
-                             _cells(registers, list(partners.values())), strict=True)) \
-        if partners else {}
+    live: list[tuple[Learned, int, int]] = []
+    for conn, (signature, info, expires) in zip(
+            learned, _rows(registers, (SIGNATURE, INFO, EXPIRES), [c.slot for c in learned]),
+            strict=True):
+        if info & 0xF == 0 or expires <= now or signature != slot_hash(conn.vnic_id, conn)[1]:
+            continue  # over, or the slot now holds another connection
+        live.append((conn, info, expires))
+    translated = [conn.slot for conn, info, _ in live if _translated(info)]
+    sides = dict(zip(translated, _rows(registers, (PARTNER, *XLATE), translated), strict=True))
+    partners = [sides[slot][0] for slot in translated]
+    far = dict(zip(partners, _rows(registers, (INFO, *XLATE), partners), strict=True))
     exported = []
-    for conn, cells in result:
-        _sig, info, _flow, expires, _partner, xsa, xsp, xda, xdp = cells
+    for conn, info, expires in live:
+        xlate = (0, 0, 0, 0)
+        partner_state = None
+        if conn.slot in sides:
+            _partner, *x = sides[conn.slot]
+            xlate = (x[0], x[1], x[2], x[3])
         main = SlotState(protocol=conn.protocol, lo_addr=conn.lo_addr, hi_addr=conn.hi_addr,
                          lo_port=conn.lo_port, hi_port=conn.hi_port, info=info & INFO_KEEP,
-                         xlate=(xsa, xsp, xda, xdp))
-        partner_state = None
-        if conn.slot in partners:
-            p = partner_cells[partners[conn.slot]]
+                         xlate=xlate)
+        if conn.slot in sides:
+            p_info, *px = far[sides[conn.slot][0]]
             a, b, ap, bp = partner_tuple(main)
             partner_state = SlotState(protocol=conn.protocol, lo_addr=a, hi_addr=b, lo_port=ap,
-                                      hi_port=bp, info=p[1] & INFO_KEEP,
-                                      xlate=(p[5], p[6], p[7], p[8]))
+                                      hi_port=bp, info=p_info & INFO_KEEP,
+                                      xlate=(px[0], px[1], px[2], px[3]))
         exported.append(ExportedConnection(flow=flow_names.get(conn.flow_id, str(conn.flow_id)),
                                            remaining_us=expires - now, slot=main,
                                            partner=partner_state))
@@ -140,53 +240,167 @@ def export_connections(registers: RegisterAccess, learned: list[Learned],
 @attrs.frozen(kw_only=True)
 class ImportResult:
     imported: int
+    """Connections written into the destination."""
+    present: int
+    """Connections the destination already tracked (left as they were)."""
+    overflow: int
+    """Imported connections (or their translated side) placed in an overflow slot."""
     skipped: tuple[str, ...]
+    """Why each connection that could not be imported was not."""
     learned: tuple[Learned, ...]
 
 
-def import_connections(registers: RegisterAccess, connections: list[ExportedConnection],
-                       *, vnic_id: int, slots: int, now: int, flow_ids: dict[str, int],
+class OverflowSlots(Protocol):
+    """Hands out the reserved conntrack slots (the agent's slow path)."""
+
+    def claim_overflow(self, vnic_id: int, key: Tuple5) -> int | None: ...
+    def release_overflow(self, vnic_id: int, key: Tuple5) -> None: ...
+    def overflow_entry(self, vnic_id: int, key: Tuple5, slot: int) -> P4TableEntry: ...
+
+
+@attrs.define
+class _Placed:
+    """Where one side of an imported connection goes."""
+
+    state: SlotState
+    index: int
+    signature: int
+    overflow: bool = False
+
+
+class _Importer:
+    """One import: plan slots, write cells, undo on failure (see the module doc)."""
+
+    def __init__(self, registers: RegisterAccess, client: P4RuntimeClient, schema: P4Schema,
+                 overflow: OverflowSlots, *, vnic_id: int, slots: int, now: int) -> None:
+        self.registers, self.client, self.schema = registers, client, schema
+        self.overflow_slots, self.vnic_id, self.slots, self.now = overflow, vnic_id, slots, now
+        self.claimed: set[int] = set()
+        self.overflow_keys: list[Tuple5] = []
+        self.entries: list[P4TableEntry] = []
+        self.busy: dict[int, tuple[int, int]] = {}
+        """Hash slot -> (info, expires) of a live cell there now."""
+
+    def read_busy(self, indices: set[int]) -> None:
+        ordered = sorted(indices)
+        for index, (info, expires) in zip(ordered, _rows(self.registers, (INFO, EXPIRES),
+                                                          ordered), strict=True):
+            if info & 0xF != 0 and expires > self.now:
+                self.busy[index] = (info, expires)
+
+    def place(self, state: SlotState, index: int, signature: int) -> _Placed | None:
+        if index not in self.busy and index not in self.claimed:
+            self.claimed.add(index)
+            return _Placed(state, index, signature)
+        key = state.key
+        slot = self.overflow_slots.claim_overflow(self.vnic_id, key)
+        if slot is None:
+            return None
+        self.overflow_keys.append(key)
+        self.entries.append(self.overflow_slots.overflow_entry(self.vnic_id, key, slot))
+        self.claimed.add(slot)
+        return _Placed(state, slot, signature, overflow=True)
+
+    def give_back(self, placed: list[_Placed]) -> None:
+        """Return slots of a connection that will not be imported after all."""
+        for p in placed:
+            self.claimed.discard(p.index)
+            if p.overflow:
+                self.overflow_keys.remove(p.state.key)
+                self.entries.pop()
+                self.overflow_slots.release_overflow(self.vnic_id, p.state.key)
+
+    def write(self, cells: list[tuple[str, int, int]], infos: list[tuple[str, int, int]]) -> None:
+        written_entries = False
+        try:
+            if self.entries:
+                self.client.write_entities(UpdateType.INSERT,
+                                           [e.encode(self.schema) for e in self.entries])
+                written_entries = True
+            self.registers.write(cells)
+            self.registers.write(infos)
+        except P4RuntimeError:
+            self.undo(written_entries)
+            raise
+
+    def undo(self, entries_written: bool) -> None:
+        try:
+            if self.claimed:
+                self.registers.write([(INFO, i, 0) for i in sorted(self.claimed)])
+            if entries_written:
+                self.client.write_entities(UpdateType.DELETE,
+                                           [e.encode(self.schema) for e in self.entries])
+        finally:
+            for key in self.overflow_keys:
+                self.overflow_slots.release_overflow(self.vnic_id, key)
+
+
+def import_connections(registers: RegisterAccess, connections: list[ExportedConnection], *,
+                       client: P4RuntimeClient, schema: P4Schema, overflow: OverflowSlots,
+                       vnic_id: int, slots: int, now: int, flow_ids: dict[str, int],
                        profiles: dict[str, int]) -> ImportResult:
     """Write ``connections`` into the pipeline behind ``client`` (see the module doc)."""
-    planned: list[tuple[ExportedConnection, int, int, int | None, int | None]] = []
     skipped: list[str] = []
+    planned: list[tuple[ExportedConnection, list[tuple[SlotState, int, int]]]] = []
     for conn in connections:
         if conn.flow not in flow_ids:
-            skipped.append(f"flow {conn.flow!r} is not installed on the destination")
+            skipped.append(f"{_describe(conn)}: flow {conn.flow!r} is not installed on the "
+                           "destination")
             continue
-        index, sig = slot_hash(vnic_id, conn.slot)
-        index %= slots
-        p_index = p_sig = None
-        if conn.partner is not None:
-            p_hash, p_sig = slot_hash(vnic_id, conn.partner)
-            p_index = p_hash % slots
-        planned.append((conn, index, sig, p_index, p_sig))
-    busy_slots = sorted({i for _, index, _, p_index, _ in planned
-                         for i in (index, p_index) if i is not None})
-    state = dict(zip(busy_slots, _cells(registers, busy_slots), strict=True)) \
-        if busy_slots else {}
+        states = [conn.slot] if conn.partner is None else [conn.slot, conn.partner]
+        planned.append((conn, [(s, *_index(vnic_id, s, slots)) for s in states]))
+    importer = _Importer(registers, client, schema, overflow, vnic_id=vnic_id, slots=slots,
+                         now=now)
+    importer.read_busy({index for _, sides in planned for _, index, _ in sides})
+    signatures = dict(zip(sorted(importer.busy), (row[0] for row in _rows(
+        registers, (SIGNATURE,), sorted(importer.busy))), strict=True))
 
-    def live(i: int) -> bool:
-        cells = state[i]
-        return cells[1] & 0xF != 0 and cells[3] > now
-
-    writes: list[tuple[str, int, int]] = []
-    learned = []
-    for conn, index, sig, p_index, p_sig in planned:
-        if live(index) or (p_index is not None and live(p_index)):
-            skipped.append(f"{conn.flow}: its slot is held by a live connection")
+    cells: list[tuple[str, int, int]] = []
+    infos: list[tuple[str, int, int]] = []
+    learned: list[Learned] = []
+    present = overflowed = 0
+    for conn, sides in planned:
+        if any(index in importer.busy and signatures[index] == signature
+               for _, index, signature in sides):
+            present += 1  # tracked there already: its state there is the newer one
             continue
-        flow_id = flow_ids[conn.flow]
-        profile = profiles.get(conn.flow, 0) << 16
-        expires = now + conn.remaining_us
-        for s, i, signature, partner in ((conn.slot, index, sig, p_index or 0),
-                                         (conn.partner, p_index, p_sig, index)):
-            if s is None or i is None or signature is None:
-                continue
-            values = (signature, s.info | profile, flow_id, expires, partner, *s.xlate)
-            writes += [(name, i, v) for name, v in zip(SLOT_REGISTERS, values, strict=True)]
-        learned.append(Learned(vnic_id=vnic_id, flow_id=flow_id, protocol=conn.slot.protocol,
-                               lo_addr=conn.slot.lo_addr, hi_addr=conn.slot.hi_addr,
-                               lo_port=conn.slot.lo_port, hi_port=conn.slot.hi_port, slot=index))
-    registers.write(writes)
-    return ImportResult(imported=len(learned), skipped=tuple(skipped), learned=tuple(learned))
+        placed: list[_Placed] = []
+        for state, index, signature in sides:
+            spot = importer.place(state, index, signature)
+            if spot is None:
+                importer.give_back(placed)
+                skipped.append(f"{_describe(conn)}: its slot is held and every overflow "
+                               "slot is taken")
+                break
+            placed.append(spot)
+        else:
+            flow_id = flow_ids[conn.flow]
+            profile = profiles.get(conn.flow, 0) << 16
+            expires = now + conn.remaining_us
+            for k, p in enumerate(placed):
+                partner = placed[1 - k].index if len(placed) == 2 else 0
+                cells += [(SIGNATURE, p.index, p.signature), (FLOW, p.index, flow_id),
+                          (EXPIRES, p.index, expires)]
+                if conn.partner is not None:
+                    cells.append((PARTNER, p.index, partner))
+                    cells += [(name, p.index, v)
+                              for name, v in zip(XLATE, p.state.xlate, strict=True)]
+                infos.append((INFO, p.index, p.state.info | profile))
+            overflowed += sum(p.overflow for p in placed)
+            s = conn.slot
+            learned.append(Learned(vnic_id=vnic_id, flow_id=flow_id, protocol=s.protocol,
+                                   lo_addr=s.lo_addr, hi_addr=s.hi_addr, lo_port=s.lo_port,
+                                   hi_port=s.hi_port, slot=placed[0].index))
+    importer.write(cells, infos)
+    return ImportResult(imported=len(learned), present=present, overflow=overflowed,
+                        skipped=tuple(skipped), learned=tuple(learned))
+
+
+def _index(vnic_id: int, state: SlotState, slots: int) -> tuple[int, int]:
+    value, signature = slot_hash(vnic_id, state)
+    return value % slots, signature
+
+
+def _describe(conn: ExportedConnection) -> str:
+    s = conn.slot
+    return f"{conn.flow} (protocol {s.protocol}, ports {s.lo_port}/{s.hi_port})"

@@ -192,6 +192,27 @@ class SlowPath:
             self.stats.overflow_installed += 1
         self.inject(client, frame, port)
 
+    def claim_overflow(self, vnic_id: int, key: Tuple5) -> int | None:
+        """An overflow slot for a connection (its own, if it has one); None when all are taken.
+
+        The caller installs ``overflow_entry`` for it, or gives it back with
+        ``release_overflow`` (state handover does both in bulk).
+        """
+        with self._lock:
+            try:
+                return self.slots.take((vnic_id, key))
+            except ResourceExhausted:
+                self.stats.overflow_full += 1
+                return None
+
+    def release_overflow(self, vnic_id: int, key: Tuple5) -> None:
+        with self._lock:
+            self.slots.release((vnic_id, key))
+
+    def overflow_entry(self, vnic_id: int, key: Tuple5, slot: int) -> P4TableEntry:
+        """The ``vnic.ct_overflow`` entry that points ``key`` of VNIC ``vnic_id`` at ``slot``."""
+        return self._entry(vnic_id, key, slot)
+
     def _entry(self, vnic_id: int, key: Tuple5, slot: int) -> P4TableEntry:
         return P4TableEntry(
             names.CT_OVERFLOW,

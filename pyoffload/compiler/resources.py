@@ -11,6 +11,7 @@ VNIC's numbers once the entities using them are deleted.
 from __future__ import annotations
 
 import copy
+import heapq
 from collections.abc import Hashable
 
 import attrs
@@ -29,6 +30,13 @@ class NumberSpace:
     last: int
     _by_owner: dict[Hashable, int] = attrs.field(factory=dict)
     _owners: dict[int, Hashable] = attrs.field(factory=dict)
+    _free: list[int] = attrs.field(factory=list)
+    """A heap of released numbers below ``_high``: the lowest free one is on top."""
+    _high: int = attrs.field(default=0)
+    """Every number from here to ``last`` has never been handed out."""
+
+    def __attrs_post_init__(self) -> None:
+        self._high = max(self._high, self.first)
 
     @property
     def capacity(self) -> int:
@@ -46,19 +54,28 @@ class NumberSpace:
         held = self._by_owner.get(owner)
         if held is not None:
             return held
-        for number in range(self.first, self.last + 1):
-            if number not in self._owners:
-                self._by_owner[owner] = number
-                self._owners[number] = owner
-                return number
-        raise ResourceExhausted(
-            f"{self.name}: all {self.capacity} numbers are in use"
-        )
+        while self._free and self._free[0] in self._owners:
+            heapq.heappop(self._free)  # taken since it was freed (restore)
+        if self._free:
+            number = heapq.heappop(self._free)
+        else:
+            while self._high <= self.last and self._high in self._owners:
+                self._high += 1
+            if self._high > self.last:
+                raise ResourceExhausted(
+                    f"{self.name}: all {self.capacity} numbers are in use"
+                )
+            number = self._high
+            self._high += 1
+        self._by_owner[owner] = number
+        self._owners[number] = owner
+        return number
 
     def release(self, owner: Hashable) -> None:
         number = self._by_owner.pop(owner, None)
         if number is not None:
             del self._owners[number]
+            heapq.heappush(self._free, number)
 
     def owners(self) -> list[Hashable]:
         return list(self._by_owner)
@@ -67,6 +84,10 @@ class NumberSpace:
         """Hold exactly ``held`` (owner -> number), e.g. as read back from a target."""
         self._by_owner = dict(held)
         self._owners = {number: owner for owner, number in held.items()}
+        top = max(self._owners, default=self.first - 1) + 1
+        self._high = max(self.first, top)
+        self._free = [n for n in range(self.first, self._high) if n not in self._owners]
+
 
 @attrs.define
 class ResourcePool:

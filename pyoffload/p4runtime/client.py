@@ -10,6 +10,8 @@ the embedded target.
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import enum
 import queue
 import threading
@@ -62,6 +64,8 @@ class P4RuntimeClient:
         self.disconnected = threading.Event()
         """Set when the stream to the target ends (target gone, or close())."""
         self._stream: Iterable[p4r.StreamMessageResponse] | None = None
+        self._reads: concurrent.futures.ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
 
     # -- connection -------------------------------------------------------
 
@@ -116,6 +120,9 @@ class P4RuntimeClient:
         if self._channel is not None:
             self._channel.close()
             self._channel = None
+        if self._reads is not None:
+            self._reads.shutdown(wait=False)
+            self._reads = None
 
     def __enter__(self) -> P4RuntimeClient:
         return self.open()
@@ -246,13 +253,67 @@ class P4RuntimeClient:
         except grpc.RpcError as exc:
             raise P4RuntimeError.from_rpc_error("Write", exc, updates) from None
 
-    def write_entities(self, kind: UpdateType, entities: Iterable[p4r.Entity]) -> None:
-        self.write([p4r.Update(type=kind.value, entity=e) for e in entities])
+    def write_requests(self, requests: Iterable[p4r.WriteRequest], *,
+                       in_flight: int = 2) -> int:
+        """Send prepared batches with up to ``in_flight`` of them at the target at once.
 
-    def read(self, entities: Iterable[p4r.Entity]) -> list[p4r.Entity]:
-        request = p4r.ReadRequest(device_id=self.device_id, entities=list(entities))
-        if self.role:
-            request.role = self.role
+        Building batch k+1 overlaps the target applying batch k, which is what
+        bulk transfers (state handover, big rule sets) are bound by. Each
+        request gets this client's device, election id and role. On the first
+        failed batch the ones still in flight are waited for and the error is
+        raised; its ``batch`` attribute says which batch (earlier ones were
+        applied). Returns the number of batches sent.
+        """
+        pending: collections.deque[tuple[int, p4r.WriteRequest, grpc.Future[p4r.WriteResponse]]] = \
+            collections.deque()
+        failure: P4RuntimeError | None = None
+        sent = 0
+
+        def settle() -> None:
+            nonlocal failure
+            number, request, future = pending.popleft()
+            try:
+                future.result()
+            except grpc.RpcError as exc:
+                if failure is None:
+                    failure = P4RuntimeError.from_rpc_error("Write", exc, request.updates)
+                    failure.batch = number
+        for request in requests:
+            if not request.updates:
+                continue
+            request.device_id = self.device_id
+            request.election_id.CopyFrom(self._election())
+            if self.role:
+                request.role = self.role
+            pending.append((sent, request, self.stub.Write.future(request)))
+            sent += 1
+            while len(pending) >= in_flight:
+                settle()
+            if failure is not None:
+                break
+        while pending:
+            settle()
+        if failure is not None:
+            raise failure
+        return sent
+
+    def read_requests(self, requests: Iterable[p4r.ReadRequest], *,
+                      in_flight: int = 2) -> Iterator[list[p4r.Entity]]:
+        """The entities each prepared read returns, in order, with reads overlapped."""
+        pool = self._pool()
+        pending: collections.deque[concurrent.futures.Future[list[p4r.Entity]]] = \
+            collections.deque()
+        for request in requests:
+            request.device_id = self.device_id
+            if self.role:
+                request.role = self.role
+            pending.append(pool.submit(self._read_all, request))
+            while len(pending) >= in_flight:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+    def _read_all(self, request: p4r.ReadRequest) -> list[p4r.Entity]:
         result: list[p4r.Entity] = []
         try:
             for reply in self.stub.Read(request):
@@ -260,6 +321,22 @@ class P4RuntimeClient:
         except grpc.RpcError as exc:
             raise P4RuntimeError.from_rpc_error("Read", exc) from None
         return result
+
+    def _pool(self) -> concurrent.futures.ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._reads is None:
+                self._reads = concurrent.futures.ThreadPoolExecutor(
+                    max_workers=4, thread_name_prefix="p4rt-read")
+            return self._reads
+
+    def write_entities(self, kind: UpdateType, entities: Iterable[p4r.Entity]) -> None:
+        self.write([p4r.Update(type=kind.value, entity=e) for e in entities])
+
+    def read(self, entities: Iterable[p4r.Entity]) -> list[p4r.Entity]:
+        request = p4r.ReadRequest(device_id=self.device_id, entities=list(entities))
+        if self.role:
+            request.role = self.role
+        return self._read_all(request)
 
     # -- stream -----------------------------------------------------------
 
