@@ -11,7 +11,7 @@ import grpc
 
 from bmv2_env.targets import TargetUnavailable
 from bmv2_env.topology import TopologyError
-from pyoffload.agent.admin import DEFAULT_ADMIN, query
+from pyoffload.agent.admin import DEFAULT_ADMIN, migrate, query
 from pyoffload.agent.config import ConfigError
 from pyoffload.agent.core import AgentError
 from pyoffload.p4artifacts import ArtifactError
@@ -29,16 +29,14 @@ MIGRATE_TIMEOUT = 600.0
 def _migrate(vnic: str, source: str, destination: str) -> int:
     """Export from one agent, import into the other; say what moved and what did not."""
     try:
-        exported = query("Export", {"vnic": vnic}, address=source, timeout=MIGRATE_TIMEOUT)
-        result = query("Import", {"vnic": vnic, **exported}, address=destination,
-                       timeout=MIGRATE_TIMEOUT)
+        exported, result = migrate(vnic, source, destination, timeout=MIGRATE_TIMEOUT)
     except grpc.RpcError as exc:
         print(f"pyoffload migrate: {exc.code().name}: {exc.details()}", file=sys.stderr)
         return 1
     already = f", {result['present']} already there" if result.get("present") else ""
     overflow = (f" ({result['overflow']} in overflow slots: their hash slot was held)"
                 if result.get("overflow") else "")
-    print(f"pyoffload migrate: {result['imported']} of {len(exported['connections'])} "
+    print(f"pyoffload migrate: {result['imported']} of {exported} "
           f"connection(s) of VNIC {vnic} moved from {source} to {destination}"
           f"{already}{overflow}")
     for reason in result["skipped"]:

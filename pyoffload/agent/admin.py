@@ -7,8 +7,10 @@ answer is easy to script against (``pyoffload status --json``).
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,10 @@ MESSAGE_LIMITS = [("grpc.max_send_message_length", 1 << 30),
                   ("grpc.max_receive_message_length", 1 << 30)]
 """An export of a million connections is ~110 MiB of JSON; gRPC's default limit is 4 MiB.
 The endpoint is a local, root-only socket, so a large limit exposes nothing."""
+
+
+class ExportBrokeOff(Exception):
+    """The source of a streamed import failed midway (its error is the message)."""
 
 
 def _encode(value: Any) -> bytes:
@@ -154,7 +160,51 @@ def serve_admin(agent: Agent, address: str = DEFAULT_ADMIN) -> grpc.Server:
         return {"imported": result.imported, "present": result.present,
                 "overflow": result.overflow, "skipped": list(result.skipped)}
 
+    def export_stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        try:
+            for chunk in agent.export_chunks(str((request or {}).get("vnic", ""))):
+                yield to_document(chunk)
+        except AgentError as exc:
+            context.abort(exc.code, exc.message)
+
+    def import_stream(requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
+        vnic: list[str] = []
+
+        def chunks() -> Iterator[list[Any]]:
+            for document in requests:
+                document = document if isinstance(document, dict) else {}
+                if "abort" in document:
+                    raise ExportBrokeOff(str(document["abort"]))
+                vnic.append(str(document.get("vnic", "")))
+                if vnic[0] != vnic[-1]:
+                    raise ValueError(f"chunks name VNICs {vnic[0]!r} and {vnic[-1]!r}")
+                yield from_document(document)
+
+        stream = chunks()
+        try:
+            first = next(stream)
+        except StopIteration:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "no connections were sent")
+        except ValueError as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed export: {exc}")
+        try:
+            result = agent.import_chunks(vnic[0], itertools.chain([first], stream))
+        except AgentError as exc:
+            context.abort(exc.code, exc.message)
+        except ValueError as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          f"malformed export, nothing was kept: {exc}")
+        except ExportBrokeOff as exc:
+            context.abort(grpc.StatusCode.ABORTED, f"the export broke off ({exc}): nothing "
+                                                   "was kept")
+        return {"imported": result.imported, "present": result.present,
+                "overflow": result.overflow, "skipped": list(result.skipped)}
+
     handler = grpc.method_handlers_generic_handler(SERVICE, {
+        "ExportStream": grpc.unary_stream_rpc_method_handler(
+            export_stream, request_deserializer=_decode, response_serializer=_encode),
+        "ImportStream": grpc.stream_unary_rpc_method_handler(
+            import_stream, request_deserializer=_decode, response_serializer=_encode),
         "Export": grpc.unary_unary_rpc_method_handler(
             export, request_deserializer=_decode, response_serializer=_encode),
         "Import": grpc.unary_unary_rpc_method_handler(
@@ -180,6 +230,51 @@ def query(method: str, request: dict[str, Any] | None = None,
                                    response_deserializer=_decode)
         result: dict[str, Any] = call(request or {}, timeout=timeout)
         return result
+
+
+def migrate(vnic: str, source: str, destination: str, timeout: float = 600.0
+            ) -> tuple[int, dict[str, Any]]:
+    """Stream a VNIC's connections from one agent into another: (exported, import result).
+
+    The source's chunks are forwarded as they arrive, so the destination writes
+    the first while the source reads the next. The import is all or nothing.
+    """
+    exported = 0
+    with grpc.insecure_channel(source, options=MESSAGE_LIMITS) as src, \
+            grpc.insecure_channel(destination, options=MESSAGE_LIMITS) as dst:
+        export = src.unary_stream(f"/{SERVICE}/ExportStream", request_serializer=_encode,
+                                  response_deserializer=_decode)
+        import_ = dst.stream_unary(f"/{SERVICE}/ImportStream", request_serializer=_encode,
+                                   response_deserializer=_decode)
+
+        failure: list[grpc.RpcError] = []
+
+        def chunks() -> Iterator[dict[str, Any]]:
+            nonlocal exported
+            sent = False
+            try:
+                for document in export({"vnic": vnic}, timeout=timeout):
+                    exported += len(document["connections"])
+                    sent = True
+                    yield {"vnic": vnic, **document}
+            except grpc.RpcError as exc:  # tell the destination to drop what it has
+                failure.append(exc)
+                yield {"vnic": vnic, "abort": f"{exc.code().name}: {exc.details()}"}
+                return
+            if not sent:  # nothing live: still one (empty) chunk, so the import answers
+                yield {"vnic": vnic, **_empty_document()}
+
+        try:
+            result: dict[str, Any] = import_(chunks(), timeout=timeout)
+        except grpc.RpcError:
+            if failure:
+                raise failure[0] from None  # the source's error is the one to show
+            raise
+    return exported, result
+
+
+def _empty_document() -> dict[str, Any]:
+    return to_document([])
 
 
 def query_status(address: str = DEFAULT_ADMIN, timeout: float = 5.0) -> dict[str, Any]:

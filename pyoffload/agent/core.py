@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 import attrs
 import grpc
@@ -28,8 +28,8 @@ from pyoffload.agent.events import EventHub
 from pyoffload.agent.handover import (
     ExportedConnection,
     ImportResult,
+    ImportSession,
     export_connections,
-    import_connections,
 )
 from pyoffload.agent.installer import EntityKey, Installer, InstallError, entity_key
 from pyoffload.agent.registers import P4RuntimeRegisters, RegisterAccess, ThriftRegisters
@@ -48,6 +48,9 @@ from pyoffload.p4runtime import P4RuntimeClient, P4RuntimeError
 from pyoffload.rules import OffloadRequest, RuleError, validate_for_vnic
 
 _log = logging.getLogger(__name__)
+
+HANDOVER_CHUNK = 10_000
+"""Connections per chunk of a streamed export (a few MiB of JSON)."""
 
 Kind = pb.Event.Kind
 
@@ -445,24 +448,38 @@ class Agent:
 
     def export_state(self, vnic: str) -> list[ExportedConnection]:
         """The VNIC's live connections, independent of this target (see handover)."""
+        return [c for chunk in self.export_chunks(vnic) for c in chunk]
+
+    def export_chunks(self, vnic: str, size: int = HANDOVER_CHUNK
+                      ) -> Iterator[list[ExportedConnection]]:
+        """``export_state`` in chunks of up to ``size`` learned connections, read as they go,
+        so that a destination can import the first while the next are read here."""
         with self._lock:
             state = self.state(vnic)
             client, _installer = self._live()
             compiled = state.compiled
         if compiled is None:
-            return []
+            return
         learned = [c for c in self.slow_path.connections.known()
                    if c.vnic_id == state.config.id]
         names = {number: name for name, number in compiled.flow_ids.items()}
+        registers = self._registers(client)
         try:
-            return export_connections(self._registers(client), learned, self._clock(client),
-                                      names)
+            for start in range(0, len(learned), size):
+                yield export_connections(registers, learned[start:start + size],
+                                         self._clock(client), names)
         except P4RuntimeError as exc:
             raise AgentError(exc.code, f"VNIC {vnic}: exporting its connections failed: "
                                        f"{exc.message}") from None
 
     def import_state(self, vnic: str, connections: list[ExportedConnection]) -> ImportResult:
         """Write exported connections into this target; apply the same rules first."""
+        return self.import_chunks(vnic, [connections])
+
+    def import_chunks(self, vnic: str, chunks: Iterable[Sequence[ExportedConnection]]
+                      ) -> ImportResult:
+        """Import chunk by chunk; all or nothing: any failure (a refused write, a chunk
+        that does not arrive) undoes every chunk imported so far."""
         with self._lock:
             state = self.state(vnic)
             client, _installer = self._live()
@@ -471,15 +488,25 @@ class Agent:
                 raise AgentError(grpc.StatusCode.FAILED_PRECONDITION,
                                  f"VNIC {vnic} has no rules on this target: apply the same "
                                  "request here before importing its connections")
-            try:
-                result = import_connections(
-                    self._registers(client), connections, client=client, schema=self.schema,
-                    overflow=self.slow_path, vnic_id=state.config.id,
-                    slots=self.slow_path.slots.first, now=self._clock(client),
-                    flow_ids=dict(compiled.flow_ids), profiles=dict(compiled.profiles))
-            except P4RuntimeError as exc:
-                raise AgentError(exc.code, f"VNIC {vnic}: importing connections failed: "
-                                           f"{exc.message}") from None
+            session = ImportSession(
+                self._registers(client), client, self.schema, self.slow_path,
+                vnic_id=state.config.id, slots=self.slow_path.slots.first, now=0,
+                flow_ids=dict(compiled.flow_ids), profiles=dict(compiled.profiles))
+        try:
+            for chunk in chunks:
+                with self._lock:
+                    session.now = self._clock(client)
+                    session.add(chunk)
+        except P4RuntimeError as exc:
+            with self._lock:
+                session.abort()
+            raise AgentError(exc.code, f"VNIC {vnic}: importing connections failed, nothing "
+                                       f"was kept: {exc.message}") from None
+        except BaseException:
+            with self._lock:
+                session.abort()
+            raise
+        result = session.result()
         self.slow_path.connections.learn(result.learned)
         return result
 

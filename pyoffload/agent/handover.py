@@ -268,132 +268,151 @@ class _Placed:
     overflow: bool = False
 
 
-class _Importer:
-    """One import: plan slots, write cells, undo on failure (see the module doc)."""
+class ImportSession:
+    """One import, fed in chunks: plan slots, write cells, undo it all on failure.
+
+    Chunks let ``pyoffload migrate`` write the first connections into the
+    destination while the source still reads the next ones. Slots claimed by
+    an earlier chunk stay claimed for the later ones; ``abort`` (or a refused
+    write) frees every slot and overflow entry of the whole session.
+    """
 
     def __init__(self, registers: RegisterAccess, client: P4RuntimeClient, schema: P4Schema,
-                 overflow: OverflowSlots, *, vnic_id: int, slots: int, now: int) -> None:
+                 overflow: OverflowSlots, *, vnic_id: int, slots: int, now: int,
+                 flow_ids: dict[str, int], profiles: dict[str, int]) -> None:
         self.registers, self.client, self.schema = registers, client, schema
         self.overflow_slots, self.vnic_id, self.slots, self.now = overflow, vnic_id, slots, now
+        self.flow_ids, self.profiles = flow_ids, profiles
         self.claimed: set[int] = set()
         self.overflow_keys: list[Tuple5] = []
-        self.entries: list[P4TableEntry] = []
-        self.busy: dict[int, tuple[int, int]] = {}
-        """Hash slot -> (info, expires) of a live cell there now."""
+        self.entries_written: list[P4TableEntry] = []
+        self.imported = self.present = self.overflowed = 0
+        self.skipped: list[str] = []
+        self.learned: list[Learned] = []
 
-    def read_busy(self, indices: set[int]) -> None:
-        ordered = sorted(indices)
-        for index, (info, expires) in zip(ordered, _rows(self.registers, (INFO, EXPIRES),
-                                                          ordered), strict=True):
-            if info & 0xF != 0 and expires > self.now:
-                self.busy[index] = (info, expires)
+    def result(self) -> ImportResult:
+        return ImportResult(imported=self.imported, present=self.present,
+                            overflow=self.overflowed, skipped=tuple(self.skipped),
+                            learned=tuple(self.learned))
 
-    def place(self, state: SlotState, index: int, signature: int) -> _Placed | None:
-        if index not in self.busy and index not in self.claimed:
-            self.claimed.add(index)
-            return _Placed(state, index, signature)
-        key = state.key
-        slot = self.overflow_slots.claim_overflow(self.vnic_id, key)
-        if slot is None:
-            return None
-        self.overflow_keys.append(key)
-        self.entries.append(self.overflow_slots.overflow_entry(self.vnic_id, key, slot))
-        self.claimed.add(slot)
-        return _Placed(state, slot, signature, overflow=True)
-
-    def give_back(self, placed: list[_Placed]) -> None:
-        """Return slots of a connection that will not be imported after all."""
-        for p in placed:
-            self.claimed.discard(p.index)
-            if p.overflow:
-                self.overflow_keys.remove(p.state.key)
-                self.entries.pop()
-                self.overflow_slots.release_overflow(self.vnic_id, p.state.key)
-
-    def write(self, cells: list[tuple[str, int, int]], infos: list[tuple[str, int, int]]) -> None:
-        written_entries = False
+    def add(self, connections: Sequence[ExportedConnection]) -> None:
+        """Import one chunk; on a refused write the whole session is undone, then re-raised."""
+        planned: list[tuple[ExportedConnection, list[tuple[SlotState, int, int]]]] = []
+        for conn in connections:
+            if conn.flow not in self.flow_ids:
+                self.skipped.append(f"{_describe(conn)}: flow {conn.flow!r} is not installed "
+                                    "on the destination")
+                continue
+            states = [conn.slot] if conn.partner is None else [conn.slot, conn.partner]
+            planned.append((conn, [(st, *_index(self.vnic_id, st, self.slots))
+                                   for st in states]))
+        busy = self._busy({index for _, sides in planned for _, index, _ in sides})
+        cells: list[tuple[str, int, int]] = []
+        infos: list[tuple[str, int, int]] = []
+        entries: list[P4TableEntry] = []
+        for conn, sides in planned:
+            if any(busy.get(index) == signature for _, index, signature in sides):
+                self.present += 1  # tracked there already: its state there is the newer one
+                continue
+            placed = self._place(sides, busy, entries)
+            if placed is None:
+                self.skipped.append(f"{_describe(conn)}: its slot is held and every overflow "
+                                    "slot is taken")
+                continue
+            flow_id = self.flow_ids[conn.flow]
+            profile = self.profiles.get(conn.flow, 0) << 16
+            expires = self.now + conn.remaining_us
+            for k, p in enumerate(placed):
+                cells += [(SIGNATURE, p.index, p.signature), (FLOW, p.index, flow_id),
+                          (EXPIRES, p.index, expires)]
+                if conn.partner is not None:
+                    cells.append((PARTNER, p.index, placed[1 - k].index))
+                    cells += [(name, p.index, v)
+                              for name, v in zip(XLATE, p.state.xlate, strict=True)]
+                infos.append((INFO, p.index, p.state.info | profile))
+            self.overflowed += sum(p.overflow for p in placed)
+            self.imported += 1
+            s = conn.slot
+            self.learned.append(Learned(vnic_id=self.vnic_id, flow_id=flow_id,
+                                        protocol=s.protocol, lo_addr=s.lo_addr,
+                                        hi_addr=s.hi_addr, lo_port=s.lo_port,
+                                        hi_port=s.hi_port, slot=placed[0].index))
         try:
-            if self.entries:
+            if entries:
                 self.client.write_entities(UpdateType.INSERT,
-                                           [e.encode(self.schema) for e in self.entries])
-                written_entries = True
+                                           [e.encode(self.schema) for e in entries])
+                self.entries_written += entries
             self.registers.write(cells)
             self.registers.write(infos)
         except P4RuntimeError:
-            self.undo(written_entries)
+            self.abort()
             raise
 
-    def undo(self, entries_written: bool) -> None:
+    def _busy(self, indices: set[int]) -> dict[int, int]:
+        """Slot -> stored signature, for the slots among ``indices`` a live connection holds.
+
+        One read of ``ct_info`` for every slot (most are free); expiry and
+        signature only for the ones in use.
+        """
+        ordered = sorted(indices - self.claimed)
+        used = [i for i, (info,) in zip(ordered, _rows(self.registers, (INFO,), ordered),
+                                        strict=True) if info & 0xF]
+        busy = {i: signature for i, (expires, signature)
+                in zip(used, _rows(self.registers, (EXPIRES, SIGNATURE), used), strict=True)
+                if expires > self.now}
+        busy.update(dict.fromkeys(self.claimed & indices, -1))  # taken by this import
+        return busy
+
+    def _place(self, sides: list[tuple[SlotState, int, int]], busy: dict[int, int],
+               entries: list[P4TableEntry]) -> list[_Placed] | None:
+        placed: list[_Placed] = []
+        for state, index, signature in sides:
+            if index not in busy and index not in self.claimed:
+                self.claimed.add(index)
+                placed.append(_Placed(state, index, signature))
+                continue
+            slot = self.overflow_slots.claim_overflow(self.vnic_id, state.key)
+            if slot is None:
+                for p in placed:  # give back what this connection took
+                    self.claimed.discard(p.index)
+                    if p.overflow:
+                        self.overflow_keys.remove(p.state.key)
+                        entries.pop()
+                        self.overflow_slots.release_overflow(self.vnic_id, p.state.key)
+                return None
+            self.overflow_keys.append(state.key)
+            entries.append(self.overflow_slots.overflow_entry(self.vnic_id, state.key, slot))
+            self.claimed.add(slot)
+            placed.append(_Placed(state, slot, signature, overflow=True))
+        return placed
+
+    def abort(self) -> None:
+        """Free every slot and overflow entry this session claimed: the target is as before."""
         try:
             if self.claimed:
                 self.registers.write([(INFO, i, 0) for i in sorted(self.claimed)])
-            if entries_written:
-                self.client.write_entities(UpdateType.DELETE,
-                                           [e.encode(self.schema) for e in self.entries])
+            if self.entries_written:
+                self.client.write_entities(UpdateType.DELETE, [
+                    e.encode(self.schema) for e in self.entries_written])
         finally:
             for key in self.overflow_keys:
                 self.overflow_slots.release_overflow(self.vnic_id, key)
+            self.claimed.clear()
+            self.overflow_keys.clear()
+            self.entries_written.clear()
+            self.learned.clear()
+            self.imported = self.overflowed = 0
 
 
 def import_connections(registers: RegisterAccess, connections: list[ExportedConnection], *,
                        client: P4RuntimeClient, schema: P4Schema, overflow: OverflowSlots,
                        vnic_id: int, slots: int, now: int, flow_ids: dict[str, int],
                        profiles: dict[str, int]) -> ImportResult:
-    """Write ``connections`` into the pipeline behind ``client`` (see the module doc)."""
-    skipped: list[str] = []
-    planned: list[tuple[ExportedConnection, list[tuple[SlotState, int, int]]]] = []
-    for conn in connections:
-        if conn.flow not in flow_ids:
-            skipped.append(f"{_describe(conn)}: flow {conn.flow!r} is not installed on the "
-                           "destination")
-            continue
-        states = [conn.slot] if conn.partner is None else [conn.slot, conn.partner]
-        planned.append((conn, [(s, *_index(vnic_id, s, slots)) for s in states]))
-    importer = _Importer(registers, client, schema, overflow, vnic_id=vnic_id, slots=slots,
-                         now=now)
-    importer.read_busy({index for _, sides in planned for _, index, _ in sides})
-    signatures = dict(zip(sorted(importer.busy), (row[0] for row in _rows(
-        registers, (SIGNATURE,), sorted(importer.busy))), strict=True))
-
-    cells: list[tuple[str, int, int]] = []
-    infos: list[tuple[str, int, int]] = []
-    learned: list[Learned] = []
-    present = overflowed = 0
-    for conn, sides in planned:
-        if any(index in importer.busy and signatures[index] == signature
-               for _, index, signature in sides):
-            present += 1  # tracked there already: its state there is the newer one
-            continue
-        placed: list[_Placed] = []
-        for state, index, signature in sides:
-            spot = importer.place(state, index, signature)
-            if spot is None:
-                importer.give_back(placed)
-                skipped.append(f"{_describe(conn)}: its slot is held and every overflow "
-                               "slot is taken")
-                break
-            placed.append(spot)
-        else:
-            flow_id = flow_ids[conn.flow]
-            profile = profiles.get(conn.flow, 0) << 16
-            expires = now + conn.remaining_us
-            for k, p in enumerate(placed):
-                partner = placed[1 - k].index if len(placed) == 2 else 0
-                cells += [(SIGNATURE, p.index, p.signature), (FLOW, p.index, flow_id),
-                          (EXPIRES, p.index, expires)]
-                if conn.partner is not None:
-                    cells.append((PARTNER, p.index, partner))
-                    cells += [(name, p.index, v)
-                              for name, v in zip(XLATE, p.state.xlate, strict=True)]
-                infos.append((INFO, p.index, p.state.info | profile))
-            overflowed += sum(p.overflow for p in placed)
-            s = conn.slot
-            learned.append(Learned(vnic_id=vnic_id, flow_id=flow_id, protocol=s.protocol,
-                                   lo_addr=s.lo_addr, hi_addr=s.hi_addr, lo_port=s.lo_port,
-                                   hi_port=s.hi_port, slot=placed[0].index))
-    importer.write(cells, infos)
-    return ImportResult(imported=len(learned), present=present, overflow=overflowed,
-                        skipped=tuple(skipped), learned=tuple(learned))
+    """Write ``connections`` into the pipeline behind ``client`` in one go (see the module doc)."""
+    session = ImportSession(registers, client, schema, overflow, vnic_id=vnic_id, slots=slots,
+                            now=now, flow_ids=flow_ids, profiles=profiles)
+    session.add(connections)
+    return session.result()
 
 
 def _index(vnic_id: int, state: SlotState, slots: int) -> tuple[int, int]:

@@ -7,6 +7,7 @@ spec allows.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 
 from finsy.proto import p4d, p4r, rpc_code
@@ -19,10 +20,10 @@ from .codec import (
     signed_from_uint_bits,
     uint_from_signed_bits,
 )
-from .engine_api import PipelineStateLike, TableStateLike
+from .engine_api import PipelineStateLike, RegisterStateLike, TableStateLike
 from .errors import P4RuntimeError, invalid, unimplemented
 from .meters import MeterCodec
-from .p4info import DataField, P4InfoIndex
+from .p4info import DataField, P4InfoIndex, RegisterInfo
 from .tables import Entry, TableStore
 
 Undo = list[Callable[[], None]] | None
@@ -73,6 +74,7 @@ class ResourceStore:
         self._tables = tables
         self._meters = meters
         self.meter_configs: dict[tuple[int, int], p4r.MeterConfig] = {}
+        self._registers: dict[int, tuple[RegisterInfo, RegisterStateLike]] = {}
 
     # counters -------------------------------------------------------------------
     def write_counter(self, kind: int, msg: p4r.CounterEntry, undo: Undo) -> None:
@@ -158,14 +160,38 @@ class ResourceStore:
                 yield entity
 
     # registers ------------------------------------------------------------------
+    def _register(self, register_id: int) -> tuple[RegisterInfo, RegisterStateLike]:
+        """The P4Info and engine sides of a register, looked up once per pipeline."""
+        found = self._registers.get(register_id)
+        if found is None:
+            info = self._index.register(register_id)
+            found = self._registers[register_id] = (info, self._state.register(info.name))
+        return found
+
     def write_register(self, kind: int, msg: p4r.RegisterEntry, undo: Undo) -> None:
-        info = self._index.register(msg.register_id)
+        info, engine = self._register(msg.register_id)
         _only_modify(kind, info.name)
-        cells = _indices(msg, info.size, info.name)
         if not msg.HasField("data"):
             raise invalid(f"{info.name}: data is required")
-        value = decode_data(msg.data, info.data, info.name)
-        engine = self._state.register(info.name)
+        field = info.data
+        data = msg.data
+        if not field.signed and data.WhichOneof("data") == "bitstring" and data.bitstring \
+                and msg.HasField("index"):
+            # One unsigned cell, the bulk of a state transfer: the checks of
+            # _indices and decode_data, inline.
+            i = msg.index.index
+            if not 0 <= i < info.size:
+                _indices(msg, info.size, info.name)  # raises with the right code
+            value = int.from_bytes(data.bitstring, "big")
+            if value >> field.bitwidth:
+                raise invalid(f"{info.name}: value 0x{data.bitstring.hex()} does not fit in "
+                              f"{field.bitwidth} bits")
+            if undo is not None:
+                undo.append(functools.partial(engine.write, i, engine.read(i)))
+            engine.write(i, value)
+            return
+        cells = _indices(msg, info.size, info.name)
+        value = decode_data(data, field, info.name)
         if undo is not None:
             cells_before = [(i, engine.read(i)) for i in cells]
 
@@ -178,10 +204,23 @@ class ResourceStore:
             engine.write(i, value)
 
     def read_registers(self, msg: p4r.RegisterEntry) -> Iterator[p4r.Entity]:
+        if msg.register_id and msg.HasField("index"):
+            info, engine = self._register(msg.register_id)
+            i = msg.index.index
+            if 0 <= i < info.size and not info.data.signed:
+                value = engine.read(i)
+                entity = p4r.Entity()
+                out = entity.register_entry
+                out.register_id = msg.register_id
+                out.index.index = i
+                out.data.bitstring = value.to_bytes((value.bit_length() + 7) // 8 or 1, "big")
+                return iter((entity,))
+        return self._read_registers(msg)
+
+    def _read_registers(self, msg: p4r.RegisterEntry) -> Iterator[p4r.Entity]:
         ids = [msg.register_id] if msg.register_id else list(self._index.registers)
         for ident in ids:
-            info = self._index.register(ident)
-            engine = self._state.register(info.name)
+            info, engine = self._register(ident)
             for i in _indices(msg, info.size, info.name):
                 entity = p4r.Entity()
                 out = entity.register_entry

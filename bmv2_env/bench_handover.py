@@ -1,0 +1,307 @@
+"""Benchmark: state handover of many live connections between two targets.
+
+``sudo .venv/bin/python -m bmv2_env.bench_handover --connections 100000
+[--source embedded|bmv2] [--destination embedded|bmv2] [--json FILE]``
+
+Two sites, each a target on its own guest and uplink veths with an agent for
+VNIC "app" (VNIC id 3 at the source, 9 at the destination, so every slot and
+signature is recomputed) and the same rules: a stateful firewall for TCP from
+the guest to port 8080, nothing admitted from outside.
+
+1. Real packets open the connections on the source: each its SYN from the
+   guest, SYN-ACK from the uplink and ACK from the guest, paced below what the
+   target forwards; the source's agent learns them from the pipeline's
+   new-connection digests.
+2. Control: replies of 1,000 of them sent to the destination are all dropped
+   there (it knows none of them).
+3. The handover, timed, as ``pyoffload migrate`` does it: the admin Export of
+   the source agent, then the admin Import into the destination's, while
+   packets of the connections keep flowing through the source.
+4. Proof: one reply per exported connection is sent from the uplink into the
+   destination; the frames delivered to its guest side are counted from the
+   kernel's ``rx_packets`` of that veth. Every established connection must
+   come through (an unknown one is dropped as unsolicited).
+
+The pipeline must have room: ``--artifacts DIR`` names a build compiled with
+more conntrack slots (``scripts/build-p4`` writes ``p4src/build/large`` with
+1,048,576 when p4c is installed); by default that one is used if present.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import socket
+import struct
+import sys
+import threading
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from bmv2_env.targets import RunningTarget, start_target
+from bmv2_env.topology import Topology, require_root, run_tag
+from pyoffload.agent import Agent
+from pyoffload.agent.admin import migrate, query, serve_admin
+from pyoffload.agent.config import parse_config
+from pyoffload.p4artifacts import BUILD_DIR, Artifacts, load_constants
+from pyoffload.rules import load_data
+
+GUEST_PORT, UPLINK_PORT = 1, 2
+SERVER_PORT = 8080
+RULES = {"flows": [
+    {"id": "egress", "match": {"direction": "from-guest", "protocol": "tcp"},
+     "config": {"services": ["conntrack"], "default_verdict": "deny"},
+     "rules": [{"id": "web", "match": {"dst_ports": SERVER_PORT, "ct_state": "new"},
+                "verdict": "allow-track"}]},
+    {"id": "ingress", "match": {"direction": "to-guest"},
+     "config": {"services": ["conntrack"], "default_verdict": "deny"}},
+]}
+GUEST_MAC, UPLINK_MAC = "02:00:00:00:00:01", "02:00:00:00:00:02"
+
+
+def rx_packets(ifname: str) -> int:
+    return int(Path(f"/sys/class/net/{ifname}/statistics/rx_packets").read_text())
+
+
+def _checksum(header: bytes) -> int:
+    total: int = sum(struct.unpack(f"!{len(header) // 2}H", header))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+class Frames:
+    """TCP frames of connection i between a guest endpoint and 192.0.2.20:8080.
+
+    The guest endpoints (an address in 10.1.0.0/16 and a port) are drawn at
+    random, with a fixed seed: structured tuples (one address, consecutive
+    ports) never collide in a CRC-hashed table, random ones collide as real
+    traffic does, so the overflow path is part of what is measured. TCP
+    checksums are left zero (the pipeline does not check them).
+    """
+
+    SERVER = 0xC0000214  # 192.0.2.20
+
+    def __init__(self, count: int, seed: int = 7) -> None:
+        rng = random.Random(seed)
+        picks = rng.sample(range(256 * 256 * 55_000), count)
+        self.endpoints = [(0x0A010000 | p // 55_000, 10_000 + p % 55_000) for p in picks]
+        self.index = {e: i for i, e in enumerate(self.endpoints)}
+        self._macs = {False: bytes.fromhex("020000000002020000000001"),
+                      True: bytes.fromhex("020000000001020000000002")}
+
+    def frame(self, i: int, flags: str, *, reply: bool = False) -> bytes:
+        guest, guest_port = self.endpoints[i]
+        src, dst = (self.SERVER, guest) if reply else (guest, self.SERVER)
+        sport, dport = (SERVER_PORT, guest_port) if reply else (guest_port, SERVER_PORT)
+        bits = sum(TCP_FLAGS[f] for f in flags)
+        ip = bytearray(struct.pack("!BBHHHBBHII", 0x45, 0, 40, 0, 0, 64, 6, 0, src, dst))
+        struct.pack_into("!H", ip, 10, _checksum(bytes(ip)))
+        tcp = struct.pack("!HHIIBBHHH", sport, dport, 1000, 2000 if bits & 0x10 else 0,
+                          0x50, bits, 65535, 0, 0)
+        return self._macs[reply] + b"\x08\x00" + bytes(ip) + tcp
+
+
+TCP_FLAGS = {"F": 0x01, "S": 0x02, "R": 0x04, "P": 0x08, "A": 0x10}
+
+
+def send_paced(ifname: str, frames: list[bytes], pps: float) -> None:
+    """Send ``frames`` out of ``ifname`` at about ``pps`` (bounded by the frame count)."""
+    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0) as sock:
+        sock.bind((ifname, 0))
+        start = time.monotonic()
+        for n, frame in enumerate(frames):
+            if n % 64 == 0:
+                ahead = start + n / pps - time.monotonic()
+                if ahead > 0:
+                    time.sleep(ahead)
+            try:
+                sock.send(frame)
+            except OSError:  # a full socket buffer: the frame is lost, as on a wire
+                time.sleep(0.001)
+
+
+def wait_delivered(ifname: str, before: int, want: int, timeout: float) -> int:
+    """Frames received on ``ifname`` since ``before``, once it stops growing (or ``want``)."""
+    deadline = time.monotonic() + timeout
+    last, quiet_since = rx_packets(ifname), time.monotonic()
+    while time.monotonic() < deadline and last - before < want:
+        time.sleep(0.1)
+        now = rx_packets(ifname)
+        if now != last:
+            last, quiet_since = now, time.monotonic()
+        elif time.monotonic() - quiet_since > 1.5:
+            break
+    return rx_packets(ifname) - before
+
+
+class Site:
+    """A target with guest and uplink veths, its agent for VNIC "app", its admin socket."""
+
+    def __init__(self, stack: ExitStack, workdir: Path, name: str, kind: str, vnic_id: int,
+                 artifacts: Artifacts) -> None:
+        topo = stack.enter_context(Topology(tag=f"h{name}{run_tag()[:2]}"))
+        for port in (GUEST_PORT, UPLINK_PORT):
+            topo.add_veth(port)
+        self.guest_if = topo.pairs[GUEST_PORT].test_end
+        self.uplink_if = topo.pairs[UPLINK_PORT].test_end
+        ports = {p: pair.switch_end for p, pair in topo.pairs.items()}
+        self.target: RunningTarget = stack.enter_context(
+            start_target(kind, ports, output=workdir / f"handover-{name}.log"))
+        config = parse_config({
+            "target": {"kind": "remote", "address": "unused"},
+            "vnics": [{"name": "app", "id": vnic_id, "guest_port": GUEST_PORT,
+                       "uplink_port": UPLINK_PORT,
+                       "quotas": {"tracked_connections": 2**31 - 1}}],
+        })
+        self.agent = Agent(config, self.target.grpc_address, device_id=self.target.device_id,
+                           thrift_address=self.target.thrift_address,
+                           artifacts=artifacts).start()
+        stack.callback(self.agent.stop)
+        self.admin = f"unix:{workdir}/{name}-admin.sock"
+        stack.callback(serve_admin(self.agent, self.admin).stop, None)
+        self.agent.apply("app", load_data(RULES))
+
+    def known(self) -> int:
+        return len(self.agent.slow_path.connections.known())
+
+
+def establish(site: Site, frames: Frames, count: int, pps: float) -> float:
+    """Open ``count`` connections through ``site``; seconds until the agent knew them.
+
+    Each step (SYNs, SYN-ACKs, ACKs of a block) waits until the target has
+    forwarded the previous one, as seen on the far veth's counters: frames of
+    two ports are not ordered with each other inside a target.
+    """
+    t0 = time.monotonic()
+    for start in range(0, count, 5_000):
+        ids = range(start, min(count, start + 5_000))
+        for out_if, in_if, flags, reply in ((site.guest_if, site.uplink_if, "S", False),
+                                            (site.uplink_if, site.guest_if, "SA", True),
+                                            (site.guest_if, site.uplink_if, "A", False)):
+            before = rx_packets(in_if)
+            send_paced(out_if, [frames.frame(i, flags, reply=reply) for i in ids], pps)
+            wait_delivered(in_if, before, len(ids), timeout=30)
+    last, deadline = -1, time.monotonic() + 30
+    while site.known() != last and time.monotonic() < deadline:
+        last = site.known()
+        time.sleep(0.5)  # digests come in lists at most 10 ms late; stop when none come
+    return time.monotonic() - t0
+
+
+def run(source: str, destination: str, connections: int, artifacts: Artifacts,
+        workdir: Path, pps: float) -> dict[str, Any]:
+    require_root("the handover benchmark (veth pairs)")
+    frames = Frames(connections)
+    with ExitStack() as stack:
+        a = Site(stack, workdir, "a", source, 3, artifacts)
+        b = Site(stack, workdir, "b", destination, 9, artifacts)
+        setup_s = establish(a, frames, connections, pps)
+        learned = a.known()
+
+        sample = list(range(0, connections, max(1, connections // 1000)))[:1000]
+        before = rx_packets(b.guest_if)
+        send_paced(b.uplink_if, [frames.frame(i, "A", reply=True) for i in sample], pps)
+        control = wait_delivered(b.guest_if, before, len(sample), timeout=5)
+
+        # Traffic keeps flowing through the source while its state is exported.
+        stop = threading.Event()
+
+        def background() -> None:
+            n = 0
+            while not stop.is_set() and n < 10 * connections:
+                ids = range(n % connections, min(connections, n % connections + 500))
+                send_paced(a.guest_if, [frames.frame(i, "PA") for i in ids], 5_000)
+                n += len(ids)
+
+        flowing = threading.Thread(target=background, daemon=True)
+        flowing.start()
+        t0 = time.perf_counter()
+        try:
+            moved, result = migrate("app", a.admin, b.admin)
+        except grpc.RpcError as exc:
+            raise SystemExit(f"handover failed: {exc.code().name}: {exc.details()}") from None
+        t1 = time.perf_counter()
+        stop.set()
+        flowing.join(timeout=30)
+
+        # What moved, as the destination now holds it (not timed).
+        exported = query("Export", {"vnic": "app"}, address=b.admin, timeout=600)
+        rows = exported["connections"]
+        info_at = exported["fields"].index("info")
+        established_state = load_constants()["CT_TCP_ESTABLISHED"]
+        established = sum(1 for r in rows if r[info_at] & 0xF == established_state)
+        lo_addr, lo_port = exported["fields"].index("lo_addr"), exported["fields"].index("lo_port")
+        ids = sorted(frames.index[(r[lo_addr], r[lo_port])] for r in rows
+                     if r[info_at] & 0xF == established_state)
+        before = rx_packets(b.guest_if)
+        send_paced(b.uplink_if, [frames.frame(i, "A", reply=True) for i in ids], pps)
+        delivered = wait_delivered(b.guest_if, before, len(ids), timeout=60)
+    return {
+        "source": source, "destination": destination, "connections_opened": connections,
+        "setup_seconds": round(setup_s, 1), "learned_by_source_agent": learned,
+        "exported": moved, "held_by_destination": len(rows),
+        "established_at_destination": established,
+        "handover_seconds": round(t1 - t0, 3),
+        "imported": result["imported"], "already_there": result["present"],
+        "in_overflow_slots": result["overflow"], "skipped": len(result["skipped"]),
+        "control_replies_delivered_before_import": control, "control_replies_sent": len(sample),
+        "replies_sent_after": len(ids), "replies_delivered_after": delivered,
+        "lost": len(ids) - delivered,
+    }
+
+
+def report(r: dict[str, Any]) -> list[str]:
+    return [
+        f"handover {r['source']} -> {r['destination']}: {r['exported']:,} live connections "
+        f"in {r['handover_seconds']:.2f} s (streamed export and import, as pyoffload migrate), "
+        f"traffic flowing through the source meanwhile",
+        f"  the destination holds {r['held_by_destination']:,} "
+        f"({r['established_at_destination']:,} established)",
+        f"  imported {r['imported']:,}, already there {r['already_there']:,}, "
+        f"in overflow slots {r['in_overflow_slots']:,}, skipped {r['skipped']:,}",
+        f"  before: {r['control_replies_delivered_before_import']} of "
+        f"{r['control_replies_sent']} replies passed the destination (it knew none)",
+        f"  after: replies of {r['replies_delivered_after']:,} of the "
+        f"{r['replies_sent_after']:,} established connections passed the destination; "
+        f"established connections lost: {r['lost']:,}",
+        f"  setup: {r['connections_opened']:,} connections opened by real packets in "
+        f"{r['setup_seconds']} s, {r['learned_by_source_agent']:,} learned by the source agent",
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bmv2_env.bench_handover",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--connections", type=int, default=100_000)
+    parser.add_argument("--source", default="embedded", choices=("embedded", "bmv2"))
+    parser.add_argument("--destination", default="embedded", choices=("embedded", "bmv2"))
+    parser.add_argument("--artifacts", type=Path, default=None,
+                        help="build directory (default: p4src/build/large if present)")
+    parser.add_argument("--pps", type=float, default=15_000,
+                        help="pace of the packets that open and check connections")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+    if not 0 < args.connections <= 1_000_000:
+        parser.error("--connections must be between 1 and 1,000,000")
+    build = args.artifacts or (BUILD_DIR / "large" if (BUILD_DIR / "large").is_dir()
+                               else BUILD_DIR)
+    artifacts = Artifacts.in_dir(build)
+    workdir = Path("/tmp") / f"pyoffload-handover-{run_tag()}"
+    workdir.mkdir(parents=True, exist_ok=True)
+    result = run(args.source, args.destination, args.connections, artifacts, workdir,
+                 args.pps)
+    result["artifacts"] = str(build)
+    print("\n".join(report(result)))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
