@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import random
 import socket
 import struct
@@ -38,6 +39,7 @@ import sys
 import threading
 import time
 from contextlib import ExitStack
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -171,7 +173,52 @@ class Site:
         return len(self.agent.slow_path.connections.known())
 
 
-def establish(site: Site, frames: Frames, count: int, pps: float) -> float:
+def _serve_site(conn: Connection, workdir: Path, name: str, kind: str, vnic_id: int,
+                build: Path) -> None:
+    """A site in a process of its own (as each host runs its own agent); answers ``conn``."""
+    with ExitStack() as stack:
+        try:
+            site = Site(stack, workdir, name, kind, vnic_id, Artifacts.in_dir(build))
+        except Exception as exc:
+            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+            return
+        conn.send(("ready", (site.guest_if, site.uplink_if, site.admin)))
+        while (request := conn.recv()) != "stop":
+            conn.send(site.known() if request == "known" else None)
+
+
+class RemoteSite:
+    """The benchmark's handle on a site process: its wires, its admin socket."""
+
+    def __init__(self, stack: ExitStack, workdir: Path, name: str, kind: str, vnic_id: int,
+                 build: Path) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._conn, child = context.Pipe()
+        self._process = context.Process(target=_serve_site, daemon=True,
+                                        args=(child, workdir, name, kind, vnic_id, build))
+        self._process.start()
+        stack.callback(self.stop)
+        if not self._conn.poll(120):
+            raise RuntimeError(f"site {name} did not start within 120 s")
+        status, value = self._conn.recv()
+        if status != "ready":
+            raise RuntimeError(f"site {name} failed to start: {value}")
+        self.guest_if, self.uplink_if, self.admin = value
+
+    def known(self) -> int:
+        self._conn.send("known")
+        return int(self._conn.recv())
+
+    def stop(self) -> None:
+        if self._process.is_alive():
+            self._conn.send("stop")
+            self._process.join(timeout=30)
+        if self._process.is_alive():
+            self._process.terminate()
+            self._process.join(timeout=10)
+
+
+def establish(site: RemoteSite, frames: Frames, count: int, pps: float) -> float:
     """Open ``count`` connections through ``site``; seconds until the agent knew them.
 
     Each step (SYNs, SYN-ACKs, ACKs of a block) waits until the target has
@@ -194,13 +241,13 @@ def establish(site: Site, frames: Frames, count: int, pps: float) -> float:
     return time.monotonic() - t0
 
 
-def run(source: str, destination: str, connections: int, artifacts: Artifacts,
+def run(source: str, destination: str, connections: int, build: Path,
         workdir: Path, pps: float) -> dict[str, Any]:
     require_root("the handover benchmark (veth pairs)")
     frames = Frames(connections)
     with ExitStack() as stack:
-        a = Site(stack, workdir, "a", source, 3, artifacts)
-        b = Site(stack, workdir, "b", destination, 9, artifacts)
+        a = RemoteSite(stack, workdir, "a", source, 3, build)
+        b = RemoteSite(stack, workdir, "b", destination, 9, build)
         setup_s = establish(a, frames, connections, pps)
         learned = a.known()
 
@@ -291,11 +338,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--connections must be between 1 and 1,000,000")
     build = args.artifacts or (BUILD_DIR / "large" if (BUILD_DIR / "large").is_dir()
                                else BUILD_DIR)
-    artifacts = Artifacts.in_dir(build)
     workdir = Path("/tmp") / f"pyoffload-handover-{run_tag()}"
     workdir.mkdir(parents=True, exist_ok=True)
-    result = run(args.source, args.destination, args.connections, artifacts, workdir,
-                 args.pps)
+    result = run(args.source, args.destination, args.connections, build, workdir, args.pps)
     result["artifacts"] = str(build)
     print("\n".join(report(result)))
     if args.json:

@@ -49,8 +49,9 @@ from pyoffload.rules import OffloadRequest, RuleError, validate_for_vnic
 
 _log = logging.getLogger(__name__)
 
-HANDOVER_CHUNK = 10_000
-"""Connections per chunk of a streamed export (a few MiB of JSON)."""
+HANDOVER_CHUNK = 2_500
+"""Connections per chunk of a streamed export (~300 KiB of JSON): small enough that
+the destination is soon busy writing while the source reads the next ones."""
 
 Kind = pb.Event.Kind
 
@@ -446,6 +447,15 @@ class Agent:
         return self.slow_path.connections.clock(
             self._registers(client), lambda: self.slow_path.probe_clock(client))
 
+    def _running_clock(self, client: P4RuntimeClient) -> Callable[[], int]:
+        """The pipeline's clock (µs), read once and then advanced with the host's.
+
+        Both clocks run at real time; reading the pipeline's takes a probe
+        packet and a few milliseconds, too much for every chunk of a handover.
+        """
+        base, start = self._clock(client), time.monotonic_ns()
+        return lambda: base + (time.monotonic_ns() - start) // 1000
+
     def export_state(self, vnic: str) -> list[ExportedConnection]:
         """The VNIC's live connections, independent of this target (see handover)."""
         return [c for chunk in self.export_chunks(vnic) for c in chunk]
@@ -465,9 +475,10 @@ class Agent:
         names = {number: name for name, number in compiled.flow_ids.items()}
         registers = self._registers(client)
         try:
+            clock = self._running_clock(client)
             for start in range(0, len(learned), size):
-                yield export_connections(registers, learned[start:start + size],
-                                         self._clock(client), names)
+                yield export_connections(registers, learned[start:start + size], clock(),
+                                         names)
         except P4RuntimeError as exc:
             raise AgentError(exc.code, f"VNIC {vnic}: exporting its connections failed: "
                                        f"{exc.message}") from None
@@ -493,9 +504,10 @@ class Agent:
                 vnic_id=state.config.id, slots=self.slow_path.slots.first, now=0,
                 flow_ids=dict(compiled.flow_ids), profiles=dict(compiled.profiles))
         try:
+            clock = self._running_clock(client)
             for chunk in chunks:
                 with self._lock:
-                    session.now = self._clock(client)
+                    session.now = clock()
                     session.add(chunk)
         except P4RuntimeError as exc:
             with self._lock:

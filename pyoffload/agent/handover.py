@@ -108,9 +108,7 @@ class ExportedConnection:
         if not isinstance(flow, str):
             raise TypeError(f"flow must be a flow id string, not {flow!r}")
         numbers = row[1:12]
-        for name, value in zip(WIRE_FIELDS[1:12], numbers, strict=True):
-            if not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be a non-negative integer, not {value!r}")
+        _check_counts(WIRE_FIELDS[1:12], numbers, "")
         remaining, protocol, lo, hi, lo_port, hi_port, info, *xlate = numbers
         main = SlotState(protocol=protocol, lo_addr=lo, hi_addr=hi, lo_port=lo_port,
                          hi_port=hi_port, info=info & INFO_KEEP,
@@ -118,15 +116,21 @@ class ExportedConnection:
         partner = None
         if _translated(main.info):
             p_info, *p_xlate = row[12:]
-            for name, value in zip(WIRE_FIELDS[12:], row[12:], strict=True):
-                if not isinstance(value, int) or value < 0:
-                    raise ValueError(f"{name} must be a non-negative integer for a "
-                                     f"translated connection, not {value!r}")
+            _check_counts(WIRE_FIELDS[12:], row[12:], " for a translated connection")
             a, b, ap, bp = partner_tuple(main)
             partner = SlotState(protocol=protocol, lo_addr=a, hi_addr=b, lo_port=ap,
                                 hi_port=bp, info=p_info & INFO_KEEP,
                                 xlate=(p_xlate[0], p_xlate[1], p_xlate[2], p_xlate[3]))
         return cls(flow=flow, remaining_us=remaining, slot=main, partner=partner)
+
+
+def _check_counts(names: Sequence[str], values: Sequence[Any], context: str) -> None:
+    """Every value a non-negative int (bool is not), else ValueError naming the field."""
+    if all(type(v) is int for v in values) and min(values) >= 0:
+        return  # the common case, checked in one pass
+    for name, value in zip(names, values, strict=True):
+        if type(value) is not int or value < 0:
+            raise ValueError(f"{name} must be a non-negative integer{context}, not {value!r}")
 
 
 def to_document(connections: Sequence[ExportedConnection]) -> dict[str, Any]:

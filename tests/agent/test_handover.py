@@ -4,6 +4,8 @@ packets keep flowing there; without the import they are dropped."""
 
 from __future__ import annotations
 
+import copy
+import ipaddress
 import os
 import subprocess
 import sys
@@ -21,6 +23,9 @@ from bmv2_env.traffic import RawWire
 from pyoffload.agent import Agent
 from pyoffload.agent.admin import serve_admin
 from pyoffload.agent.config import parse_config
+from pyoffload.agent.core import AgentError
+from pyoffload.agent.handover import from_document, slot_hash, to_document
+from pyoffload.agent.slowpath import Tuple5
 from pyoffload.rules import load_data
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for veth pairs")
@@ -125,3 +130,95 @@ def test_established_translated_connection_moves(sites: tuple[Site, Site]) -> No
         [t.summary() for t in back]
     (conn,) = b.agent.connections("app")
     assert (conn.src, conn.dst, conn.state) == (GUEST, SERVER, "TCP_ESTABLISHED")
+
+
+Endpoint = tuple[str, int]
+
+
+def _open(site: Site, guest: Endpoint) -> None:
+    """An established connection from ``guest`` to SERVER:8080 through ``site``;
+    SNAT rewrites it, so it has two slots."""
+    site.guest.send(tcp(guest[0], SERVER, guest[1], 8080, "S", seq=100))
+    (syn,) = tcp_out(site.uplink)
+    site.uplink.send(tcp(SERVER, PUBLIC, 8080, syn.sport, "SA", seq=500, ack=101))
+    assert len(tcp_out(site.guest)) == 1
+    site.guest.send(tcp(guest[0], SERVER, guest[1], 8080, "A", seq=101, ack=501))
+    assert len(tcp_out(site.uplink)) == 1
+
+
+def _passes(site: Site, guest: Endpoint) -> bool:
+    site.guest.send(tcp(guest[0], SERVER, guest[1], 8080, "PA", seq=101, ack=501, data=b"x"))
+    return len(tcp_out(site.uplink)) == 1
+
+
+def _colliding_guests(vnic_id: int, slots: int) -> list[Endpoint]:
+    """Two guest endpoints whose connections to SERVER:8080 share a hash slot on ``vnic_id``
+    (addresses vary too: CRC-32 over ports alone never collides modulo a power of two)."""
+    server = int(ipaddress.IPv4Address(SERVER))
+    by_slot: dict[int, Endpoint] = {}
+    for host in range(2, 250):
+        address = f"10.1.{host}.5"
+        for sport in range(30000, 31000):
+            key = Tuple5(protocol=6, lo_addr=int(ipaddress.IPv4Address(address)),
+                         hi_addr=server, lo_port=sport, hi_port=8080)
+            slot = slot_hash(vnic_id, key)[0] % slots
+            if slot in by_slot:
+                return [by_slot[slot], (address, sport)]
+            by_slot[slot] = (address, sport)
+    raise AssertionError("no colliding endpoints found")
+
+
+@pytest.fixture
+def embedded_sites(tmp_path: Path) -> Iterator[tuple[Site, Site]]:
+    with ExitStack() as stack:
+        yield (Site(stack, tmp_path, "a", 3, "embedded"),
+               Site(stack, tmp_path, "b", 9, "embedded"))
+
+
+def test_connections_colliding_on_the_destination_get_overflow_slots(
+        embedded_sites: tuple[Site, Site]) -> None:
+    a, b = embedded_sites
+    guests = _colliding_guests(9, b.agent.slow_path.slots.first)
+    for guest in guests:
+        _open(a, guest)
+    exported = a.agent.export_state("app")
+    assert len(exported) == 2
+
+    result = b.agent.import_state("app", exported)
+    assert (result.imported, result.present, result.skipped) == (2, 0, ())
+    assert result.overflow >= 1  # the two guest-side tuples share one slot on B
+    assert all(_passes(b, guest) for guest in guests)
+
+    again = b.agent.import_state("app", exported)  # a second pass adds nothing
+    assert (again.imported, again.present) == (0, 2)
+    assert all(_passes(b, guest) for guest in guests)
+
+
+def test_a_failed_import_keeps_nothing(embedded_sites: tuple[Site, Site]) -> None:
+    a, b = embedded_sites
+    first, second = (GUEST, 41000), (GUEST, 41001)
+    _open(a, first)
+    _open(a, second)
+    good = to_document(a.agent.export_state("app"))
+    bad = copy.deepcopy(good)
+    bad["connections"][0][1] = 2**60  # remaining time past what ct_expires holds: refused
+    with pytest.raises(AgentError) as failed:
+        b.agent.import_chunks("app", [from_document(good), from_document(bad)])
+    assert "nothing was kept" in failed.value.message
+    assert not _passes(b, first) and not _passes(b, second)  # the first chunk was undone
+    assert b.agent.slow_path.slots.used == 0
+
+    result = b.agent.import_state("app", from_document(good))  # and it can be done again
+    assert result.imported == 2 and _passes(b, first) and _passes(b, second)
+
+
+def test_malformed_exports_are_refused_by_name(embedded_sites: tuple[Site, Site]) -> None:
+    a, _b = embedded_sites
+    _open(a, (GUEST, 41000))
+    document = to_document(a.agent.export_state("app"))
+    broken = copy.deepcopy(document)
+    broken["connections"][0][3] = "10.1.0.5"
+    with pytest.raises(ValueError, match="connection 0: lo_addr must be a non-negative integer"):
+        from_document(broken)
+    with pytest.raises(ValueError, match="format"):
+        from_document({**document, "format": "something else"})
