@@ -26,6 +26,12 @@ P4INFO_NAME = "vnic.p4info.txtpb"
 CONSTANTS_NAME = "vnic.constants.json"
 STAMP_NAME = "stamp.json"
 REBUILD_COMMAND = "scripts/build-p4"
+VARIANTS: dict[str, tuple[str, ...]] = {
+    "large": ("-DCT_SLOTS=1048576", "-DCT_OVERFLOW_SLOTS=16384"),
+}
+"""The same program compiled with other capacities (``include/sizes.p4``), each in
+``build/<name>/`` with its own stamp: ``large`` tracks a million connections."""
+LARGE_DIR = BUILD_DIR / "large"
 
 _CONST_RE = re.compile(
     r"^\s*const\s+(?:bit<\d+>|port_t|vnic_id_t|flow_id_t)\s+([A-Z][A-Z0-9_]*)\s*=\s*"
@@ -103,9 +109,9 @@ def stale_reasons(p4src: Path = P4SRC_DIR, artifacts: Artifacts | None = None) -
     return reasons
 
 
-def check_fresh(p4src: Path = P4SRC_DIR) -> Artifacts:
-    """The committed artifacts, or an error that says how to regenerate them."""
-    artifacts = Artifacts.in_dir(p4src / "build")
+def check_fresh(p4src: Path = P4SRC_DIR, variant: str = "") -> Artifacts:
+    """The committed artifacts (of a variant), or an error that says how to regenerate them."""
+    artifacts = Artifacts.in_dir(p4src / "build" / variant)
     reasons = stale_reasons(p4src, artifacts)
     if reasons:
         raise ArtifactError(

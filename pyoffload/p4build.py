@@ -23,6 +23,7 @@ from pyoffload.p4artifacts import (
     P4INFO_NAME,
     P4SRC_DIR,
     STAMP_NAME,
+    VARIANTS,
     Artifacts,
     parse_constants,
     sha256_file,
@@ -45,7 +46,14 @@ def compiler_version(compiler: str) -> str:
     return Path(compiler).name
 
 
-def compile_into(out_dir: Path, p4src: Path = P4SRC_DIR, compiler: str = COMPILER) -> None:
+def compile_command(compiler: str, out: str, defines: tuple[str, ...] = ()) -> list[str]:
+    """The p4c command line, relative to ``p4src`` (``out``: the output directory)."""
+    return [compiler, "--arch", "v1model", "--std", "p4-16", *defines,
+            "-o", f"{out}/{JSON_NAME}", "--p4runtime-files", f"{out}/{P4INFO_NAME}", MAIN_SOURCE]
+
+
+def compile_into(out_dir: Path, p4src: Path = P4SRC_DIR, compiler: str = COMPILER,
+                 defines: tuple[str, ...] = ()) -> None:
     """Compile the pipeline into ``out_dir`` (JSON, P4Info, constants)."""
     if shutil.which(compiler) is None:
         raise BuildError(
@@ -53,14 +61,7 @@ def compile_into(out_dir: Path, p4src: Path = P4SRC_DIR, compiler: str = COMPILE
             "v1.2.4.8 from source and put p4c-bm2-ss on PATH); nothing was changed."
         )
     # Relative paths keep the machine's directories out of the JSON's source_info.
-    cmd = [
-        compiler,
-        "--arch", "v1model",
-        "--std", "p4-16",
-        "-o", str(out_dir / JSON_NAME),
-        "--p4runtime-files", str(out_dir / P4INFO_NAME),
-        MAIN_SOURCE,
-    ]
+    cmd = compile_command(compiler, str(out_dir), defines)
     result = subprocess.run(cmd, cwd=p4src, capture_output=True, text=True)
     if result.returncode != 0:
         raise BuildError(f"{compiler} failed:\n{result.stderr.strip() or result.stdout.strip()}")
@@ -69,24 +70,29 @@ def compile_into(out_dir: Path, p4src: Path = P4SRC_DIR, compiler: str = COMPILE
 
 
 def build(p4src: Path = P4SRC_DIR, compiler: str = COMPILER) -> Artifacts:
-    """Compile, then replace ``p4src/build`` and its stamp in one step."""
+    """Compile the program and every variant, then replace their build directories."""
     build_dir = p4src / "build"
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp)
-        compile_into(out, p4src, compiler)
-        stamp = {
-            "compiler": compiler_version(compiler),
-            "command": f"cd p4src && {compiler} --arch v1model --std p4-16 "
-            f"-o build/{JSON_NAME} --p4runtime-files build/{P4INFO_NAME} {MAIN_SOURCE}",
-            "sources": source_digests(p4src),
-            "outputs": {
-                name: sha256_file(out / name) for name in (JSON_NAME, P4INFO_NAME, CONSTANTS_NAME)
-            },
-        }
-        (out / STAMP_NAME).write_text(json.dumps(stamp, indent=2, sort_keys=True) + "\n")
-        build_dir.mkdir(exist_ok=True)
-        for name in (JSON_NAME, P4INFO_NAME, CONSTANTS_NAME, STAMP_NAME):
-            shutil.move(str(out / name), build_dir / name)
+        staged: list[tuple[Path, Path]] = []
+        for variant, defines in (("", ()), *VARIANTS.items()):
+            out = Path(tmp) / (variant or "main")
+            out.mkdir()
+            compile_into(out, p4src, compiler, defines)
+            relative = f"build/{variant}".rstrip("/")
+            stamp = {
+                "compiler": compiler_version(compiler),
+                "command": "cd p4src && " + " ".join(compile_command(compiler, relative,
+                                                                     defines)),
+                "sources": source_digests(p4src),
+                "outputs": {name: sha256_file(out / name)
+                            for name in (JSON_NAME, P4INFO_NAME, CONSTANTS_NAME)},
+            }
+            (out / STAMP_NAME).write_text(json.dumps(stamp, indent=2, sort_keys=True) + "\n")
+            staged.append((out, build_dir / variant))
+        for out, target in staged:  # only once every variant compiled
+            target.mkdir(parents=True, exist_ok=True)
+            for name in (JSON_NAME, P4INFO_NAME, CONSTANTS_NAME, STAMP_NAME):
+                shutil.move(str(out / name), target / name)
     return Artifacts.in_dir(build_dir)
 
 

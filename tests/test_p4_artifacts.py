@@ -24,11 +24,21 @@ from pyoffload.p4artifacts import (
 REPO = Path(__file__).resolve().parent.parent
 
 
-def test_committed_artifacts_match_sources() -> None:
-    reasons = stale_reasons()
+@pytest.mark.parametrize("variant", ["", *p4artifacts.VARIANTS])
+def test_committed_artifacts_match_sources(variant: str) -> None:
+    reasons = stale_reasons(artifacts=Artifacts.in_dir(p4artifacts.BUILD_DIR / variant))
     assert not reasons, (
-        f"p4src/build is stale ({'; '.join(reasons)}): run `{REBUILD_COMMAND}` and commit"
+        f"p4src/build/{variant} is stale ({'; '.join(reasons)}): run `{REBUILD_COMMAND}` "
+        "and commit"
     )
+
+
+def test_large_variant_tracks_a_million_connections() -> None:
+    bmv2 = json.loads(Artifacts.in_dir(p4artifacts.LARGE_DIR).bmv2_json.read_text())
+    sizes = {r["name"]: r["size"] for r in bmv2["register_arrays"]}
+    assert sizes["vnic.ct_info"] == 1_048_576 + 16_384
+    tables = {t["name"]: t["max_size"] for pipe in bmv2["pipelines"] for t in pipe["tables"]}
+    assert tables["vnic.ct_overflow"] == 16_384
 
 
 def test_stale_source_is_named_with_the_command(tmp_path: Path) -> None:
@@ -109,7 +119,7 @@ def test_capacities_come_from_sizes_header() -> None:
 
 
 def test_build_without_p4c_says_so_and_changes_nothing(tmp_path: Path) -> None:
-    before = {p.name: p.read_bytes() for p in (p4artifacts.BUILD_DIR).iterdir()}
+    before = {p: p.read_bytes() for p in p4artifacts.BUILD_DIR.rglob("*") if p.is_file()}
     env = dict(os.environ, PATH=str(tmp_path))  # no p4c-bm2-ss on this PATH
     result = subprocess.run(
         [sys.executable, "-m", "pyoffload.p4build"],
@@ -119,16 +129,17 @@ def test_build_without_p4c_says_so_and_changes_nothing(tmp_path: Path) -> None:
     assert "p4c-bm2-ss is not installed" in result.stderr
     assert "nothing was changed" in result.stderr
     assert "Traceback" not in result.stderr
-    after = {p.name: p.read_bytes() for p in (p4artifacts.BUILD_DIR).iterdir()}
+    after = {p: p.read_bytes() for p in p4artifacts.BUILD_DIR.rglob("*") if p.is_file()}
     assert before == after
 
 
 @pytest.mark.p4c
 @pytest.mark.skipif(shutil.which("p4c-bm2-ss") is None, reason="p4c-bm2-ss is not installed")
-def test_artifacts_are_exactly_what_p4c_produces(tmp_path: Path) -> None:
+@pytest.mark.parametrize("variant", ["", *p4artifacts.VARIANTS])
+def test_artifacts_are_exactly_what_p4c_produces(tmp_path: Path, variant: str) -> None:
     from pyoffload.p4build import compile_into
 
-    compile_into(tmp_path)
-    committed = Artifacts.in_dir()
+    compile_into(tmp_path, defines=p4artifacts.VARIANTS.get(variant, ()))
+    committed = Artifacts.in_dir(p4artifacts.BUILD_DIR / variant)
     for name, path in committed.outputs().items():
-        assert (tmp_path / name).read_bytes() == path.read_bytes(), f"{name} differs"
+        assert (tmp_path / name).read_bytes() == path.read_bytes(), f"{variant}/{name} differs"
