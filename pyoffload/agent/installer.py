@@ -15,7 +15,9 @@ Meters are modify-only in P4Runtime: "inserting" one writes its config,
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import collections
+import concurrent.futures
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import attrs
 from finsy import P4Schema
@@ -27,6 +29,11 @@ from pyoffload.p4runtime.entities import read_query, without_meter_config
 
 BATCH_SIZE = 1000
 """Updates per Write request."""
+IN_FLIGHT = 1
+"""Write requests at the target at once. One: a target may apply concurrent requests
+in any order, and a batch can depend on the one before (members before groups,
+groups before the entries that use them). Read-backs of applied batches overlap
+the writes that follow."""
 
 EntityKey = tuple[object, ...]
 
@@ -164,28 +171,55 @@ class Installer:
         keyed = [(entity_key(e), e) for e in desired]
         changes = plan(current, keyed)
         done: list[Change] = []
-        for batch in _batches(changes, self.batch_size):
+        failure: tuple[P4RuntimeError, Sequence[Change]] | None = None
+        checks: list[tuple[Sequence[p4r.Entity], concurrent.futures.Future[list[p4r.Entity]]]]
+        checks = []
+        window: collections.deque[tuple[Sequence[Change], Callable[[], None]]] = \
+            collections.deque()
+
+        def settle() -> None:
+            """Wait for the oldest batch; once it is applied, start reading it back."""
+            nonlocal failure
+            batch, result = window.popleft()
             try:
-                self.client.write([c.update() for c in batch])
+                result()
             except P4RuntimeError as exc:
                 failed = set(exc.details) if exc.details else set(range(len(batch)))
                 done.extend(c for i, c in enumerate(batch) if i not in failed)
-                self._undo(done)
-                raise InstallError(
-                    f"VNIC {vnic}: the target refused {len(failed)} of {len(changes)} "
-                    f"updates; everything this apply wrote was undone:\n{exc}",
-                    exc,
-                    [batch[i].entity for i in sorted(failed) if i < len(batch)],
-                ) from None
+                if failure is None:
+                    failure = (exc, [batch[i] for i in sorted(failed) if i < len(batch)])
+                return
             done.extend(batch)
-        written = [c.entity for c in changes if c.label != "delete"]
-        if self.verify and written:
-            missing = self._verify(written)
-            if missing:
-                self._undo(done)
-                raise InstallError(
-                    f"VNIC {vnic}: {len(missing)} written entities did not read back "
-                    "as written; the apply was undone", None, missing)
+            written = [c.entity for c in batch if c.label != "delete"]
+            if self.verify and written and failure is None:
+                checks.append((written, self.client.read_async(
+                    [read_query(e) for e in written])))
+
+        # Batches go out IN_FLIGHT at a time; each applied batch is read back while the
+        # next ones are written.
+        for batch in _batches(changes, self.batch_size):
+            window.append((batch, self.client.write_async([c.update() for c in batch])))
+            while len(window) >= IN_FLIGHT:
+                settle()
+            if failure is not None:
+                break
+        while window:
+            settle()
+        if failure is not None:
+            exc, refused = failure
+            for _written, check in checks:
+                check.cancel()
+            self._undo(done)
+            raise InstallError(
+                f"VNIC {vnic}: the target refused {len(refused)} of {len(changes)} "
+                f"updates; everything this apply wrote was undone:\n{exc}",
+                exc, [c.entity for c in refused]) from None
+        missing = self._missing(checks)
+        if missing:
+            self._undo(done)
+            raise InstallError(
+                f"VNIC {vnic}: {len(missing)} written entities did not read back "
+                "as written; the apply was undone", None, missing)
         self._installed[vnic] = dict(keyed)
         labels = [c.label for c in changes]
         return ApplyResult(inserted=labels.count("insert"), modified=labels.count("modify"),
@@ -210,18 +244,20 @@ class Installer:
                 # Keep undoing the rest: the more of the old state comes back, the better.
                 continue
 
-    def _verify(self, desired: Sequence[p4r.Entity]) -> list[p4r.Entity]:
+    @staticmethod
+    def _missing(checks: Sequence[tuple[Sequence[p4r.Entity],
+                                        concurrent.futures.Future[list[p4r.Entity]]]]
+                 ) -> list[p4r.Entity]:
         """Written entities the target does not report back (by key)."""
         missing: list[p4r.Entity] = []
-        for start in range(0, len(desired), self.batch_size):
-            chunk = desired[start:start + self.batch_size]
-            queries = [read_query(e) for e in chunk]
+        for written, check in checks:
             try:
-                found = {entity_key(e) for e in self.client.read(queries)
+                found = {entity_key(e) for e in check.result()
                          if e.WhichOneof("entity") in _MANAGED}
             except P4RuntimeError:
-                return list(chunk)
-            missing.extend(e for e in chunk if entity_key(e) not in found)
+                missing.extend(written)
+                continue
+            missing.extend(e for e in written if entity_key(e) not in found)
         return missing
 
 

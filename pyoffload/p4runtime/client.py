@@ -15,7 +15,7 @@ import concurrent.futures
 import enum
 import queue
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -252,6 +252,35 @@ class P4RuntimeClient:
             self.stub.Write(request)
         except grpc.RpcError as exc:
             raise P4RuntimeError.from_rpc_error("Write", exc, updates) from None
+
+    def write_async(self, updates: Sequence[p4r.Update], *,
+                    atomicity: int = p4r.WriteRequest.CONTINUE_ON_ERROR
+                    ) -> Callable[[], None]:
+        """Send one batch now; the returned function waits for its answer and raises
+        P4RuntimeError (with per-update details) if it failed. Lets a caller keep
+        a few batches at the target while it prepares the next."""
+        request = p4r.WriteRequest(device_id=self.device_id, election_id=self._election(),
+                                   updates=updates,
+                                   atomicity=atomicity)  # type: ignore[arg-type]
+        if self.role:
+            request.role = self.role
+        future = self.stub.Write.future(request)
+
+        def result() -> None:
+            try:
+                future.result()
+            except grpc.RpcError as exc:
+                raise P4RuntimeError.from_rpc_error("Write", exc, updates) from None
+
+        return result
+
+    def read_async(self, entities: Iterable[p4r.Entity]
+                   ) -> concurrent.futures.Future[list[p4r.Entity]]:
+        """Start one Read; the future's result is its entities (or P4RuntimeError)."""
+        request = p4r.ReadRequest(device_id=self.device_id, entities=list(entities))
+        if self.role:
+            request.role = self.role
+        return self._pool().submit(self._read_all, request)
 
     def write_requests(self, requests: Iterable[p4r.WriteRequest], *,
                        in_flight: int = 2) -> int:

@@ -108,6 +108,15 @@ class TableState:
         self._lpm_probe: list[tuple[int, dict[tuple[int, ...], Entry]]] = []
         self.default = cfg.default
         self.lookup: Callable[[list[int]], Entry | None] = self._make_lookup()
+        self._field_specs = tuple((k.name, k.bitwidth, (1 << k.bitwidth) - 1, k.match_type)
+                                  for k in cfg.key_fields)
+
+    def _fits(self, v: object, i: int) -> int:
+        """``v`` if it is a value of key field ``i``'s width, else InvalidValue naming it."""
+        if isinstance(v, int) and 0 <= v <= self._fulls[i]:
+            return v
+        name, w, _full, _mt = self._field_specs[i]
+        raise InvalidValue(f"table {self.name}, field {name}: value {v!r} does not fit {w} bits")
 
     # ---- schema -----------------------------------------------------------
     @property
@@ -181,7 +190,10 @@ class TableState:
 
     # ---- key normalisation --------------------------------------------------
     def _normalise(self, key: Sequence[KeyValue], priority: int) -> Entry:
-        fields = self.cfg.key_fields
+        """The canonical entry of ``key``: values checked against their widths, bits
+        outside masks cleared. Key values already canonical are kept as they are
+        (they are immutable), so the common insert builds no new objects."""
+        fields = self._field_specs
         if len(key) != len(fields):
             raise InvalidValue(
                 f"table {self.name}: key has {len(key)} fields, expected {len(fields)}"
@@ -191,61 +203,70 @@ class TableState:
         ranges: list[tuple[int, int, int]] = []
         canon: list[object] = []
         norm: list[KeyValue] = []
-        for i, (kv, kf) in enumerate(zip(key, fields, strict=True)):
-            w = kf.bitwidth
-            full = (1 << w) - 1
-            mt = kf.match_type
-            where = f"table {self.name}, field {kf.name}"
-
-            def fits(v: int, where: str = where, full: int = full, w: int = w) -> int:
-                if not isinstance(v, int) or v < 0 or v > full:
-                    raise InvalidValue(f"{where}: value {v!r} does not fit {w} bits")
-                return v
-
-            if mt in ("exact", "valid"):
-                if not isinstance(kv, Exact):
-                    raise InvalidValue(f"{where}: exact match needs Exact, got {kv!r}")
-                m, v = full, fits(kv.value)
-                norm.append(Exact(v))
-            elif mt == "lpm":
-                if isinstance(kv, Wildcard):
-                    kv = Lpm(0, 0)
-                if not isinstance(kv, Lpm):
-                    raise InvalidValue(f"{where}: lpm match needs Lpm, got {kv!r}")
-                if not 0 <= kv.prefix_len <= w:
-                    raise InvalidValue(f"{where}: prefix length {kv.prefix_len} out of [0, {w}]")
-                m = ((1 << kv.prefix_len) - 1) << (w - kv.prefix_len)
-                v = fits(kv.value) & m
-                norm.append(Lpm(v, kv.prefix_len))
-            elif mt in ("ternary", "optional"):
-                if isinstance(kv, Wildcard):
+        for i, kv in enumerate(key):
+            name, w, full, mt = fields[i]
+            kind = type(kv)
+            if mt == "exact" or mt == "valid":
+                if kind is not Exact:
+                    raise InvalidValue(f"table {self.name}, field {name}: exact match needs "
+                                       f"Exact, got {kv!r}")
+                v = self._fits(kv.value, i)  # type: ignore[union-attr]
+                m = full
+                norm.append(kv)
+            elif mt == "ternary" or mt == "optional":
+                if kind is Ternary:
+                    m = self._fits(kv.mask, i)  # type: ignore[union-attr]
+                    v = self._fits(kv.value, i) & m  # type: ignore[union-attr]
+                    if mt == "optional":
+                        norm.append(Optional_(v) if m else Wildcard())
+                    else:
+                        norm.append(kv if v == kv.value else Ternary(v, m))  # type: ignore[union-attr]
+                elif kind is Wildcard:
                     m, v = 0, 0
-                elif isinstance(kv, Ternary):
-                    m = fits(kv.mask)
-                    v = fits(kv.value) & m
-                elif isinstance(kv, Optional_ | Exact):
-                    m, v = full, fits(kv.value)
+                    norm.append(Ternary(0, 0) if mt == "ternary" else kv)
+                elif kind is Optional_ or kind is Exact:
+                    m, v = full, self._fits(kv.value, i)  # type: ignore[union-attr]
+                    norm.append(Ternary(v, m) if mt == "ternary"
+                                else (kv if kind is Optional_ else Optional_(v)))
                 else:
-                    raise InvalidValue(f"{where}: {mt} match cannot take {kv!r}")
-                norm.append(
-                    Ternary(v, m) if mt == "ternary" else (Optional_(v) if m else Wildcard())
-                )
+                    raise InvalidValue(f"table {self.name}, field {name}: {mt} match cannot "
+                                       f"take {kv!r}")
+            elif mt == "lpm":
+                if kind is Wildcard:
+                    kv = Lpm(0, 0)
+                elif kind is not Lpm:
+                    raise InvalidValue(f"table {self.name}, field {name}: lpm match needs Lpm, "
+                                       f"got {kv!r}")
+                length = kv.prefix_len  # type: ignore[union-attr]
+                if not 0 <= length <= w:
+                    raise InvalidValue(f"table {self.name}, field {name}: prefix length "
+                                       f"{length} out of [0, {w}]")
+                m = ((1 << length) - 1) << (w - length)
+                v = self._fits(kv.value, i) & m  # type: ignore[union-attr]
+                norm.append(kv if v == kv.value else Lpm(v, length))  # type: ignore[union-attr]
             elif mt == "range":
-                if isinstance(kv, Wildcard):
+                if kind is Wildcard:
                     kv = Range(0, full)
-                if not isinstance(kv, Range):
-                    raise InvalidValue(f"{where}: range match needs Range, got {kv!r}")
-                lo, hi = fits(kv.low), fits(kv.high)
+                elif kind is not Range:
+                    raise InvalidValue(f"table {self.name}, field {name}: range match needs "
+                                       f"Range, got {kv!r}")
+                lo = self._fits(kv.low, i)  # type: ignore[union-attr]
+                hi = self._fits(kv.high, i)  # type: ignore[union-attr]
                 if lo > hi:
-                    raise InvalidValue(f"{where}: range low {lo} > high {hi}")
+                    raise InvalidValue(f"table {self.name}, field {name}: range low {lo} > "
+                                       f"high {hi}")
                 ranges.append((i, lo, hi))
                 m, v = 0, 0
-                norm.append(Range(lo, hi))
+                norm.append(kv)
+                masks.append(0)
+                values.append(0)
+                canon.append((lo, hi))
+                continue
             else:
-                raise InvalidValue(f"{where}: unknown match type {mt}")
+                raise InvalidValue(f"table {self.name}, field {name}: unknown match type {mt}")
             masks.append(m)
             values.append(v)
-            canon.append((m, v) if mt != "range" else (ranges[-1][1], ranges[-1][2]))
+            canon.append((m, v))
         if self.cfg.kind == "ternary":
             canon.append(priority)
         return Entry(
