@@ -26,7 +26,7 @@ def vnic_entities(const: dict[str, int], rules: int = 1000) -> list[P4TableEntry
     entries = [
         P4TableEntry(names.PORT_MAP, match=P4TableMatch(port=port), action=P4TableAction(
             names.SET_VNIC, vnic_id=VNIC, direction=direction, peer_port=peer,
-            default_policy=const["POLICY_DENY"]))
+            default_policy=const["POLICY_DENY"], admit_new=1))
         for port, direction, peer in ((GUEST_PORT, const["DIR_FROM_GUEST"], UPLINK_PORT),
                                       (UPLINK_PORT, const["DIR_TO_GUEST"], GUEST_PORT))
     ]

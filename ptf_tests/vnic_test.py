@@ -22,7 +22,7 @@ from ptf_tests.p4runtime_test import P4RuntimeTest
 from ptf_tests.packets import Packet
 from pyoffload.agent.installer import entity_key
 from pyoffload.compiler import CompiledRequest, ResourcePool, VnicTarget, compile_request
-from pyoffload.compiler.names import DROP_COUNTER
+from pyoffload.compiler.names import DROP_COUNTER, EARLY_DROP_COUNTER
 from pyoffload.p4artifacts import load_constants
 from pyoffload.rules import OffloadRequest, load_text
 
@@ -34,7 +34,7 @@ OTHER_GUEST_PORT = 3
 UNMAPPED_PORT = 4
 MONITOR_PORT = 4
 
-EARLY_DROP_COUNTER = "vnic.early_drop_counter"
+
 
 
 class VnicTest(P4RuntimeTest):
@@ -53,6 +53,7 @@ class VnicTest(P4RuntimeTest):
                     direction=direction,
                     peer_port=peer_port,
                     default_policy=CONST[f"POLICY_{policy}"],
+                    admit_new=1,
                 ),
             )
         )

@@ -104,7 +104,8 @@ const bit<32> DROP_RULE_DENY     = 4;
 const bit<32> DROP_RULE_REJECT   = 5;
 const bit<32> DROP_RATE_LIMIT    = 6;
 const bit<32> DROP_CT_INVALID    = 7;
-const bit<32> DROP_REASONS       = 8;
+const bit<32> DROP_CT_QUOTA      = 8;  /* new connection of a VNIC at its tracked-connection quota */
+const bit<32> DROP_REASONS       = 9;
 
 /* Indices of vnic.ct_events. */
 const bit<32> CT_EVENT_NEW           = 0;
@@ -112,6 +113,7 @@ const bit<32> CT_EVENT_COLLISION     = 1;
 const bit<32> CT_EVENT_NAT_COLLISION = 2;
 const bit<32> CT_EVENT_OVERFLOW_HIT  = 3;
 const bit<32> CT_EVENT_EXPIRED_REUSE = 4;
-const bit<32> CT_EVENTS              = 5;
+const bit<32> CT_EVENT_QUOTA         = 5;
+const bit<32> CT_EVENTS              = 6;
 
 #endif

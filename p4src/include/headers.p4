@@ -137,6 +137,7 @@ struct vnic_meta_t {
     bit<1>    direction;
     port_t    peer_port;
     bit<2>    default_policy;
+    bit<1>    admit_new;       /* 0: the VNIC is at its tracked-connection quota */
 }
 
 /* The packet's addresses and ports, IPv4 and IPv6 alike. */

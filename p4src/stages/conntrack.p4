@@ -256,7 +256,11 @@ control ConntrackCommit(inout headers_t hdr, inout metadata_t meta) {
                 }
             } else if (meta.ct.acl_state == CTS_NEW
                     && (meta.verdict == VERDICT_ALLOW_TRACK || translate)) {
-                if (meta.ct.occupied == 1) {
+                if (meta.vnic.admit_new == 0) {
+                    meta.drop = 1;
+                    meta.drop_reason = DROP_CT_QUOTA;
+                    ct_events.count(CT_EVENT_QUOTA);
+                } else if (meta.ct.occupied == 1) {
                     meta.punt = 1;
                     meta.punt_reason = PUNT_CT_COLLISION;
                     ct_events.count(CT_EVENT_COLLISION);

@@ -82,6 +82,8 @@ class ConnectionTable:
         self.digest_id = schema.digests[DIGEST].id
         self._lock = threading.Lock()
         self._by_slot: dict[int, Learned] = {}
+        self.on_learned: Callable[[], None] = lambda: None
+        """Called after new connections were learned (the quota enforcer listens)."""
         self._states = {v: k.removeprefix("CT_") for k, v in const.items()
                         if k == "CT_FREE" or k.startswith(("CT_TCP_", "CT_UDP_", "CT_ICMP_"))}
         """Connection state number -> name (the CT_* states of defines.p4)."""
@@ -105,12 +107,33 @@ class ConnectionTable:
                 learned = Learned(**values)
                 self._by_slot[learned.slot] = learned
         client.digest_ack(digest.digest_id, digest.list_id)
+        self.on_learned()
 
     def learn(self, connections: list[Learned] | tuple[Learned, ...]) -> None:
         """Connections written into the pipeline by the agent itself (an import)."""
         with self._lock:
             for conn in connections:
                 self._by_slot[conn.slot] = conn
+        self.on_learned()
+
+    def count(self, vnic_id: int) -> int:
+        """Connections learned for a VNIC (live or not: ``live_count`` tells)."""
+        with self._lock:
+            return sum(1 for c in self._by_slot.values() if c.vnic_id == vnic_id)
+
+    def live_count(self, registers: RegisterAccess, now: int, vnic_id: int) -> int:
+        """A VNIC's learned connections whose slot is still held at clock ``now``; the
+        others are forgotten (their slot is free, or holds a connection yet unlearned)."""
+        learned = [c for c in self.known() if c.vnic_id == vnic_id]
+        if not learned:
+            return 0
+        expires = registers.read([("vnic.ct_expires", c.slot) for c in learned])
+        dead = [c for c, e in zip(learned, expires, strict=True) if e <= now]
+        with self._lock:
+            for c in dead:
+                if self._by_slot.get(c.slot) is c:
+                    del self._by_slot[c.slot]
+        return len(learned) - len(dead)
 
     def known(self) -> list[Learned]:
         with self._lock:

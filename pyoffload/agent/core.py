@@ -32,6 +32,7 @@ from pyoffload.agent.handover import (
     export_connections,
 )
 from pyoffload.agent.installer import EntityKey, Installer, InstallError, entity_key
+from pyoffload.agent.quota import ConnectionQuotas
 from pyoffload.agent.registers import P4RuntimeRegisters, RegisterAccess, ThriftRegisters
 from pyoffload.agent.slowpath import SlowPath
 from pyoffload.compiler import (
@@ -84,6 +85,8 @@ class VnicState:
     generation: int = 0
     request: OffloadRequest = attrs.field(factory=OffloadRequest)
     compiled: CompiledRequest | None = None
+    at_connection_quota: bool = False
+    """The VNIC tracks its quota of connections: the pipeline admits no new one."""
 
 
 @attrs.frozen(kw_only=True)
@@ -160,6 +163,8 @@ class Agent:
         self._backoff = backoff
         self.slow_path = SlowPath(self.schema, self.const,
                                   on_overflow_full=self._overflow_full)
+        self.quotas = ConnectionQuotas(self)
+        self.slow_path.connections.on_learned = self.quotas.poke
         self._reinstalls = 0
         self._last_reinstall: float | None = None
         self._last_error = ""
@@ -169,6 +174,7 @@ class Agent:
     def start(self, timeout: float = 10.0) -> Agent:
         """Connect, push the pipeline if needed, install every VNIC's port map."""
         self._connect(timeout)
+        self.quotas.start()
         if self._reconnect:
             self._monitor = threading.Thread(target=self._watch_target, daemon=True,
                                              name="pyoffload-agent-monitor")
@@ -177,6 +183,7 @@ class Agent:
 
     def stop(self) -> None:
         self._stop.set()
+        self.quotas.stop()
         self.events.close()
         if self._client is not None:
             self._client.close()
@@ -240,6 +247,60 @@ class Agent:
                                     generation=state.generation,
                                     message="rules reinstalled on the restarted data path")
 
+    def drops(self) -> dict[str, int]:
+        """Packets the pipeline dropped, by reason (the ``DROP_*`` of defines.p4), all VNICs."""
+        reasons = {v: k.removeprefix("DROP_") for k, v in self.const.items()
+                   if k.startswith("DROP_") and k != "DROP_REASONS"}
+        with self._lock:
+            client, _installer = self._live()
+        counts = dict.fromkeys(reasons.values(), 0)
+        for counter in (names.DROP_COUNTER, names.EARLY_DROP_COUNTER):
+            for entity in client.read([P4CounterEntry(counter).encode(self.schema)]):
+                entry = entity.counter_entry
+                if entry.index.index in reasons:
+                    counts[reasons[entry.index.index]] += entry.data.packet_count
+        return counts
+
+    # -- the tracked-connection quota (see quota.py) ---------------------------
+
+    def learned_count(self, vnic: str) -> int:
+        return self.slow_path.connections.count(self.state(vnic).config.id)
+
+    def live_count(self, vnic: str) -> int:
+        """The VNIC's connections whose slots are held now (read from the pipeline)."""
+        with self._lock:
+            client, _installer = self._live()
+            vnic_id = self.state(vnic).config.id
+            now = self._clock(client)
+            registers = self._registers(client)
+        return self.slow_path.connections.live_count(registers, now, vnic_id)
+
+    def connection_quota(self, vnic: str) -> tuple[int, bool]:
+        """(the VNIC's tracked-connection quota, whether new connections are refused now)."""
+        state = self.state(vnic)
+        return state.config.quotas.tracked_connections, state.at_connection_quota
+
+    def set_admission(self, vnic: str, admit: bool, live: int) -> None:
+        """Let the pipeline track new connections of ``vnic`` again, or stop it."""
+        with self._lock:
+            state = self.state(vnic)
+            _client, installer = self._live()
+            state.at_connection_quota = not admit
+            try:
+                installer.apply(_ports_key(vnic), self._port_entities(state))
+            except InstallError:
+                state.at_connection_quota = admit
+                raise
+        limit = state.config.quotas.tracked_connections
+        if admit:
+            _log.info("VNIC %s: %d of %d tracked connections: new ones admitted again",
+                      vnic, live, limit)
+        else:
+            self.events.publish(
+                vnic, Kind.KIND_QUOTA_REACHED, quota="tracked_connections",
+                message=f"{live} tracked connections reach the quota of {limit}: new "
+                        "connections are refused until some end")
+
     def _overflow_full(self, vnic_id: int) -> None:
         for name, state in self._vnics.items():
             if state.config.id == vnic_id:
@@ -258,7 +319,8 @@ class Agent:
                 names.PORT_MAP,
                 match=P4TableMatch(port=port),
                 action=P4TableAction(names.SET_VNIC, vnic_id=vnic.id, direction=direction,
-                                     peer_port=peer, default_policy=policy),
+                                     peer_port=peer, default_policy=policy,
+                                     admit_new=int(not state.at_connection_quota)),
             )
             for port, direction, peer in (
                 (vnic.guest_port, self.const["DIR_FROM_GUEST"], vnic.uplink_port),

@@ -37,6 +37,7 @@ CT_USE_OVERFLOW_SLOT = "vnic.ct_use_overflow_slot"
 FLOW_METER = "vnic.flow_meter"
 FLOW_COUNTER = "vnic.flow_counter"
 DROP_COUNTER = "vnic.drop_counter"
+EARLY_DROP_COUNTER = "vnic.early_drop_counter"
 CT_EVENTS = "vnic.ct_events"
 
 ALL_TABLES = (PORT_MAP, FLOW_CLASSIFIER, FLOW_CONFIG, ACL, NAT, LB_VIP, CT_TIMEOUT, CT_OVERFLOW)

@@ -54,7 +54,7 @@ def _vnic(vnic: int, ports: tuple[int, int], policy: int,
             names.PORT_MAP,
             match=P4TableMatch(port=port),
             action=P4TableAction(names.SET_VNIC, vnic_id=vnic, direction=direction,
-                                 peer_port=peer, default_policy=policy),
+                                 peer_port=peer, default_policy=policy, admit_new=1),
         )
         for port, direction, peer in (
             (guest, const["DIR_FROM_GUEST"], uplink),

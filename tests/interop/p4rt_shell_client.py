@@ -26,7 +26,8 @@ from p4runtime_sh.p4runtime import P4RuntimeWriteException  # type: ignore[impor
 REPORT: list[dict[str, Any]] = []
 
 # The same values the pytest side checks; one place.
-PORT_MAP = {1: (1, 0, 2, 1), 2: (1, 1, 1, 1)}  # port -> vnic_id, direction, peer, policy
+PORT_MAP = {1: (1, 0, 2, 1, 1), 2: (1, 1, 1, 1, 1)}
+"""port -> vnic_id, direction, peer, policy, admit_new"""
 ACL = [
     # (priority, protocol, dst_port low, high, src_addr, src mask, action)
     (30, 6, 8080, 8080, 0, 0, "vnic.acl_allow_track"),
@@ -58,13 +59,14 @@ def check(condition: bool, message: str) -> None:
 
 
 def port_map_entry(port: int) -> Any:
-    vnic_id, direction, peer, policy = PORT_MAP[port]
+    vnic_id, direction, peer, policy, admit = PORT_MAP[port]
     te = sh.TableEntry("vnic.port_map")(action="vnic.set_vnic")
     te.match["port"] = str(port)
     te.action["vnic_id"] = str(vnic_id)
     te.action["direction"] = str(direction)
     te.action["peer_port"] = str(peer)
     te.action["default_policy"] = str(policy)
+    te.action["admit_new"] = str(admit)
     return te
 
 
