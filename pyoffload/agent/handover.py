@@ -124,10 +124,13 @@ class ExportedConnection:
         return cls(flow=flow, remaining_us=remaining, slot=main, partner=partner)
 
 
+_INT_ONLY = {int}
+
+
 def _check_counts(names: Sequence[str], values: Sequence[Any], context: str) -> None:
     """Every value a non-negative int (bool is not), else ValueError naming the field."""
-    if all(type(v) is int for v in values) and min(values) >= 0:
-        return  # the common case, checked in one pass
+    if set(map(type, values)) == _INT_ONLY and min(values) >= 0:
+        return  # the common case, checked without a Python-level loop
     for name, value in zip(names, values, strict=True):
         if type(value) is not int or value < 0:
             raise ValueError(f"{name} must be a non-negative integer{context}, not {value!r}")
