@@ -164,6 +164,10 @@ def valid_frames() -> Iterator[CorpusFrame]:
         _from_guest(_g4() / UDP(sport=42001, dport=5353, chksum=0) / Raw(b"nocsum"))))
     yield CorpusFrame(name="udp4 53 (dnat on vnic 2)", side="guest", frame=_raw(
         _from_guest(_g4() / UDP(sport=42002, dport=53) / Raw(b"dns"))))
+    yield CorpusFrame(name="udp4 9999 (punted on vnic 2)", side="guest", frame=_raw(
+        _from_guest(_g4() / UDP(sport=42010, dport=9999) / Raw(b"to the agent"))))
+    yield CorpusFrame(name="udp6 9999 (punted on vnic 2), 802.1Q", side="guest", frame=_raw(
+        _from_guest(_g6() / UDP(sport=42011, dport=9999) / Raw(b"to the agent, v6"), vlan=20)))
     yield CorpusFrame(name="udp4 default policy", side="guest", frame=_raw(
         _from_guest(_g4() / UDP(sport=42003, dport=7777) / Raw(b"other"))))
     yield CorpusFrame(name="udp6 5353 request", side="guest", frame=_raw(

@@ -4,7 +4,8 @@ DESIGN.md makes BMv2 the reference: "the embedded target must agree with it
 packet for packet". Both targets get the same pipeline, the same entries
 (``entries.py``) and the same corpus (``bmv2_env.corpus``), each on veth pairs
 of its own, and every input frame must produce the same multiset of
-(egress port, bytes) on both. The corpus is sent in order through each VNIC,
+(egress port, bytes) on both, packet-ins to the controller included (their
+metadata and payload, as port CPU_PORT). The corpus is sent in order through each VNIC,
 so connection tracking and NAT state build up the same way on both targets;
 the drop counters must agree at the end, too.
 """
@@ -12,6 +13,7 @@ the drop counters must agree at the end, too.
 from __future__ import annotations
 
 import os
+import queue
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -62,12 +64,33 @@ def run_corpus(kind: str, corpus: list[CorpusFrame], workdir: Path) -> Run:
                 for vnic, (guest, uplink) in SIDES.items():
                     for item in corpus:
                         port = guest if item.side == "guest" else uplink
-                        outputs[f"vnic {vnic}: {item.name}"] = wire.exchange(port, item.frame)
+                        out = wire.exchange(port, item.frame)
+                        out.update(packet_ins(client, const["CPU_PORT"]))
+                        outputs[f"vnic {vnic}: {item.name}"] = out
             drops = {}
             for entity in client.read([P4CounterEntry(names.DROP_COUNTER).encode(schema)]):
                 cell = entity.counter_entry
                 drops[cell.index.index] = (cell.data.packet_count, cell.data.byte_count)
     return Run(kind=kind, outputs=outputs, drops=drops)
+
+
+def packet_ins(client: P4RuntimeClient, cpu_port: int, settle: float = 0.05
+               ) -> Counter[Output]:
+    """The packet-ins the target sent since the last call, as (CPU port, metadata and payload).
+
+    Metadata are compared by value (id=number), not by their byte encoding, which
+    P4Runtime lets a server pad."""
+    seen: Counter[Output] = Counter()
+    while True:
+        try:
+            message = client.stream_messages.get(timeout=settle)
+        except queue.Empty:
+            return seen
+        if message.WhichOneof("update") != "packet":
+            continue
+        meta = ",".join(f"{m.metadata_id}={int.from_bytes(m.value, 'big')}"
+                        for m in sorted(message.packet.metadata, key=lambda m: m.metadata_id))
+        seen[(cpu_port, meta.encode() + b"|" + message.packet.payload)] += 1
 
 
 def describe(outputs: Counter[Output]) -> str:
@@ -110,3 +133,6 @@ def test_embedded_agrees_with_bmv2(tmp_path: Path) -> None:
                        "embedded target and BMv2:\n" + "\n".join(diffs))
     # A corpus that forwarded nothing would agree trivially.
     assert sum(1 for out in run.outputs.values() if out) > len(run.outputs) // 4
+    punted = [name for name, out in run.outputs.items()
+              if any(port == load_constants()["CPU_PORT"] for port, _ in out)]
+    assert len(punted) >= 2, f"no packet-in to compare: {punted}"
