@@ -2,7 +2,8 @@
 
 WHAT is one of ``pipeline`` (in-memory engine rate), ``wire`` (veth
 throughput, embedded vs BMv2 side by side), ``p4runtime`` (write rate and
-latency), ``memory`` (RSS with a 1,048,576-slot conntrack) or ``all``. Figures
+latency), ``memory`` (RSS with a 1,048,576-slot conntrack), ``connections``
+(new connections per second on veths, side by side) or ``all``. Figures
 are printed and, with ``--json``, written as one JSON object. BMv2 joins every
 side-by-side figure when ``simple_switch_grpc`` is on PATH. Every loop is
 bounded in count and time; traffic only flows on veths created here.
@@ -17,11 +18,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from bmv2_env import bench_inmemory, bench_memory, bench_p4rt, bench_wire
+from bmv2_env import bench_cps, bench_inmemory, bench_memory, bench_p4rt, bench_wire
 from bmv2_env.targets import bmv2_path
 from pyoffload.p4artifacts import ArtifactError, check_fresh
 
-WHAT = ("pipeline", "wire", "p4runtime", "memory", "all")
+WHAT = ("pipeline", "wire", "p4runtime", "memory", "connections", "all")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,6 +66,11 @@ def main(argv: list[str] | None = None) -> int:
                 results = [bench_p4rt.run_one(kind, artifacts, workdir) for kind in kinds]
                 lines = bench_p4rt.report(results)
                 figures["p4runtime"] = results
+            elif what == "connections":
+                result = bench_cps.run(kinds, workdir, rounds=args.rounds, window=args.seconds,
+                                       rules=args.rules)
+                lines = bench_cps.report(result)
+                figures["connections"] = result
             else:
                 result = bench_memory.run(artifacts, kinds, workdir)
                 lines = bench_memory.report(result)

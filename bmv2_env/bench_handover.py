@@ -70,7 +70,7 @@ def rx_packets(ifname: str) -> int:
     return int(Path(f"/sys/class/net/{ifname}/statistics/rx_packets").read_text())
 
 
-def _checksum(header: bytes) -> int:
+def ipv4_checksum(header: bytes) -> int:
     total: int = sum(struct.unpack(f"!{len(header) // 2}H", header))
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
@@ -103,7 +103,7 @@ class Frames:
         sport, dport = (SERVER_PORT, guest_port) if reply else (guest_port, SERVER_PORT)
         bits = sum(TCP_FLAGS[f] for f in flags)
         ip = bytearray(struct.pack("!BBHHHBBHII", 0x45, 0, 40, 0, 0, 64, 6, 0, src, dst))
-        struct.pack_into("!H", ip, 10, _checksum(bytes(ip)))
+        struct.pack_into("!H", ip, 10, ipv4_checksum(bytes(ip)))
         tcp = struct.pack("!HHIIBBHHH", sport, dport, 1000, 2000 if bits & 0x10 else 0,
                           0x50, bits, 65535, 0, 0)
         return self._macs[reply] + b"\x08\x00" + bytes(ip) + tcp

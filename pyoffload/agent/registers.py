@@ -148,6 +148,11 @@ class ThriftRegisters:
                 for _ in window:
                     client.recv_bm_register_write()
 
+    def reset(self, name: str) -> None:
+        """Every cell of register ``name`` back to zero."""
+        with self._lock:
+            self._connect().bm_register_reset(0, name)
+
     def close(self) -> None:
         with self._lock:
             if self._transport is not None:
