@@ -18,19 +18,17 @@ from __future__ import annotations
 import os
 import random
 import statistics
-import subprocess
 import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
 from finsy import P4RegisterEntry
 
-from bmv2_env.bench_entries import GUEST_PORT, TRAFFIC_DPORT, UPLINK_PORT, acl_rules, vnic_entities
+from bmv2_env.bench_entries import TRAFFIC_DPORT, acl_rules, vnic_entities
 from bmv2_env.bench_handover import TCP_FLAGS, ipv4_checksum
 from bmv2_env.bench_sender import write_frames
 from bmv2_env.bench_wire import SENDER_CPU, TARGET_CPU, Bench
-from bmv2_env.targets import start_target
-from bmv2_env.topology import Topology, run_tag
+from bmv2_env.topology import run_tag
 from pyoffload.agent.registers import ThriftRegisters
 from pyoffload.p4artifacts import LARGE_DIR, Artifacts, load_constants
 from pyoffload.p4runtime import P4RuntimeClient, UpdateType
@@ -63,16 +61,7 @@ class CpsBench(Bench):
     def __init__(self, kind: str, stack: ExitStack, workdir: Path, rules: int) -> None:
         self.kind = kind
         self.artifacts = Artifacts.in_dir(LARGE_DIR)
-        topo = stack.enter_context(Topology(tag=f"c{run_tag()[:3]}"))
-        for port in (GUEST_PORT, UPLINK_PORT):
-            topo.add_veth(port)
-        self.send_if = topo.pairs[GUEST_PORT].test_end
-        self.recv_if = topo.pairs[UPLINK_PORT].test_end
-        ports = {p: pair.switch_end for p, pair in topo.pairs.items()}
-        self.target = stack.enter_context(
-            start_target(kind, ports, output=workdir / f"cps-{kind}.log"))
-        subprocess.run(["taskset", "-a", "-p", "-c", str(TARGET_CPU),
-                        str(self.target.process.pid)], check=True, capture_output=True)
+        self._start(stack, f"c{run_tag()[:3]}", workdir / f"cps-{kind}.log")
         self.client = stack.enter_context(P4RuntimeClient(self.target.grpc_address,
                                                           device_id=self.target.device_id))
         self.schema = self.client.set_pipeline(self.artifacts.p4info, self.artifacts.bmv2_json)

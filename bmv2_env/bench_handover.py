@@ -45,8 +45,8 @@ from typing import Any
 
 import grpc
 
-from bmv2_env.targets import RunningTarget, start_target
-from bmv2_env.topology import Topology, require_root, run_tag
+from bmv2_env.targets import RunningTarget, start_wired_target
+from bmv2_env.topology import require_root, run_tag
 from pyoffload.agent import Agent
 from pyoffload.agent.admin import migrate, query, serve_admin
 from pyoffload.agent.config import parse_config
@@ -164,14 +164,11 @@ class Site:
 
     def __init__(self, stack: ExitStack, workdir: Path, name: str, kind: str, vnic_id: int,
                  artifacts: Artifacts) -> None:
-        topo = stack.enter_context(Topology(tag=f"h{name}{run_tag()[:2]}"))
-        for port in (GUEST_PORT, UPLINK_PORT):
-            topo.add_veth(port)
-        self.guest_if = topo.pairs[GUEST_PORT].test_end
-        self.uplink_if = topo.pairs[UPLINK_PORT].test_end
-        ports = {p: pair.switch_end for p, pair in topo.pairs.items()}
-        self.target: RunningTarget = stack.enter_context(
-            start_target(kind, ports, output=workdir / f"handover-{name}.log"))
+        wired = start_wired_target(stack, kind, tag=f"h{name}{run_tag()[:2]}",
+                                   output=workdir / f"handover-{name}.log",
+                                   guest_port=GUEST_PORT, uplink_port=UPLINK_PORT)
+        self.target: RunningTarget = wired.target
+        self.guest_if, self.uplink_if = wired.guest_if, wired.uplink_if
         config = parse_config({
             "target": {"kind": "remote", "address": "unused"},
             "vnics": [{"name": "app", "id": vnic_id, "guest_port": GUEST_PORT,

@@ -27,8 +27,8 @@ from pathlib import Path
 from bmv2_env.bench_entries import GUEST_PORT, TRAFFIC_DPORT, UPLINK_PORT, acl_rules, vnic_entities
 from bmv2_env.bench_sender import write_frames
 from bmv2_env.corpus import flow_frames
-from bmv2_env.targets import RunningTarget, start_target
-from bmv2_env.topology import Topology, run_tag
+from bmv2_env.targets import RunningTarget, start_wired_target
+from bmv2_env.topology import run_tag
 from pyoffload.embedded.ports import RawSocketPort
 from pyoffload.p4artifacts import Artifacts, load_constants
 from pyoffload.p4runtime import P4RuntimeClient, UpdateType
@@ -47,16 +47,7 @@ class Bench:
     def __init__(self, kind: str, artifacts: Artifacts, stack: ExitStack, workdir: Path,
                  rules: int) -> None:
         self.kind = kind
-        topo = stack.enter_context(Topology(tag=f"b{run_tag()[:3]}"))
-        for port in (GUEST_PORT, UPLINK_PORT):
-            topo.add_veth(port)
-        self.send_if = topo.pairs[GUEST_PORT].test_end
-        self.recv_if = topo.pairs[UPLINK_PORT].test_end
-        ports = {p: pair.switch_end for p, pair in topo.pairs.items()}
-        self.target: RunningTarget = stack.enter_context(
-            start_target(kind, ports, output=workdir / f"wire-{kind}.log"))
-        subprocess.run(["taskset", "-a", "-p", "-c", str(TARGET_CPU),
-                        str(self.target.process.pid)], check=True, capture_output=True)
+        self._start(stack, f"b{run_tag()[:3]}", workdir / f"wire-{kind}.log")
         const = load_constants()
         with P4RuntimeClient(self.target.grpc_address,
                              device_id=self.target.device_id) as client:
@@ -67,6 +58,15 @@ class Bench:
             fillers = [e.encode(schema) for e in acl_rules(rules)[:-2]]
             for i in range(0, len(fillers), 500):
                 client.write_entities(UpdateType.INSERT, fillers[i:i + 500])
+
+    def _start(self, stack: ExitStack, tag: str, output: Path) -> None:
+        """The target between the guest (sending) and uplink (receiving) veths, pinned."""
+        wired = start_wired_target(stack, self.kind, tag=tag, output=output,
+                                   guest_port=GUEST_PORT, uplink_port=UPLINK_PORT)
+        self.target: RunningTarget = wired.target
+        self.send_if, self.recv_if = wired.guest_if, wired.uplink_if
+        subprocess.run(["taskset", "-a", "-p", "-c", str(TARGET_CPU),
+                        str(self.target.process.pid)], check=True, capture_output=True)
 
     def _warm(self, frames: list[bytes], timeout: float = 60.0) -> int:
         """Send each flow once, 64 at a time, each group waited for; flows delivered."""

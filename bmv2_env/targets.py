@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
+from contextlib import ExitStack
 from pathlib import Path
 from types import TracebackType
 
@@ -201,3 +202,26 @@ def start_target(
     )
     target.wait_ready(ready_timeout)
     return target
+
+
+@attrs.frozen(kw_only=True)
+class WiredTarget:
+    """A started target between a guest veth and an uplink veth (their test ends)."""
+
+    target: RunningTarget
+    guest_if: str
+    uplink_if: str
+
+
+def start_wired_target(stack: ExitStack, kind: str, *, tag: str, output: Path,
+                       guest_port: int = 1, uplink_port: int = 2) -> WiredTarget:
+    """``kind`` on two fresh veth pairs (removed, and the target stopped, with ``stack``)."""
+    from bmv2_env.topology import Topology  # topology needs no target; keep imports one-way
+
+    topo = stack.enter_context(Topology(tag=tag))
+    for port in (guest_port, uplink_port):
+        topo.add_veth(port)
+    ports = {p: pair.switch_end for p, pair in topo.pairs.items()}
+    target = stack.enter_context(start_target(kind, ports, output=output))
+    return WiredTarget(target=target, guest_if=topo.pairs[guest_port].test_end,
+                       uplink_if=topo.pairs[uplink_port].test_end)

@@ -7,21 +7,20 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
-from bmv2_env.targets import RunningTarget, start_target
-from bmv2_env.topology import Topology
+from bmv2_env.targets import RunningTarget
 from guest_shim import offload_pb2 as pb
 from pyoffload.agent import Agent
 from pyoffload.agent.config import parse_config
 from pyoffload.rules import load_data
-from tests.agent.test_slowpath import GUEST, Wire, udp
+from tests.agent.conftest import Wire, udp
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for veth pairs")
 
+GUEST = "10.0.0.1"
 QUOTA = 3
 RULES = {
     "flows": [
@@ -41,16 +40,6 @@ def eventually(condition: Callable[[], bool], seconds: float) -> bool:
             return True
         time.sleep(0.05)
     return condition()
-
-
-@pytest.fixture
-def wired(tmp_path: Path) -> Iterator[tuple[RunningTarget, Wire, Wire]]:
-    with Topology() as topo:
-        topo.add_veth(1)
-        topo.add_veth(2)
-        ports = {p: pair.switch_end for p, pair in topo.pairs.items()}
-        with start_target("embedded", ports, output=tmp_path / "t.log") as target:
-            yield target, Wire(topo.pairs[1].test_end), Wire(topo.pairs[2].test_end)
 
 
 def test_new_connections_are_refused_at_the_quota_until_some_end(

@@ -5,21 +5,16 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from scapy.layers.inet import IP, UDP
-from scapy.layers.l2 import Ether
 
-from bmv2_env.targets import RunningTarget, start_target
-from bmv2_env.topology import Topology
-from bmv2_env.traffic import RawWire
+from bmv2_env.targets import RunningTarget
 from pyoffload.agent import Agent
 from pyoffload.agent.config import parse_config
 from pyoffload.agent.handover import SlotState, slot_hash
 from pyoffload.agent.slowpath import Tuple5, normalised_tuple
 from pyoffload.rules import load_data
+from tests.agent.conftest import Wire, udp
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for veth pairs")
 
@@ -58,34 +53,6 @@ def colliding_flows(slots: int) -> tuple[tuple[str, int], tuple[str, int]]:
                 return seen[index], (remote, sport)
             seen[index] = (remote, sport)
     raise AssertionError("no collision found")
-
-
-class Wire(RawWire):
-    """A raw socket on a test-side veth end, reporting UDP ports."""
-
-    def udp_ports(self, seconds: float = 3.0) -> set[tuple[int, int]]:
-        """(sport, dport) of the UDP frames that arrive within ``seconds``."""
-        found = set()
-        for data in self.receive(seconds):
-            packet = Ether(data)
-            if packet.haslayer(UDP):
-                found.add((packet[UDP].sport, packet[UDP].dport))
-        return found
-
-
-def udp(src: str, dst: str, sport: int, dport: int) -> bytes:
-    return bytes(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
-                 / IP(src=src, dst=dst) / UDP(sport=sport, dport=dport) / b"x")
-
-
-@pytest.fixture
-def wired(tmp_path: Path) -> Iterator[tuple[RunningTarget, Wire, Wire]]:
-    with Topology() as topo:
-        topo.add_veth(1)
-        topo.add_veth(2)
-        ports = {p: pair.switch_end for p, pair in topo.pairs.items()}
-        with start_target("embedded", ports, output=tmp_path / "t.log") as target:
-            yield target, Wire(topo.pairs[1].test_end), Wire(topo.pairs[2].test_end)
 
 
 def test_colliding_connection_gets_an_overflow_slot(
