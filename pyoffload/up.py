@@ -49,11 +49,12 @@ def run_up(config_path: Path | None, admin: str = DEFAULT_ADMIN,
            out: TextIO | None = None, stop: threading.Event | None = None) -> int:
     """Run until SIGINT/SIGTERM (or ``stop``); everything started is stopped."""
     out = out or sys.stdout
-    check_fresh()
     stop = stop or threading.Event()
     with ExitStack() as stack:
         config = load_config(config_path) if config_path else playground(stack, out)
         target = config.target
+        variant = "" if target.pipeline == "default" else target.pipeline
+        artifacts = check_fresh(variant=variant)
         thrift = target.thrift_address
         if target.kind == "remote":
             assert target.address is not None
@@ -66,7 +67,8 @@ def run_up(config_path: Path | None, admin: str = DEFAULT_ADMIN,
             address, device_id = running.grpc_address, running.device_id
             thrift = running.thrift_address
             print(f"target: {running.kind} on {address} (log {running.output})", file=out)
-        agent = Agent(config, address, device_id=device_id, thrift_address=thrift).start()
+        agent = Agent(config, address, device_id=device_id, thrift_address=thrift,
+                      artifacts=artifacts).start()
         stack.callback(agent.stop)
         for vnic, server in serve_all(agent).items():
             stack.callback(server.stop, None)

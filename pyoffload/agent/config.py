@@ -9,6 +9,7 @@ A YAML (or JSON) file, written by the host's operator, never by a guest:
       address: 127.0.0.1:9559   # remote: where it serves P4Runtime
       device_id: 1
       ports: {1: vnet0, 2: eth1}   # started targets: switch port -> interface
+      pipeline: default         # or large: the build with 1,048,576 conntrack slots
     vnics:
       - name: web-1
         id: 1                   # the pipeline's VNIC id, 1-65535
@@ -32,6 +33,8 @@ import attrs
 import yaml
 from guest_shim.address import ChannelAddress, parse_address
 from guest_shim.errors import ChannelAddressError
+
+from pyoffload.p4artifacts import VARIANTS
 
 TARGET_KINDS = ("embedded", "bmv2", "remote")
 POLICIES = ("allow", "deny", "punt")
@@ -89,6 +92,9 @@ class TargetConfig:
     """BMv2's Thrift runtime (host:port), where the conntrack registers are read and
     written (BMv2 does not serve registers over P4Runtime); set by ``pyoffload up``
     for a BMv2 it starts."""
+    pipeline: str = "default"
+    """Which committed build of the VNIC program: ``default`` (p4src/build) or a variant
+    of ``p4artifacts.VARIANTS`` (``large``: p4src/build/large)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -129,7 +135,12 @@ def _target(data: Any) -> TargetConfig:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError("target: expected a mapping")
-    _check_keys(data, {"kind", "address", "device_id", "ports", "thrift_address"}, "target")
+    _check_keys(data, {"kind", "address", "device_id", "ports", "thrift_address", "pipeline"},
+                "target")
+    pipeline = data.get("pipeline", "default")
+    if pipeline != "default" and pipeline not in VARIANTS:
+        raise ConfigError(f"target: pipeline: {pipeline!r} is not one of "
+                          f"{', '.join(('default', *VARIANTS))}")
     kind = data.get("kind", "embedded")
     if kind not in TARGET_KINDS:
         raise ConfigError(f"target: kind: {kind!r} is not one of {', '.join(TARGET_KINDS)}")
@@ -154,6 +165,7 @@ def _target(data: Any) -> TargetConfig:
         device_id=_int(data, "device_id", "target", 0, 2**64 - 1, default=1),
         ports=ports,
         thrift_address=data.get("thrift_address"),
+        pipeline=pipeline,
     )
 
 

@@ -602,7 +602,8 @@ class Agent:
     def occupancy(self) -> dict[str, tuple[int, int]]:
         """table -> (entries used by all VNICs, size)."""
         with self._lock:
-            used: dict[str, int] = {names.PORT_MAP: 2 * len(self._vnics)}
+            used: dict[str, int] = {names.PORT_MAP: 2 * len(self._vnics),
+                                    names.CT_OVERFLOW: self.slow_path.slots.used}
             for state in self._vnics.values():
                 if state.compiled is not None:
                     for table, count in state.compiled.usage.items():

@@ -24,7 +24,7 @@ def test_up_serves_channels_and_status_reports(tmp_path: Path) -> None:
     channel = f"unix:{tmp_path}/web-1.sock"
     admin = f"unix:{tmp_path}/admin.sock"
     config.write_text(yaml.safe_dump({
-        "target": {"kind": "embedded"},
+        "target": {"kind": "embedded", "pipeline": "large"},
         "vnics": [{"name": "web-1", "id": 7, "guest_port": 1, "uplink_port": 2,
                    "channel": channel, "quotas": {"rules": 100}}],
     }))
@@ -51,6 +51,7 @@ def test_up_serves_channels_and_status_reports(tmp_path: Path) -> None:
         doc = json.loads(run(str(BIN / "pyoffload"), "status", "--admin", admin,
                              "--json").stdout)
         assert doc["occupancy"]["vnic.acl"][0] == 3
+        assert doc["occupancy"]["vnic.ct_overflow"] == [0, 16384]  # the large build runs
         assert doc["target"]["connected"] is True
         flows = run(str(BIN / "pyoffload"), "flows", "--admin", admin, "--vnic", "web-1")
         assert flows.returncode == 0, flows.stderr

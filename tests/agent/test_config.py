@@ -45,6 +45,7 @@ def test_a_full_configuration() -> None:
     ({"target": {"kind": "remote"}, "vnics": []}, "address is required for a remote target"),
     ({"target": {"kind": "tofino"}}, "kind: 'tofino' is not one of embedded, bmv2, remote"),
     ({"target": {"ports": {"x": "eth0"}}}, "ports: 'x' is not a port number"),
+    ({"target": {"pipeline": "huge"}}, "pipeline: 'huge' is not one of default, large"),
     ([], "must be a mapping"),
 ])
 def test_mistakes_are_named(data: Any, message: str) -> None:
