@@ -85,6 +85,8 @@ def run(target: str, nports: int, selection: list[str], keep_output: bool) -> in
                 "bmv2_json": str(artifacts.bmv2_json),
                 "target": kind,
             }
+            if running.thrift_address is not None:  # BMv2: registers only over Thrift
+                params["thrift_addr"] = running.thrift_address
             argv = ptf_command(test_ports, params, TEST_DIR, selection)
             result = subprocess.run(argv, cwd=REPO)
         if result.returncode != 0 or keep_output:

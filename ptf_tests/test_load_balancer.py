@@ -1,6 +1,6 @@
 """L4 load balancing with real packets: a VIP over two backends, connections
 spread and sticky, replies from the VIP, established connections kept when
-the backend group changes."""
+the backend group changes, a removed backend drained."""
 
 from __future__ import annotations
 
@@ -73,5 +73,32 @@ class GroupChangeKeepsConnections(LoadBalancerTest):
         for sport, backend in chosen.items():
             self.exchange(sport, backend)
         for sport in range(41000, 41008):
+            self.assertEqual(self.open(sport), BACKENDS[0])
+        tu.verify_no_other_packets(self)
+
+
+class RemovedBackendDrains(LoadBalancerTest):
+    """A backend taken out of the group drains: its connections carry on to their
+    close (FIN both ways, last ACK, all translated as before), and it gets no new
+    connection."""
+
+    def runTest(self) -> None:
+        installed = self.offload(rules(BACKENDS))
+        chosen = {sport: self.open(sport) for sport in CONNECTIONS}
+        draining = [sport for sport, backend in chosen.items() if backend == BACKENDS[1]]
+        self.assertTrue(draining, chosen)
+        for sport in draining:
+            self.exchange(sport, BACKENDS[1])
+        self.reoffload(installed, rules(BACKENDS[:1]))
+
+        for sport in draining:  # finish each connection on the removed backend
+            fin: Packet = tcp(GUEST, VIP, sport, 80, "FA", seq=1006, ack=501)
+            self.pass_out(fin, rewritten(fin, dst=(BACKENDS[1], 8080)))
+            fin_back = tcp(BACKENDS[1], GUEST, 8080, sport, "FA", seq=501, ack=1007,
+                           inbound=True)
+            self.pass_in(fin_back, rewritten(fin_back, src=(VIP, 80)))
+            last = tcp(GUEST, VIP, sport, 80, "A", seq=1007, ack=502)
+            self.pass_out(last, rewritten(last, dst=(BACKENDS[1], 8080)))
+        for sport in range(41000, 41008):  # new connections: never the drained backend
             self.assertEqual(self.open(sport), BACKENDS[0])
         tu.verify_no_other_packets(self)

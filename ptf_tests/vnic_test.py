@@ -35,8 +35,6 @@ UNMAPPED_PORT = 4
 MONITOR_PORT = 4
 
 
-
-
 class VnicTest(P4RuntimeTest):
     """Adds VNICs (a guest port and its uplink) to the port map."""
 
