@@ -27,7 +27,7 @@ from finsy import P4RegisterEntry
 from bmv2_env.bench_entries import TRAFFIC_DPORT, acl_rules, vnic_entities
 from bmv2_env.bench_handover import TCP_FLAGS, ipv4_checksum
 from bmv2_env.bench_sender import write_frames
-from bmv2_env.bench_wire import SENDER_CPU, TARGET_CPU, Bench
+from bmv2_env.bench_wire import SENDER_CPU, TARGET_CPU, Bench, median_ratio
 from bmv2_env.topology import run_tag
 from pyoffload.agent.registers import ThriftRegisters
 from pyoffload.p4artifacts import LARGE_DIR, Artifacts, load_constants
@@ -109,8 +109,7 @@ def run(kinds: list[str], workdir: Path, *, rounds: int = 3, warmup: float = 1.0
     }
     if len(kinds) == 2:
         a, b = kinds
-        result["median_ratio"] = {f"{a}/{b}": round(statistics.median(
-            x / y if y else 0.0 for x, y in zip(cps[a], cps[b], strict=True)), 3)}
+        result["median_ratio"] = {f"{a}/{b}": median_ratio(cps[a], cps[b], 3)}
     return result
 
 

@@ -104,6 +104,12 @@ class Bench:
         return (last - first) / (t1 - t0)
 
 
+def median_ratio(a: list[float], b: list[float], digits: int = 4) -> float:
+    """The median of the per-round ratios a/b (rounds alternate A B A B)."""
+    return round(statistics.median(x / y if y else 0.0 for x, y in zip(a, b, strict=True)),
+                 digits)
+
+
 def run(artifacts: Artifacts, kinds: list[str], workdir: Path, *, rounds: int = 3,
         warmup: float = 1.0, window: float = 5.0, rules: int = 1000) -> dict[str, object]:
     if os.geteuid() != 0:
@@ -134,9 +140,7 @@ def run(artifacts: Artifacts, kinds: list[str], workdir: Path, *, rounds: int = 
         if len(benches) == 2:
             a, b = (x.kind for x in benches)
             result["median_ratio"] = {
-                f"{a}/{b}": {str(s): round(statistics.median(
-                    x / y if y else 0.0 for x, y in zip(pps[a][s], pps[b][s], strict=True)), 4)
-                    for s in sizes}}
+                f"{a}/{b}": {str(s): median_ratio(pps[a][s], pps[b][s]) for s in sizes}}
     return result
 
 
