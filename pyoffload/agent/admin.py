@@ -33,11 +33,12 @@ class ExportBrokeOff(Exception):
     """The source of a streamed import failed midway (its error is the message)."""
 
 
-def _encode(value: Any) -> bytes:
+def encode_json(value: Any) -> bytes:
+    """An admin message on the wire: a JSON document (so clients need no schema)."""
     return json.dumps(value, sort_keys=True).encode()
 
 
-def _decode(data: bytes) -> Any:
+def decode_json(data: bytes) -> Any:
     return json.loads(data.decode() or "null")
 
 
@@ -202,17 +203,17 @@ def serve_admin(agent: Agent, address: str = DEFAULT_ADMIN) -> grpc.Server:
 
     handler = grpc.method_handlers_generic_handler(SERVICE, {
         "ExportStream": grpc.unary_stream_rpc_method_handler(
-            export_stream, request_deserializer=_decode, response_serializer=_encode),
+            export_stream, request_deserializer=decode_json, response_serializer=encode_json),
         "ImportStream": grpc.stream_unary_rpc_method_handler(
-            import_stream, request_deserializer=_decode, response_serializer=_encode),
+            import_stream, request_deserializer=decode_json, response_serializer=encode_json),
         "Export": grpc.unary_unary_rpc_method_handler(
-            export, request_deserializer=_decode, response_serializer=_encode),
+            export, request_deserializer=decode_json, response_serializer=encode_json),
         "Import": grpc.unary_unary_rpc_method_handler(
-            import_, request_deserializer=_decode, response_serializer=_encode),
+            import_, request_deserializer=decode_json, response_serializer=encode_json),
         "Status": grpc.unary_unary_rpc_method_handler(
-            status, request_deserializer=_decode, response_serializer=_encode),
+            status, request_deserializer=decode_json, response_serializer=encode_json),
         "Flows": grpc.unary_unary_rpc_method_handler(
-            flows, request_deserializer=_decode, response_serializer=_encode),
+            flows, request_deserializer=decode_json, response_serializer=encode_json),
     })
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), options=MESSAGE_LIMITS)
     server.add_generic_rpc_handlers((handler,))
@@ -226,8 +227,8 @@ def query(method: str, request: dict[str, Any] | None = None,
           address: str = DEFAULT_ADMIN, timeout: float = 10.0) -> dict[str, Any]:
     """Call a running agent's admin method (``Status`` or ``Flows``)."""
     with grpc.insecure_channel(address, options=MESSAGE_LIMITS) as channel:
-        call = channel.unary_unary(f"/{SERVICE}/{method}", request_serializer=_encode,
-                                   response_deserializer=_decode)
+        call = channel.unary_unary(f"/{SERVICE}/{method}", request_serializer=encode_json,
+                                   response_deserializer=decode_json)
         result: dict[str, Any] = call(request or {}, timeout=timeout)
         return result
 
@@ -242,10 +243,10 @@ def migrate(vnic: str, source: str, destination: str, timeout: float = 600.0
     exported = 0
     with grpc.insecure_channel(source, options=MESSAGE_LIMITS) as src, \
             grpc.insecure_channel(destination, options=MESSAGE_LIMITS) as dst:
-        export = src.unary_stream(f"/{SERVICE}/ExportStream", request_serializer=_encode,
-                                  response_deserializer=_decode)
-        import_ = dst.stream_unary(f"/{SERVICE}/ImportStream", request_serializer=_encode,
-                                   response_deserializer=_decode)
+        export = src.unary_stream(f"/{SERVICE}/ExportStream", request_serializer=encode_json,
+                                  response_deserializer=decode_json)
+        import_ = dst.stream_unary(f"/{SERVICE}/ImportStream", request_serializer=encode_json,
+                                   response_deserializer=decode_json)
 
         failure: list[grpc.RpcError] = []
 

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
+import grpc
 import pytest
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
@@ -21,7 +22,7 @@ from bmv2_env.targets import bmv2_path, start_target
 from bmv2_env.topology import Topology
 from bmv2_env.traffic import RawWire
 from pyoffload.agent import Agent
-from pyoffload.agent.admin import serve_admin
+from pyoffload.agent.admin import SERVICE, decode_json, encode_json, serve_admin
 from pyoffload.agent.config import parse_config
 from pyoffload.agent.core import AgentError
 from pyoffload.agent.handover import from_document, slot_hash, to_document
@@ -222,3 +223,31 @@ def test_malformed_exports_are_refused_by_name(embedded_sites: tuple[Site, Site]
         from_document(broken)
     with pytest.raises(ValueError, match="format"):
         from_document({**document, "format": "something else"})
+
+
+def test_a_streamed_import_that_breaks_off_keeps_nothing(
+        embedded_sites: tuple[Site, Site]) -> None:
+    a, b = embedded_sites
+    first, second = (GUEST, 41000), (GUEST, 41001)
+    _open(a, first)
+    _open(a, second)
+    document = to_document(a.agent.export_state("app"))
+    chunk = {"vnic": "app", **document, "connections": document["connections"][:1]}
+    rest = {"vnic": "app", **document, "connections": document["connections"][1:]}
+    malformed = {**rest, "connections": [["egress", "soon"]]}
+    with grpc.insecure_channel(b.admin) as channel:
+        stream = channel.stream_unary(f"/{SERVICE}/ImportStream", request_serializer=encode_json,
+                                      response_deserializer=decode_json)
+        for broken, code, says in (
+                (malformed, grpc.StatusCode.INVALID_ARGUMENT, "connection 0: a connection row"),
+                ({"vnic": "app", "abort": "UNAVAILABLE: source gone"}, grpc.StatusCode.ABORTED,
+                 "the export broke off (UNAVAILABLE: source gone)")):
+            with pytest.raises(grpc.RpcError) as failed:
+                stream(iter([chunk, broken]), timeout=30)
+            assert failed.value.code() == code
+            assert says in str(failed.value.details())
+            assert "nothing was kept" in str(failed.value.details())
+            assert not _passes(b, first)  # the first chunk was imported, then undone
+        result = stream(iter([chunk, rest]), timeout=30)
+    assert result["imported"] == 2
+    assert _passes(b, first) and _passes(b, second)
