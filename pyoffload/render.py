@@ -30,6 +30,13 @@ def render_status(doc: dict[str, Any]) -> str:
     lines.append("table occupancy:")
     for table, (used, size) in doc["occupancy"].items():
         lines.append(f"  {table:24} {used:7} / {size}")
+    drops = doc.get("drops")
+    if drops:
+        lines.append("")
+        lines.append("dropped by the pipeline: " + (", ".join(
+            f"{reason.lower()} {count}" for reason, count in drops.items() if count) or "none"))
+    for name in doc.get("connection_quota_reached", []):
+        lines.append(f"VNIC {name}: at its tracked-connection quota, new connections refused")
     return "\n".join(lines)
 
 

@@ -103,7 +103,18 @@ def status_document(agent: Agent) -> dict[str, Any]:
         },
         "vnics": vnics,
         "occupancy": {table: list(use) for table, use in sorted(agent.occupancy().items())},
+        "drops": _drops(agent),
+        "connection_quota_reached": [name for name in agent.vnic_names()
+                                     if agent.state(name).at_connection_quota],
     }
+
+
+def _drops(agent: Agent) -> dict[str, int] | None:
+    """Packets the pipeline dropped, by reason; None while the target is away."""
+    try:
+        return agent.drops()
+    except AgentError:
+        return None
 
 
 def flows_document(agent: Agent, vnic: str | None) -> dict[str, Any]:

@@ -53,6 +53,8 @@ def test_up_serves_channels_and_status_reports(tmp_path: Path) -> None:
         assert doc["occupancy"]["vnic.acl"][0] == 3
         assert doc["occupancy"]["vnic.ct_overflow"] == [0, 16384]  # the large build runs
         assert doc["target"]["connected"] is True
+        assert doc["drops"]["CT_QUOTA"] == 0 and doc["connection_quota_reached"] == []
+        assert "dropped by the pipeline:" in status.stdout
         flows = run(str(BIN / "pyoffload"), "flows", "--admin", admin, "--vnic", "web-1")
         assert flows.returncode == 0, flows.stderr
         assert "0 tracked connection(s)" in flows.stdout  # no traffic was sent
