@@ -22,6 +22,8 @@ import logging
 import threading
 from typing import Protocol
 
+import grpc
+
 _log = logging.getLogger(__name__)
 
 RECHECK_S = 1.0
@@ -71,7 +73,9 @@ class ConnectionQuotas:
             try:
                 self.check()
             except Exception as exc:  # the target may be gone: the next round retries
-                _log.warning("connection quota check failed: %s", exc)
+                code = getattr(exc, "code", None)
+                level = logging.DEBUG if code == grpc.StatusCode.UNAVAILABLE else logging.WARNING
+                _log.log(level, "connection quota check failed: %s", exc)
 
     def check(self) -> None:
         """One round: admit or refuse new connections for each VNIC."""
