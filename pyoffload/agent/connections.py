@@ -10,6 +10,7 @@ packet), since they are in that clock, not the host's.
 
 from __future__ import annotations
 
+import collections
 import ipaddress
 import threading
 import time
@@ -82,6 +83,8 @@ class ConnectionTable:
         self.digest_id = schema.digests[DIGEST].id
         self._lock = threading.Lock()
         self._by_slot: dict[int, Learned] = {}
+        self._per_vnic: collections.Counter[int] = collections.Counter()
+        """Learned connections per VNIC id, kept with ``_by_slot`` (counting is cheap)."""
         self.on_learned: Callable[[], None] = lambda: None
         """Called after new connections were learned (the quota enforcer listens)."""
         self._states = {v: k.removeprefix("CT_") for k, v in const.items()
@@ -104,22 +107,29 @@ class ConnectionTable:
             for data in digest.data:
                 values = dict(zip(DIGEST_FIELDS, (_bits(m) for m in data.struct.members),
                                   strict=True))
-                learned = Learned(**values)
-                self._by_slot[learned.slot] = learned
+                self._put(Learned(**values))
         client.digest_ack(digest.digest_id, digest.list_id)
         self.on_learned()
+
+    def _put(self, conn: Learned) -> None:
+        """Record ``conn`` in its slot (replacing whatever connection held it before)."""
+        old = self._by_slot.get(conn.slot)
+        if old is not None:
+            self._per_vnic[old.vnic_id] -= 1
+        self._by_slot[conn.slot] = conn
+        self._per_vnic[conn.vnic_id] += 1
 
     def learn(self, connections: list[Learned] | tuple[Learned, ...]) -> None:
         """Connections written into the pipeline by the agent itself (an import)."""
         with self._lock:
             for conn in connections:
-                self._by_slot[conn.slot] = conn
+                self._put(conn)
         self.on_learned()
 
     def count(self, vnic_id: int) -> int:
         """Connections learned for a VNIC (live or not: ``live_count`` tells)."""
         with self._lock:
-            return sum(1 for c in self._by_slot.values() if c.vnic_id == vnic_id)
+            return self._per_vnic[vnic_id]
 
     def live_count(self, registers: RegisterAccess, now: int, vnic_id: int) -> int:
         """A VNIC's learned connections whose slot is still held at clock ``now``; the
@@ -133,6 +143,7 @@ class ConnectionTable:
             for c in dead:
                 if self._by_slot.get(c.slot) is c:
                     del self._by_slot[c.slot]
+                    self._per_vnic[c.vnic_id] -= 1
         return len(learned) - len(dead)
 
     def known(self) -> list[Learned]:
