@@ -32,8 +32,6 @@ then the state, then move the traffic.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import zlib
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
@@ -44,6 +42,7 @@ from finsy import P4Schema, P4TableEntry
 from pyoffload.agent.connections import Learned
 from pyoffload.agent.registers import RegisterAccess
 from pyoffload.agent.slowpath import Tuple5
+from pyoffload.bulk import no_cyclic_gc
 from pyoffload.p4runtime import P4RuntimeClient, P4RuntimeError, UpdateType
 
 INFO_KEEP = 0x0000FFFF
@@ -146,7 +145,7 @@ def to_document(connections: Sequence[ExportedConnection]) -> dict[str, Any]:
 
 def from_document(document: dict[str, Any]) -> list[ExportedConnection]:
     """The connections of an export document; ValueError says what is malformed."""
-    with _no_cyclic_gc():
+    with no_cyclic_gc():
         return _from_document(document)
 
 
@@ -215,23 +214,10 @@ def _rows(registers: RegisterAccess, names: Sequence[str], slots: Sequence[int]
     return (values[k * width:(k + 1) * width] for k in range(len(slots)))
 
 
-@contextlib.contextmanager
-def _no_cyclic_gc() -> Iterator[None]:
-    """Bulk work builds hundreds of thousands of objects and no reference cycles: the
-    cyclic collector would only rescan them (a second per 100,000 connections)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 def export_connections(registers: RegisterAccess, learned: list[Learned],
                        now: int, flow_names: dict[int, str]) -> list[ExportedConnection]:
     """The live connections among ``learned``, read from the pipeline at clock ``now``."""
-    with _no_cyclic_gc():
+    with no_cyclic_gc():
         return _export(registers, learned, now, flow_names)
 
 
@@ -330,7 +316,7 @@ class ImportSession:
 
     def add(self, connections: Sequence[ExportedConnection]) -> None:
         """Import one chunk; on a refused write the whole session is undone, then re-raised."""
-        with _no_cyclic_gc():
+        with no_cyclic_gc():
             self._add(connections)
 
     def _add(self, connections: Sequence[ExportedConnection]) -> None:
