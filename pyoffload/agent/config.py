@@ -53,7 +53,8 @@ class QuotaConfig:
     rules: int = 1024
     """Service rules over all flows."""
     tracked_connections: int = 65536
-    """Connections tracked at once (reported in stats)."""
+    """Connections tracked at once: at the quota the pipeline tracks no new one of the
+    VNIC until some end (``pyoffload.agent.quota``); reported in stats."""
 
 
 @attrs.frozen(kw_only=True)
