@@ -16,7 +16,6 @@ both targets are measured alternately A B A B, with the same frames.
 from __future__ import annotations
 
 import os
-import random
 import statistics
 import tempfile
 from contextlib import ExitStack
@@ -25,11 +24,12 @@ from pathlib import Path
 from finsy import P4RegisterEntry
 
 from bmv2_env.bench_entries import TRAFFIC_DPORT, acl_rules, vnic_entities
-from bmv2_env.bench_handover import TCP_FLAGS, ipv4_checksum
+from bmv2_env.bench_handover import Frames
 from bmv2_env.bench_sender import write_frames
 from bmv2_env.bench_wire import SENDER_CPU, TARGET_CPU, Bench, median_ratio
 from bmv2_env.topology import run_tag
 from pyoffload.agent.registers import ThriftRegisters
+from pyoffload.compiler import names
 from pyoffload.p4artifacts import LARGE_DIR, Artifacts, load_constants
 from pyoffload.p4runtime import P4RuntimeClient, UpdateType
 
@@ -39,20 +39,8 @@ OFFERED = 300_000
 
 def syn_frames(count: int, seed: int) -> list[bytes]:
     """``count`` 64-byte SYNs from random guest endpoints (10.1.0.0/16) to the traffic port."""
-    rng = random.Random(seed)
-    frames = []
-    server = 0xC0000214  # 192.0.2.20
-    head = bytes.fromhex("020000000002020000000001") + b"\x08\x00"
-    for pick in rng.sample(range(65_536 * 60_000), count):
-        src, sport = 0x0A010000 | pick // 60_000 % 65_536, 1024 + pick % 60_000
-        ip = bytearray(b"\x45\x00\x00\x28\x00\x00\x00\x00\x40\x06\x00\x00"
-                       + src.to_bytes(4, "big") + server.to_bytes(4, "big"))
-        ip[10:12] = ipv4_checksum(bytes(ip)).to_bytes(2, "big")
-        tcp = (sport.to_bytes(2, "big") + TRAFFIC_DPORT.to_bytes(2, "big")
-               + (1000).to_bytes(4, "big") + bytes(4) + bytes([0x50, TCP_FLAGS["S"]])
-               + b"\xff\xff\x00\x00\x00\x00")
-        frames.append(head + bytes(ip) + tcp + bytes(6))  # padded to 60 (+ FCS = 64) bytes
-    return frames
+    frames = Frames(count, seed, server_port=TRAFFIC_DPORT)
+    return [frames.frame(i, "S") for i in range(count)]
 
 
 class CpsBench(Bench):
@@ -75,13 +63,13 @@ class CpsBench(Bench):
         """Every slot free again: ct_info zero (P4Runtime wildcard; BMv2: Thrift reset)."""
         thrift = self.target.thrift_address
         if thrift is None:
-            reset = P4RegisterEntry("vnic.ct_info", data=0).encode(self.schema)
+            reset = P4RegisterEntry(names.CT_INFO, data=0).encode(self.schema)
             reset.register_entry.ClearField("index")
             self.client.write_entities(UpdateType.MODIFY, [reset])
             return
         registers = ThriftRegisters(thrift)
         try:
-            registers.reset("vnic.ct_info")
+            registers.reset(names.CT_INFO)
         finally:
             registers.close()
 

@@ -45,6 +45,7 @@ from typing import Any
 
 import grpc
 
+from bmv2_env.bench_wire import rx_packets
 from bmv2_env.targets import RunningTarget, start_wired_target
 from bmv2_env.topology import require_root, run_tag
 from pyoffload.agent import Agent
@@ -63,11 +64,6 @@ RULES = {"flows": [
     {"id": "ingress", "match": {"direction": "to-guest"},
      "config": {"services": ["conntrack"], "default_verdict": "deny"}},
 ]}
-GUEST_MAC, UPLINK_MAC = "02:00:00:00:00:01", "02:00:00:00:00:02"
-
-
-def rx_packets(ifname: str) -> int:
-    return int(Path(f"/sys/class/net/{ifname}/statistics/rx_packets").read_text())
 
 
 def ipv4_checksum(header: bytes) -> int:
@@ -78,18 +74,20 @@ def ipv4_checksum(header: bytes) -> int:
 
 
 class Frames:
-    """TCP frames of connection i between a guest endpoint and 192.0.2.20:8080.
+    """TCP frames of connection i between a guest endpoint and 192.0.2.20:``server_port``.
 
     The guest endpoints (an address in 10.1.0.0/16 and a port) are drawn at
     random, with a fixed seed: structured tuples (one address, consecutive
     ports) never collide in a CRC-hashed table, random ones collide as real
-    traffic does, so the overflow path is part of what is measured. TCP
-    checksums are left zero (the pipeline does not check them).
+    traffic does, so the overflow path is part of what is measured. Frames are
+    padded to Ethernet's minimum (60 bytes, 64 with the FCS); TCP checksums are
+    left zero (the pipeline does not check them).
     """
 
     SERVER = 0xC0000214  # 192.0.2.20
 
-    def __init__(self, count: int, seed: int = 7) -> None:
+    def __init__(self, count: int, seed: int = 7, server_port: int = SERVER_PORT) -> None:
+        self.server_port = server_port
         rng = random.Random(seed)
         picks = rng.sample(range(256 * 256 * 55_000), count)
         self.endpoints = [(0x0A010000 | p // 55_000, 10_000 + p % 55_000) for p in picks]
@@ -100,13 +98,14 @@ class Frames:
     def frame(self, i: int, flags: str, *, reply: bool = False) -> bytes:
         guest, guest_port = self.endpoints[i]
         src, dst = (self.SERVER, guest) if reply else (guest, self.SERVER)
-        sport, dport = (SERVER_PORT, guest_port) if reply else (guest_port, SERVER_PORT)
+        server_port = self.server_port
+        sport, dport = (server_port, guest_port) if reply else (guest_port, server_port)
         bits = sum(TCP_FLAGS[f] for f in flags)
         ip = bytearray(struct.pack("!BBHHHBBHII", 0x45, 0, 40, 0, 0, 64, 6, 0, src, dst))
         struct.pack_into("!H", ip, 10, ipv4_checksum(bytes(ip)))
         tcp = struct.pack("!HHIIBBHHH", sport, dport, 1000, 2000 if bits & 0x10 else 0,
                           0x50, bits, 65535, 0, 0)
-        return self._macs[reply] + b"\x08\x00" + bytes(ip) + tcp
+        return self._macs[reply] + b"\x08\x00" + bytes(ip) + tcp + bytes(6)
 
 
 TCP_FLAGS = {"F": 0x01, "S": 0x02, "R": 0x04, "P": 0x08, "A": 0x10}

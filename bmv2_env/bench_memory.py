@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from bmv2_env.targets import start_target
+from pyoffload.compiler import names
 from pyoffload.p4artifacts import LARGE_DIR, Artifacts
 from pyoffload.p4runtime import P4RuntimeClient
 
@@ -38,7 +39,7 @@ def target_rss(kind: str, json_path: Path, p4info: Path, workdir: Path) -> dict[
 def run(artifacts: Artifacts, kinds: list[str], workdir: Path) -> dict[str, object]:
     large = Artifacts.in_dir(LARGE_DIR)
     slots = next(r["size"] for r in json.loads(large.bmv2_json.read_text())["register_arrays"]
-                 if r["name"] == "vnic.ct_info")
+                 if r["name"] == names.CT_INFO)
     result: dict[str, object] = {"method": "target RSS after pipeline push minus idle",
                                  "ct_cells_large": slots}
     for kind in kinds:

@@ -74,7 +74,8 @@ class ConnectionMovesToAnotherVnic(OffloadTest):
         registers = self.registers()
         slow_path = SlowPath(self.schema, CONST)
         now = slow_path.connections.clock(registers, lambda: slow_path.probe_clock(self.client))
-        exported = export_connections(registers, [self.learned(source)], now,
+        learned = self.learned(source, slow_path.slots.first)
+        exported = export_connections(registers, [learned], now,
                                       {n: f for f, n in source.flow_ids.items()})
         self.assertEqual(len(exported), 1)
         self.assertIsNotNone(exported[0].partner)  # the translated side travels too
@@ -100,11 +101,10 @@ class ConnectionMovesToAnotherVnic(OffloadTest):
         self.insert(*compiled.entities)
         return compiled
 
-    def learned(self, compiled: CompiledRequest) -> Learned:
+    def learned(self, compiled: CompiledRequest, slots: int) -> Learned:
         """What the new-connection digest told an agent of the guest's connection."""
         guest, remote = int(ipaddress.IPv4Address(GUEST)), int(ipaddress.IPv4Address(REMOTE))
         key = Tuple5(protocol=6, lo_addr=guest, hi_addr=remote, lo_port=41000, hi_port=80)
-        slots = SlowPath(self.schema, CONST).slots.first
         return Learned(vnic_id=self.VNIC.vnic_id, flow_id=compiled.flow_ids["egress"],
                        protocol=6, lo_addr=guest, hi_addr=remote, lo_port=41000, hi_port=80,
                        slot=slot_hash(self.VNIC.vnic_id, key)[0] % slots)

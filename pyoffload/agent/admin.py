@@ -18,7 +18,7 @@ from typing import Any
 import grpc
 
 from pyoffload.agent.core import Agent, AgentError
-from pyoffload.agent.handover import from_document, to_document
+from pyoffload.agent.handover import ImportResult, from_document, to_document
 from pyoffload.rules import Dnat, LoadBalance, Snat, Verdict
 
 SERVICE = "pyoffload.admin.v1.Admin"
@@ -109,6 +109,11 @@ def status_document(agent: Agent) -> dict[str, Any]:
     }
 
 
+def _import_answer(result: ImportResult) -> dict[str, Any]:
+    return {"imported": result.imported, "present": result.present,
+            "overflow": result.overflow, "skipped": list(result.skipped)}
+
+
 def _drops(agent: Agent) -> dict[str, int] | None:
     """Packets the pipeline dropped, by reason; None while the target is away."""
     try:
@@ -169,8 +174,7 @@ def serve_admin(agent: Agent, address: str = DEFAULT_ADMIN) -> grpc.Server:
             result = agent.import_state(str(request.get("vnic", "")), connections)
         except AgentError as exc:
             context.abort(exc.code, exc.message)
-        return {"imported": result.imported, "present": result.present,
-                "overflow": result.overflow, "skipped": list(result.skipped)}
+        return _import_answer(result)
 
     def export_stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         try:
@@ -209,8 +213,7 @@ def serve_admin(agent: Agent, address: str = DEFAULT_ADMIN) -> grpc.Server:
         except ExportBrokeOff as exc:
             context.abort(grpc.StatusCode.ABORTED, f"the export broke off ({exc}): nothing "
                                                    "was kept")
-        return {"imported": result.imported, "present": result.present,
-                "overflow": result.overflow, "skipped": list(result.skipped)}
+        return _import_answer(result)
 
     handler = grpc.method_handlers_generic_handler(SERVICE, {
         "ExportStream": grpc.unary_stream_rpc_method_handler(
@@ -274,7 +277,7 @@ def migrate(vnic: str, source: str, destination: str, timeout: float = 600.0
                 yield {"vnic": vnic, "abort": f"{exc.code().name}: {exc.details()}"}
                 return
             if not sent:  # nothing live: still one (empty) chunk, so the import answers
-                yield {"vnic": vnic, **_empty_document()}
+                yield {"vnic": vnic, **to_document([])}
 
         try:
             result: dict[str, Any] = import_(chunks(), timeout=timeout)
@@ -283,10 +286,6 @@ def migrate(vnic: str, source: str, destination: str, timeout: float = 600.0
                 raise failure[0] from None  # the source's error is the one to show
             raise
     return exported, result
-
-
-def _empty_document() -> dict[str, Any]:
-    return to_document([])
 
 
 def query_status(address: str = DEFAULT_ADMIN, timeout: float = 5.0) -> dict[str, Any]:

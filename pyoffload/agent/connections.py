@@ -22,13 +22,13 @@ from finsy import P4DigestEntry, P4Schema
 from finsy.proto import p4d, p4r
 
 from pyoffload.agent.registers import RegisterAccess
+from pyoffload.compiler import names
 from pyoffload.p4runtime import P4RuntimeClient, P4RuntimeError, UpdateType
 
 DIGEST = "ct_new_digest_t"
 DIGEST_FIELDS = ("vnic_id", "flow_id", "protocol", "lo_addr", "hi_addr", "lo_port", "hi_port",
                  "slot")
-REGISTERS = ("vnic.ct_info", "vnic.ct_expires", "vnic.ct_flow", "vnic.ct_xlate_src_addr",
-             "vnic.ct_xlate_src_port", "vnic.ct_xlate_dst_addr", "vnic.ct_xlate_dst_port")
+REGISTERS = (names.CT_INFO, names.CT_EXPIRES, names.CT_FLOW, *names.CT_XLATE)
 PROTOCOLS = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6"}
 
 
@@ -137,7 +137,7 @@ class ConnectionTable:
         learned = [c for c in self.known() if c.vnic_id == vnic_id]
         if not learned:
             return 0
-        expires = registers.read([("vnic.ct_expires", c.slot) for c in learned])
+        expires = registers.read([(names.CT_EXPIRES, c.slot) for c in learned])
         dead = [c for c, e in zip(learned, expires, strict=True) if e <= now]
         with self._lock:
             for c in dead:
@@ -153,11 +153,11 @@ class ConnectionTable:
     def clock(self, registers: RegisterAccess, probe: Callable[[], None],
               timeout: float = 2.0) -> int:
         """The pipeline's clock now (microseconds), read back after a probe packet."""
-        (before,) = registers.read([("vnic.clock", 0)])
+        (before,) = registers.read([(names.CLOCK, 0)])
         probe()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            (now,) = registers.read([("vnic.clock", 0)])
+            (now,) = registers.read([(names.CLOCK, 0)])
             if now != before:
                 return now
             time.sleep(0.005)

@@ -563,22 +563,19 @@ class Agent:
                                  "request here before importing its connections")
             session = ImportSession(
                 self._registers(client), client, self.schema, self.slow_path,
-                vnic_id=state.config.id, slots=self.slow_path.slots.first, now=0,
+                vnic_id=state.config.id, slots=self.slow_path.slots.first,
                 flow_ids=dict(compiled.flow_ids), profiles=dict(compiled.profiles))
         try:
             clock = self._running_clock(client)
             for chunk in chunks:
                 with self._lock:
-                    session.now = clock()
-                    session.add(chunk)
-        except P4RuntimeError as exc:
+                    session.add(chunk, clock())
+        except BaseException as exc:
             with self._lock:
                 session.abort()
-            raise AgentError(exc.code, f"VNIC {vnic}: importing connections failed, nothing "
-                                       f"was kept: {exc.message}") from None
-        except BaseException:
-            with self._lock:
-                session.abort()
+            if isinstance(exc, P4RuntimeError):
+                raise AgentError(exc.code, f"VNIC {vnic}: importing connections failed, "
+                                           f"nothing was kept: {exc.message}") from None
             raise
         result = session.result()
         self.slow_path.connections.learn(result.learned)

@@ -43,15 +43,15 @@ from pyoffload.agent.connections import Learned
 from pyoffload.agent.registers import RegisterAccess
 from pyoffload.agent.slowpath import Tuple5
 from pyoffload.bulk import no_cyclic_gc
-from pyoffload.p4runtime import P4RuntimeClient, P4RuntimeError, UpdateType
+from pyoffload.compiler import names
+from pyoffload.p4runtime import P4RuntimeClient, UpdateType
 
 INFO_KEEP = 0x0000FFFF
 """ct_info bits a slot carries over: state, originator, kind, rewrites, FINs (not the profile)."""
 
-SIGNATURE, INFO, FLOW, EXPIRES, PARTNER = ("vnic.ct_signature", "vnic.ct_info", "vnic.ct_flow",
-                                           "vnic.ct_expires", "vnic.ct_partner")
-XLATE = ("vnic.ct_xlate_src_addr", "vnic.ct_xlate_src_port", "vnic.ct_xlate_dst_addr",
-         "vnic.ct_xlate_dst_port")
+SIGNATURE, INFO, FLOW, EXPIRES, PARTNER, XLATE = (names.CT_SIGNATURE, names.CT_INFO,
+                                                  names.CT_FLOW, names.CT_EXPIRES,
+                                                  names.CT_PARTNER, names.CT_XLATE)
 
 WIRE_FORMAT = "pyoffload.connections.v1"
 WIRE_FIELDS = ("flow", "remaining_us", "protocol", "lo_addr", "hi_addr", "lo_port", "hi_port",
@@ -297,10 +297,10 @@ class ImportSession:
     """
 
     def __init__(self, registers: RegisterAccess, client: P4RuntimeClient, schema: P4Schema,
-                 overflow: OverflowSlots, *, vnic_id: int, slots: int, now: int,
+                 overflow: OverflowSlots, *, vnic_id: int, slots: int,
                  flow_ids: dict[str, int], profiles: dict[str, int]) -> None:
         self.registers, self.client, self.schema = registers, client, schema
-        self.overflow_slots, self.vnic_id, self.slots, self.now = overflow, vnic_id, slots, now
+        self.overflow_slots, self.vnic_id, self.slots = overflow, vnic_id, slots
         self.flow_ids, self.profiles = flow_ids, profiles
         self.claimed: set[int] = set()
         self.overflow_keys: list[Tuple5] = []
@@ -314,12 +314,13 @@ class ImportSession:
                             overflow=self.overflowed, skipped=tuple(self.skipped),
                             learned=tuple(self.learned))
 
-    def add(self, connections: Sequence[ExportedConnection]) -> None:
-        """Import one chunk; on a refused write the whole session is undone, then re-raised."""
+    def add(self, connections: Sequence[ExportedConnection], now: int) -> None:
+        """Import one chunk at the destination's clock ``now``; after any failure, call
+        ``abort`` to undo the whole session."""
         with no_cyclic_gc():
-            self._add(connections)
+            self._add(connections, now)
 
-    def _add(self, connections: Sequence[ExportedConnection]) -> None:
+    def _add(self, connections: Sequence[ExportedConnection], now: int) -> None:
         planned: list[tuple[ExportedConnection, list[tuple[SlotState, int, int]]]] = []
         for conn in connections:
             if conn.flow not in self.flow_ids:
@@ -329,7 +330,7 @@ class ImportSession:
             states = [conn.slot] if conn.partner is None else [conn.slot, conn.partner]
             planned.append((conn, [(st, *_index(self.vnic_id, st, self.slots))
                                    for st in states]))
-        busy = self._busy({index for _, sides in planned for _, index, _ in sides})
+        busy = self._busy({index for _, sides in planned for _, index, _ in sides}, now)
         cells: list[tuple[str, int, int]] = []
         infos: list[tuple[str, int, int]] = []
         entries: list[P4TableEntry] = []
@@ -344,7 +345,7 @@ class ImportSession:
                 continue
             flow_id = self.flow_ids[conn.flow]
             profile = self.profiles.get(conn.flow, 0) << 16
-            expires = self.now + conn.remaining_us
+            expires = now + conn.remaining_us
             for k, p in enumerate(placed):
                 cells += [(SIGNATURE, p.index, p.signature), (FLOW, p.index, flow_id),
                           (EXPIRES, p.index, expires)]
@@ -360,18 +361,14 @@ class ImportSession:
                                         protocol=s.protocol, lo_addr=s.lo_addr,
                                         hi_addr=s.hi_addr, lo_port=s.lo_port,
                                         hi_port=s.hi_port, slot=placed[0].index))
-        try:
-            if entries:
-                self.client.write_entities(UpdateType.INSERT,
-                                           [e.encode(self.schema) for e in entries])
-                self.entries_written += entries
-            self.registers.write(cells)
-            self.registers.write(infos)
-        except P4RuntimeError:
-            self.abort()
-            raise
+        if entries:
+            self.client.write_entities(UpdateType.INSERT,
+                                       [e.encode(self.schema) for e in entries])
+            self.entries_written += entries
+        self.registers.write(cells)
+        self.registers.write(infos)
 
-    def _busy(self, indices: set[int]) -> dict[int, int]:
+    def _busy(self, indices: set[int], now: int) -> dict[int, int]:
         """Slot -> stored signature, for the slots among ``indices`` a live connection holds.
 
         One read of ``ct_info`` for every slot (most are free); expiry and
@@ -382,7 +379,7 @@ class ImportSession:
                                         strict=True) if info & 0xF]
         busy = {i: signature for i, (expires, signature)
                 in zip(used, _rows(self.registers, (EXPIRES, SIGNATURE), used), strict=True)
-                if expires > self.now}
+                if expires > now}
         busy.update(dict.fromkeys(self.claimed & indices, -1))  # taken by this import
         return busy
 
@@ -433,8 +430,12 @@ def import_connections(registers: RegisterAccess, connections: list[ExportedConn
                        profiles: dict[str, int]) -> ImportResult:
     """Write ``connections`` into the pipeline behind ``client`` in one go (see the module doc)."""
     session = ImportSession(registers, client, schema, overflow, vnic_id=vnic_id, slots=slots,
-                            now=now, flow_ids=flow_ids, profiles=profiles)
-    session.add(connections)
+                            flow_ids=flow_ids, profiles=profiles)
+    try:
+        session.add(connections, now)
+    except BaseException:
+        session.abort()
+        raise
     return session.result()
 
 

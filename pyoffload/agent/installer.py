@@ -15,9 +15,8 @@ Meters are modify-only in P4Runtime: "inserting" one writes its config,
 
 from __future__ import annotations
 
-import collections
 import concurrent.futures
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import attrs
 from finsy import P4Schema
@@ -29,11 +28,6 @@ from pyoffload.p4runtime.entities import read_query, without_meter_config
 
 BATCH_SIZE = 1000
 """Updates per Write request."""
-IN_FLIGHT = 1
-"""Write requests at the target at once. One: a target may apply concurrent requests
-in any order, and a batch can depend on the one before (members before groups,
-groups before the entries that use them). Read-backs of applied batches overlap
-the writes that follow."""
 
 EntityKey = tuple[object, ...]
 
@@ -171,49 +165,31 @@ class Installer:
         keyed = [(entity_key(e), e) for e in desired]
         changes = plan(current, keyed)
         done: list[Change] = []
-        failure: tuple[P4RuntimeError, Sequence[Change]] | None = None
-        checks: list[tuple[Sequence[p4r.Entity], concurrent.futures.Future[list[p4r.Entity]]]]
-        checks = []
-        window: collections.deque[tuple[Sequence[Change], Callable[[], None]]] = \
-            collections.deque()
-
-        def settle() -> None:
-            """Wait for the oldest batch; once it is applied, start reading it back."""
-            nonlocal failure
-            batch, result = window.popleft()
+        checks: list[tuple[list[p4r.Entity], concurrent.futures.Future[list[p4r.Entity]]]] = []
+        # Batches are written one after the other: a target may apply concurrent requests
+        # in any order, and a batch can depend on the one before (members before groups,
+        # groups before the entries that use them). Each applied batch is read back
+        # while the next ones are written.
+        for batch in _batches(changes, self.batch_size):
             try:
-                result()
+                self.client.write([c.update() for c in batch])
             except P4RuntimeError as exc:
+                for _written, check in checks:
+                    check.cancel()
                 failed = set(exc.details) if exc.details else set(range(len(batch)))
                 done.extend(c for i, c in enumerate(batch) if i not in failed)
-                if failure is None:
-                    failure = (exc, [batch[i] for i in sorted(failed) if i < len(batch)])
-                return
+                self._undo(done)
+                raise InstallError(
+                    f"VNIC {vnic}: the target refused {len(failed)} of {len(changes)} "
+                    f"updates; everything this apply wrote was undone:\n{exc}",
+                    exc,
+                    [batch[i].entity for i in sorted(failed) if i < len(batch)],
+                ) from None
             done.extend(batch)
             written = [c.entity for c in batch if c.label != "delete"]
-            if self.verify and written and failure is None:
+            if self.verify and written:
                 checks.append((written, self.client.read_async(
                     [read_query(e) for e in written])))
-
-        # Batches go out IN_FLIGHT at a time; each applied batch is read back while the
-        # next ones are written.
-        for batch in _batches(changes, self.batch_size):
-            window.append((batch, self.client.write_async([c.update() for c in batch])))
-            while len(window) >= IN_FLIGHT:
-                settle()
-            if failure is not None:
-                break
-        while window:
-            settle()
-        if failure is not None:
-            exc, refused = failure
-            for _written, check in checks:
-                check.cancel()
-            self._undo(done)
-            raise InstallError(
-                f"VNIC {vnic}: the target refused {len(refused)} of {len(changes)} "
-                f"updates; everything this apply wrote was undone:\n{exc}",
-                exc, [c.entity for c in refused]) from None
         missing = self._missing(checks)
         if missing:
             self._undo(done)
@@ -245,7 +221,7 @@ class Installer:
                 continue
 
     @staticmethod
-    def _missing(checks: Sequence[tuple[Sequence[p4r.Entity],
+    def _missing(checks: Sequence[tuple[list[p4r.Entity],
                                         concurrent.futures.Future[list[p4r.Entity]]]]
                  ) -> list[p4r.Entity]:
         """Written entities the target does not report back (by key)."""

@@ -43,7 +43,6 @@ class P4RuntimeRegisters:
     def __init__(self, client: P4RuntimeClient, schema: P4Schema, *,
                  batch: int = BATCH) -> None:
         self.client = client
-        self.schema = schema
         self.batch = batch
         self._ids = {r.preamble.name: r.preamble.id for r in schema.p4info.registers}
 

@@ -105,7 +105,7 @@ class SlowPath:
         self.stats = SlowPathStats()
         self._in_ids = _metadata_ids(schema, "packet_in")
         total = next(r.size for r in schema.p4info.registers
-                     if r.preamble.name == "vnic.ct_info")
+                     if r.preamble.name == names.CT_INFO)
         overflow = schema.tables[names.CT_OVERFLOW].size
         self.slots = NumberSpace("conntrack overflow slots", total - overflow, total - 1)
         self._overflow_table_id = schema.tables[names.CT_OVERFLOW].id
@@ -182,7 +182,7 @@ class SlowPath:
                 self._on_overflow_full(vnic_id)
                 return
         if fresh:
-            entry = self._entry(vnic_id, key, slot)
+            entry = self.overflow_entry(vnic_id, key, slot)
             try:
                 client.write_entities(UpdateType.INSERT, [entry.encode(self.schema)])
             except P4RuntimeError:
@@ -211,9 +211,6 @@ class SlowPath:
 
     def overflow_entry(self, vnic_id: int, key: Tuple5, slot: int) -> P4TableEntry:
         """The ``vnic.ct_overflow`` entry that points ``key`` of VNIC ``vnic_id`` at ``slot``."""
-        return self._entry(vnic_id, key, slot)
-
-    def _entry(self, vnic_id: int, key: Tuple5, slot: int) -> P4TableEntry:
         return P4TableEntry(
             names.CT_OVERFLOW,
             match=P4TableMatch(vnic_id=vnic_id, protocol=key.protocol, lo_addr=key.lo_addr,

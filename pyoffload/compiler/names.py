@@ -39,6 +39,15 @@ FLOW_COUNTER = "vnic.flow_counter"
 DROP_COUNTER = "vnic.drop_counter"
 EARLY_DROP_COUNTER = "vnic.early_drop_counter"
 CT_EVENTS = "vnic.ct_events"
+CT_SIGNATURE = "vnic.ct_signature"
+CT_INFO = "vnic.ct_info"
+CT_FLOW = "vnic.ct_flow"
+CT_EXPIRES = "vnic.ct_expires"
+CT_PARTNER = "vnic.ct_partner"
+CT_XLATE = ("vnic.ct_xlate_src_addr", "vnic.ct_xlate_src_port", "vnic.ct_xlate_dst_addr",
+            "vnic.ct_xlate_dst_port")
+"""The conntrack registers of one slot (stages/conntrack.p4), the rewrite last."""
+CLOCK = "vnic.clock"
 
 ALL_TABLES = (PORT_MAP, FLOW_CLASSIFIER, FLOW_CONFIG, ACL, NAT, LB_VIP, CT_TIMEOUT, CT_OVERFLOW)
 ALL_ACTIONS = (SET_VNIC, SET_FLOW, SET_FLOW_CONFIG, *ACL_ACTIONS.values(), NAT_SNAT, NAT_DNAT,

@@ -32,11 +32,8 @@ class NumberSpace:
     _owners: dict[int, Hashable] = attrs.field(factory=dict)
     _free: list[int] = attrs.field(factory=list)
     """A heap of released numbers below ``_high``: the lowest free one is on top."""
-    _high: int = attrs.field(default=0)
+    _high: int = attrs.field(default=attrs.Factory(lambda self: self.first, takes_self=True))
     """Every number from here to ``last`` has never been handed out."""
-
-    def __attrs_post_init__(self) -> None:
-        self._high = max(self._high, self.first)
 
     @property
     def capacity(self) -> int:
@@ -54,13 +51,9 @@ class NumberSpace:
         held = self._by_owner.get(owner)
         if held is not None:
             return held
-        while self._free and self._free[0] in self._owners:
-            heapq.heappop(self._free)  # taken since it was freed (restore)
         if self._free:
             number = heapq.heappop(self._free)
         else:
-            while self._high <= self.last and self._high in self._owners:
-                self._high += 1
             if self._high > self.last:
                 raise ResourceExhausted(
                     f"{self.name}: all {self.capacity} numbers are in use"

@@ -238,30 +238,16 @@ class P4RuntimeClient:
         atomicity: int = p4r.WriteRequest.CONTINUE_ON_ERROR,
     ) -> None:
         """Send one batch; raise P4RuntimeError with per-update details on failure."""
-        if not updates:
-            return
-        request = p4r.WriteRequest(
-            device_id=self.device_id,
-            election_id=self._election(),
-            updates=updates,
-            atomicity=atomicity,  # type: ignore[arg-type]
-        )
-        if self.role:
-            request.role = self.role
-        try:
-            self.stub.Write(request)
-        except grpc.RpcError as exc:
-            raise P4RuntimeError.from_rpc_error("Write", exc, updates) from None
+        if updates:
+            self._send(p4r.WriteRequest(updates=updates,
+                                        atomicity=atomicity))()  # type: ignore[arg-type]
 
-    def write_async(self, updates: Sequence[p4r.Update], *,
-                    atomicity: int = p4r.WriteRequest.CONTINUE_ON_ERROR
-                    ) -> Callable[[], None]:
-        """Send one batch now; the returned function waits for its answer and raises
-        P4RuntimeError (with per-update details) if it failed. Lets a caller keep
-        a few batches at the target while it prepares the next."""
-        request = p4r.WriteRequest(device_id=self.device_id, election_id=self._election(),
-                                   updates=updates,
-                                   atomicity=atomicity)  # type: ignore[arg-type]
+    def _send(self, request: p4r.WriteRequest) -> Callable[[], None]:
+        """Stamp ``request`` with this controller's device, election id and role and send
+        it; the returned function waits for the answer and raises P4RuntimeError (with
+        per-update details) if it failed."""
+        request.device_id = self.device_id
+        request.election_id.CopyFrom(self._election())
         if self.role:
             request.role = self.role
         future = self.stub.Write.future(request)
@@ -270,52 +256,33 @@ class P4RuntimeClient:
             try:
                 future.result()
             except grpc.RpcError as exc:
-                raise P4RuntimeError.from_rpc_error("Write", exc, updates) from None
+                raise P4RuntimeError.from_rpc_error("Write", exc, request.updates) from None
 
         return result
 
-    def read_async(self, entities: Iterable[p4r.Entity]
-                   ) -> concurrent.futures.Future[list[p4r.Entity]]:
-        """Start one Read; the future's result is its entities (or P4RuntimeError)."""
-        request = p4r.ReadRequest(device_id=self.device_id, entities=list(entities))
-        if self.role:
-            request.role = self.role
-        return self._pool().submit(self._read_all, request)
-
     def write_requests(self, requests: Iterable[p4r.WriteRequest], *,
-                       in_flight: int = 2) -> int:
+                       in_flight: int = 2) -> None:
         """Send prepared batches with up to ``in_flight`` of them at the target at once.
 
         Building batch k+1 overlaps the target applying batch k, which is what
-        bulk transfers (state handover, big rule sets) are bound by. Each
-        request gets this client's device, election id and role. On the first
-        failed batch the ones still in flight are waited for and the error is
-        raised; its ``batch`` attribute says which batch (earlier ones were
-        applied). Returns the number of batches sent.
+        bulk transfers (state handover) are bound by; the batches must not
+        depend on each other, since a target may apply concurrent requests in
+        any order. The first failure is raised once the batches in flight have
+        been answered.
         """
-        pending: collections.deque[tuple[int, p4r.WriteRequest, grpc.Future[p4r.WriteResponse]]] = \
-            collections.deque()
+        pending: collections.deque[Callable[[], None]] = collections.deque()
         failure: P4RuntimeError | None = None
-        sent = 0
 
         def settle() -> None:
             nonlocal failure
-            number, request, future = pending.popleft()
             try:
-                future.result()
-            except grpc.RpcError as exc:
-                if failure is None:
-                    failure = P4RuntimeError.from_rpc_error("Write", exc, request.updates)
-                    failure.batch = number
+                pending.popleft()()
+            except P4RuntimeError as exc:
+                failure = failure or exc
+
         for request in requests:
-            if not request.updates:
-                continue
-            request.device_id = self.device_id
-            request.election_id.CopyFrom(self._election())
-            if self.role:
-                request.role = self.role
-            pending.append((sent, request, self.stub.Write.future(request)))
-            sent += 1
+            if request.updates:
+                pending.append(self._send(request))
             while len(pending) >= in_flight:
                 settle()
             if failure is not None:
@@ -324,25 +291,29 @@ class P4RuntimeClient:
             settle()
         if failure is not None:
             raise failure
-        return sent
+
+    def read_async(self, entities: Iterable[p4r.Entity]
+                   ) -> concurrent.futures.Future[list[p4r.Entity]]:
+        """Start one Read; the future's result is its entities (or P4RuntimeError)."""
+        return self._pool().submit(self._read_all, p4r.ReadRequest(entities=list(entities)))
 
     def read_requests(self, requests: Iterable[p4r.ReadRequest], *,
                       in_flight: int = 2) -> Iterator[list[p4r.Entity]]:
         """The entities each prepared read returns, in order, with reads overlapped."""
-        pool = self._pool()
         pending: collections.deque[concurrent.futures.Future[list[p4r.Entity]]] = \
             collections.deque()
         for request in requests:
-            request.device_id = self.device_id
-            if self.role:
-                request.role = self.role
-            pending.append(pool.submit(self._read_all, request))
+            pending.append(self._pool().submit(self._read_all, request))
             while len(pending) >= in_flight:
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
 
     def _read_all(self, request: p4r.ReadRequest) -> list[p4r.Entity]:
+        """Stamp ``request`` with this controller's device and role; every entity it reads."""
+        request.device_id = self.device_id
+        if self.role:
+            request.role = self.role
         result: list[p4r.Entity] = []
         try:
             for reply in self.stub.Read(request):
@@ -362,10 +333,7 @@ class P4RuntimeClient:
         self.write([p4r.Update(type=kind.value, entity=e) for e in entities])
 
     def read(self, entities: Iterable[p4r.Entity]) -> list[p4r.Entity]:
-        request = p4r.ReadRequest(device_id=self.device_id, entities=list(entities))
-        if self.role:
-            request.role = self.role
-        return self._read_all(request)
+        return self._read_all(p4r.ReadRequest(entities=list(entities)))
 
     # -- stream -----------------------------------------------------------
 

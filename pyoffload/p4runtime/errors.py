@@ -52,8 +52,6 @@ class P4RuntimeError(Exception):
         self.code = code
         self.message = message
         self.details = details or {}
-        self.batch: int | None = None
-        """Which batch of a multi-batch write failed (the ones before it were applied)."""
         super().__init__(str(self))
 
     def __str__(self) -> str:

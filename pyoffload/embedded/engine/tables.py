@@ -108,15 +108,15 @@ class TableState:
         self._lpm_probe: list[tuple[int, dict[tuple[int, ...], Entry]]] = []
         self.default = cfg.default
         self.lookup: Callable[[list[int]], Entry | None] = self._make_lookup()
-        self._field_specs = tuple((k.name, k.bitwidth, (1 << k.bitwidth) - 1, k.match_type)
-                                  for k in cfg.key_fields)
+        self._wheres = tuple(f"table {self.name}, field {k.name}" for k in cfg.key_fields)
+        """Each key field as error messages name it (built once, not per entry)."""
 
-    def _fits(self, v: object, i: int) -> int:
+    def _fits(self, v: int, i: int) -> int:
         """``v`` if it is a value of key field ``i``'s width, else InvalidValue naming it."""
         if isinstance(v, int) and 0 <= v <= self._fulls[i]:
             return v
-        name, w, _full, _mt = self._field_specs[i]
-        raise InvalidValue(f"table {self.name}, field {name}: value {v!r} does not fit {w} bits")
+        w = self.cfg.key_fields[i].bitwidth
+        raise InvalidValue(f"{self._wheres[i]}: value {v!r} does not fit {w} bits")
 
     # ---- schema -----------------------------------------------------------
     @property
@@ -191,9 +191,9 @@ class TableState:
     # ---- key normalisation --------------------------------------------------
     def _normalise(self, key: Sequence[KeyValue], priority: int) -> Entry:
         """The canonical entry of ``key``: values checked against their widths, bits
-        outside masks cleared. Key values already canonical are kept as they are
-        (they are immutable), so the common insert builds no new objects."""
-        fields = self._field_specs
+        outside masks cleared. Key values already canonical are kept (they are
+        immutable), so the common insert builds no new key objects."""
+        fields = self.cfg.key_fields
         if len(key) != len(fields):
             raise InvalidValue(
                 f"table {self.name}: key has {len(key)} fields, expected {len(fields)}"
@@ -203,70 +203,58 @@ class TableState:
         ranges: list[tuple[int, int, int]] = []
         canon: list[object] = []
         norm: list[KeyValue] = []
-        for i, kv in enumerate(key):
-            name, w, full, mt = fields[i]
-            kind = type(kv)
-            if mt == "exact" or mt == "valid":
-                if kind is not Exact:
-                    raise InvalidValue(f"table {self.name}, field {name}: exact match needs "
-                                       f"Exact, got {kv!r}")
-                v = self._fits(kv.value, i)  # type: ignore[union-attr]
-                m = full
+        fits = self._fits
+        for i, (kv, kf) in enumerate(zip(key, fields, strict=True)):
+            w = kf.bitwidth
+            full = self._fulls[i]
+            mt = kf.match_type
+            if mt in ("exact", "valid"):
+                if not isinstance(kv, Exact):
+                    raise InvalidValue(f"{self._wheres[i]}: exact match needs Exact, got {kv!r}")
+                m, v = full, fits(kv.value, i)
                 norm.append(kv)
-            elif mt == "ternary" or mt == "optional":
-                if kind is Ternary:
-                    m = self._fits(kv.mask, i)  # type: ignore[union-attr]
-                    v = self._fits(kv.value, i) & m  # type: ignore[union-attr]
-                    if mt == "optional":
-                        norm.append(Optional_(v) if m else Wildcard())
-                    else:
-                        norm.append(kv if v == kv.value else Ternary(v, m))  # type: ignore[union-attr]
-                elif kind is Wildcard:
-                    m, v = 0, 0
-                    norm.append(Ternary(0, 0) if mt == "ternary" else kv)
-                elif kind is Optional_ or kind is Exact:
-                    m, v = full, self._fits(kv.value, i)  # type: ignore[union-attr]
-                    norm.append(Ternary(v, m) if mt == "ternary"
-                                else (kv if kind is Optional_ else Optional_(v)))
-                else:
-                    raise InvalidValue(f"table {self.name}, field {name}: {mt} match cannot "
-                                       f"take {kv!r}")
             elif mt == "lpm":
-                if kind is Wildcard:
+                if isinstance(kv, Wildcard):
                     kv = Lpm(0, 0)
-                elif kind is not Lpm:
-                    raise InvalidValue(f"table {self.name}, field {name}: lpm match needs Lpm, "
-                                       f"got {kv!r}")
-                length = kv.prefix_len  # type: ignore[union-attr]
-                if not 0 <= length <= w:
-                    raise InvalidValue(f"table {self.name}, field {name}: prefix length "
-                                       f"{length} out of [0, {w}]")
-                m = ((1 << length) - 1) << (w - length)
-                v = self._fits(kv.value, i) & m  # type: ignore[union-attr]
-                norm.append(kv if v == kv.value else Lpm(v, length))  # type: ignore[union-attr]
+                if not isinstance(kv, Lpm):
+                    raise InvalidValue(f"{self._wheres[i]}: lpm match needs Lpm, got {kv!r}")
+                if not 0 <= kv.prefix_len <= w:
+                    raise InvalidValue(f"{self._wheres[i]}: prefix length {kv.prefix_len} "
+                                       f"out of [0, {w}]")
+                m = ((1 << kv.prefix_len) - 1) << (w - kv.prefix_len)
+                v = fits(kv.value, i) & m
+                norm.append(kv if v == kv.value else Lpm(v, kv.prefix_len))
+            elif mt in ("ternary", "optional"):
+                if isinstance(kv, Wildcard):
+                    m, v = 0, 0
+                elif isinstance(kv, Ternary):
+                    m = fits(kv.mask, i)
+                    v = fits(kv.value, i) & m
+                elif isinstance(kv, Optional_ | Exact):
+                    m, v = full, fits(kv.value, i)
+                else:
+                    raise InvalidValue(f"{self._wheres[i]}: {mt} match cannot take {kv!r}")
+                if mt == "ternary":
+                    canonical = isinstance(kv, Ternary) and (kv.value, kv.mask) == (v, m)
+                    norm.append(kv if canonical else Ternary(v, m))
+                else:
+                    norm.append(Optional_(v) if m else Wildcard())
             elif mt == "range":
-                if kind is Wildcard:
+                if isinstance(kv, Wildcard):
                     kv = Range(0, full)
-                elif kind is not Range:
-                    raise InvalidValue(f"table {self.name}, field {name}: range match needs "
-                                       f"Range, got {kv!r}")
-                lo = self._fits(kv.low, i)  # type: ignore[union-attr]
-                hi = self._fits(kv.high, i)  # type: ignore[union-attr]
+                if not isinstance(kv, Range):
+                    raise InvalidValue(f"{self._wheres[i]}: range match needs Range, got {kv!r}")
+                lo, hi = fits(kv.low, i), fits(kv.high, i)
                 if lo > hi:
-                    raise InvalidValue(f"table {self.name}, field {name}: range low {lo} > "
-                                       f"high {hi}")
+                    raise InvalidValue(f"{self._wheres[i]}: range low {lo} > high {hi}")
                 ranges.append((i, lo, hi))
                 m, v = 0, 0
                 norm.append(kv)
-                masks.append(0)
-                values.append(0)
-                canon.append((lo, hi))
-                continue
             else:
-                raise InvalidValue(f"table {self.name}, field {name}: unknown match type {mt}")
+                raise InvalidValue(f"{self._wheres[i]}: unknown match type {mt}")
             masks.append(m)
             values.append(v)
-            canon.append((m, v))
+            canon.append((m, v) if mt != "range" else (ranges[-1][1], ranges[-1][2]))
         if self.cfg.kind == "ternary":
             canon.append(priority)
         return Entry(

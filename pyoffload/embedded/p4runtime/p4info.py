@@ -29,6 +29,7 @@ class MatchFieldInfo:
     bitwidth: int
     match_type: int  # p4i.MatchField.MatchType value
     position: int  # index in the table's key
+    what: str  # "table: match field 'name'", for errors (built once, not per entry)
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,7 +218,8 @@ class P4InfoIndex:
 
     def _table(self, table: p4i.Table) -> TableInfo:
         fields = tuple(
-            MatchFieldInfo(f.id, f.name, f.bitwidth, f.match_type, i)
+            MatchFieldInfo(f.id, f.name, f.bitwidth, f.match_type, i,
+                           f"{table.preamble.name}: match field {f.name!r}")
             for i, f in enumerate(table.match_fields)
         )
         scope = p4i.ActionRef.Scope

@@ -7,7 +7,6 @@ spec allows.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Iterator
 
 from finsy.proto import p4d, p4r, rpc_code
@@ -171,27 +170,10 @@ class ResourceStore:
     def write_register(self, kind: int, msg: p4r.RegisterEntry, undo: Undo) -> None:
         info, engine = self._register(msg.register_id)
         _only_modify(kind, info.name)
+        cells = _indices(msg, info.size, info.name)
         if not msg.HasField("data"):
             raise invalid(f"{info.name}: data is required")
-        field = info.data
-        data = msg.data
-        if not field.signed and data.WhichOneof("data") == "bitstring" and data.bitstring \
-                and msg.HasField("index"):
-            # One unsigned cell, the bulk of a state transfer: the checks of
-            # _indices and decode_data, inline.
-            i = msg.index.index
-            if not 0 <= i < info.size:
-                _indices(msg, info.size, info.name)  # raises with the right code
-            value = int.from_bytes(data.bitstring, "big")
-            if value >> field.bitwidth:
-                raise invalid(f"{info.name}: value 0x{data.bitstring.hex()} does not fit in "
-                              f"{field.bitwidth} bits")
-            if undo is not None:
-                undo.append(functools.partial(engine.write, i, engine.read(i)))
-            engine.write(i, value)
-            return
-        cells = _indices(msg, info.size, info.name)
-        value = decode_data(data, field, info.name)
+        value = decode_data(msg.data, info.data, info.name)
         if undo is not None:
             cells_before = [(i, engine.read(i)) for i in cells]
 
@@ -204,20 +186,6 @@ class ResourceStore:
             engine.write(i, value)
 
     def read_registers(self, msg: p4r.RegisterEntry) -> Iterator[p4r.Entity]:
-        if msg.register_id and msg.HasField("index"):
-            info, engine = self._register(msg.register_id)
-            i = msg.index.index
-            if 0 <= i < info.size and not info.data.signed:
-                value = engine.read(i)
-                entity = p4r.Entity()
-                out = entity.register_entry
-                out.register_id = msg.register_id
-                out.index.index = i
-                out.data.bitstring = value.to_bytes((value.bit_length() + 7) // 8 or 1, "big")
-                return iter((entity,))
-        return self._read_registers(msg)
-
-    def _read_registers(self, msg: p4r.RegisterEntry) -> Iterator[p4r.Entity]:
         ids = [msg.register_id] if msg.register_id else list(self._index.registers)
         for ident in ids:
             info, engine = self._register(ident)

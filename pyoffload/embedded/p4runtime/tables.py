@@ -24,7 +24,7 @@ from .codec import decode_uint, encode_uint
 from .engine_api import PipelineStateLike, TableStateLike
 from .errors import P4RuntimeError, already_exists, invalid, not_found, permission_denied
 from .meters import MeterCodec
-from .p4info import MatchFieldInfo, MatchType, P4InfoIndex, TableInfo
+from .p4info import MatchType, P4InfoIndex, TableInfo
 
 Undo = list[Callable[[], None]] | None
 INSERT, MODIFY, DELETE = p4r.Update.INSERT, p4r.Update.MODIFY, p4r.Update.DELETE
@@ -34,10 +34,6 @@ _EXACT, _LPM, _TERNARY, _RANGE, _OPTIONAL = (
 _KIND_OF: dict[int, str] = {_EXACT: "exact", _LPM: "lpm", _TERNARY: "ternary", _RANGE: "range",
             _OPTIONAL: "optional"}
 _WILDCARD = Wildcard()
-
-
-def _what(info: TableInfo, f: MatchFieldInfo) -> str:
-    return f"{info.name}: match field {f.name!r}"
 
 Key = tuple[Any, ...]
 """Decoded match values in key order (None for don't care), then the priority."""
@@ -99,50 +95,68 @@ class TableStore:
         """The store key and the engine key of an entry, validating every field."""
         fields = info.match_fields
         values: list[Any] = [None] * len(fields)
-        key: list[KeyValue] = [_WILDCARD] * len(fields)
         by_id = info.fields_by_id
-        from_bytes = int.from_bytes
         for m in te.match:
             f = by_id.get(m.field_id)
             if f is None:
                 raise invalid(f"{info.name}: unknown match field id {m.field_id}")
-            pos = f.position
-            if values[pos] is not None:
+            if values[f.position] is not None:
                 raise invalid(f"{info.name}: match field {f.name!r} given twice")
             kind = m.WhichOneof("field_match_type")
             mt = f.match_type
-            width = f.bitwidth
-            if mt == _TERNARY and kind == "ternary":
-                t = m.ternary
-                raw_value, raw_mask = t.value, t.mask
-                value, mask = from_bytes(raw_value, "big"), from_bytes(raw_mask, "big")
-                if not raw_value or not raw_mask or (value | mask) >> width or mask == 0 \
-                        or value & ~mask:
-                    decode_uint(raw_value, width, _what(info, f))  # raises the precise error
-                    decode_uint(raw_mask, width, _what(info, f) + " mask")
-                    if mask == 0:
-                        raise invalid(f"{_what(info, f)}: mask is 0 (omit the field for a "
-                                      "don't-care match)")
-                    raise invalid(f"{_what(info, f)}: value has bits outside the mask")
-                values[pos] = (value, mask)
-                key[pos] = Ternary(value, mask)
-            elif mt == _EXACT and kind == "exact":
-                raw = m.exact.value
-                value = from_bytes(raw, "big")
-                if not raw or value >> width:
-                    decode_uint(raw, width, _what(info, f))
-                values[pos] = value
-                key[pos] = Exact(value)
-            elif kind != _KIND_OF.get(mt):
+            if kind != _KIND_OF.get(mt):
                 raise invalid(
                     f"{info.name}: match field {f.name!r} is {_KIND_OF.get(mt, 'other')}, "
                     f"got {kind}"
                 )
+            what = f.what
+            width = f.bitwidth
+            if mt == _EXACT:
+                values[f.position] = decode_uint(m.exact.value, width, what)
+            elif mt == _LPM:
+                plen = m.lpm.prefix_len
+                value = decode_uint(m.lpm.value, width, what)
+                if not 0 < plen <= width:
+                    raise invalid(f"{what}: prefix_len {plen} not in 1..{width} "
+                                  "(omit the field for a don't-care match)")
+                if value & ((1 << (width - plen)) - 1):
+                    raise invalid(f"{what}: bits beyond the /{plen} prefix must be 0")
+                values[f.position] = (value, plen)
+            elif mt == _TERNARY:
+                value = decode_uint(m.ternary.value, width, what)
+                mask = decode_uint(m.ternary.mask, width, what + " mask")
+                if mask == 0:
+                    raise invalid(f"{what}: mask is 0 (omit the field for a don't-care match)")
+                if value & ~mask:
+                    raise invalid(f"{what}: value has bits outside the mask")
+                values[f.position] = (value, mask)
+            elif mt == _RANGE:
+                low = decode_uint(m.range.low, width, what + " low")
+                high = decode_uint(m.range.high, width, what + " high")
+                if low > high:
+                    raise invalid(f"{what}: low {low} > high {high}")
+                if low == 0 and high == (1 << width) - 1:
+                    raise invalid(f"{what}: full range (omit the field for a don't-care match)")
+                values[f.position] = (low, high)
             else:
-                values[pos], key[pos] = self._decode_field(info, f, m)
+                values[f.position] = decode_uint(m.optional.value, width, what)
+        key: list[KeyValue] = []
         for f, v in zip(fields, values, strict=True):
-            if v is None and f.match_type == _EXACT:
-                raise invalid(f"{info.name}: exact match field {f.name!r} is missing")
+            mt = f.match_type
+            if v is None:
+                if mt == _EXACT:
+                    raise invalid(f"{info.name}: exact match field {f.name!r} is missing")
+                key.append(_WILDCARD)
+            elif mt == _EXACT:
+                key.append(Exact(v))
+            elif mt == _LPM:
+                key.append(Lpm(v[0], v[1]))
+            elif mt == _TERNARY:
+                key.append(Ternary(v[0], v[1]))
+            elif mt == _RANGE:
+                key.append(Range(v[0], v[1]))
+            else:
+                key.append(Optional_(v))
         priority = te.priority
         if info.needs_priority:
             if priority <= 0:
@@ -151,33 +165,6 @@ class TableStore:
             raise invalid(f"{info.name}: priority must be 0 (no ternary/range/optional field)")
         values.append(priority)
         return tuple(values), key
-
-    @staticmethod
-    def _decode_field(info: TableInfo, f: MatchFieldInfo, m: p4r.FieldMatch
-                      ) -> tuple[Any, KeyValue]:
-        """(store value, engine value) of an LPM, range or optional match field."""
-        what = _what(info, f)
-        width = f.bitwidth
-        mt = f.match_type
-        if mt == _LPM:
-            plen = m.lpm.prefix_len
-            value = decode_uint(m.lpm.value, width, what)
-            if not 0 < plen <= width:
-                raise invalid(f"{what}: prefix_len {plen} not in 1..{width} "
-                              "(omit the field for a don't-care match)")
-            if value & ((1 << (width - plen)) - 1):
-                raise invalid(f"{what}: bits beyond the /{plen} prefix must be 0")
-            return (value, plen), Lpm(value, plen)
-        if mt == _RANGE:
-            low = decode_uint(m.range.low, width, what + " low")
-            high = decode_uint(m.range.high, width, what + " high")
-            if low > high:
-                raise invalid(f"{what}: low {low} > high {high}")
-            if low == 0 and high == (1 << width) - 1:
-                raise invalid(f"{what}: full range (omit the field for a don't-care match)")
-            return (low, high), Range(low, high)
-        value = decode_uint(m.optional.value, width, what)
-        return value, Optional_(value)
 
     def encode_match(self, info: TableInfo, key: Key, out: p4r.TableEntry) -> None:
         for f, v in zip(info.match_fields, key, strict=False):
