@@ -20,10 +20,10 @@ from ptf.mask import Mask
 
 from ptf_tests.p4runtime_test import P4RuntimeTest
 from ptf_tests.packets import Packet
-from pyoffload.agent.installer import entity_key
 from pyoffload.compiler import CompiledRequest, ResourcePool, VnicTarget, compile_request
 from pyoffload.compiler.names import DROP_COUNTER, EARLY_DROP_COUNTER
 from pyoffload.p4artifacts import load_constants
+from pyoffload.p4runtime.entities import entity_key
 from pyoffload.rules import OffloadRequest, load_text
 
 CONST = load_constants()

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 import attrs
 import grpc
 from finsy import P4CounterEntry, P4Schema, P4TableAction, P4TableEntry, P4TableMatch
+from finsy.p4entity import P4Entity
 from finsy.proto import p4r
 
 from guest_shim import offload_pb2 as pb
@@ -31,7 +32,7 @@ from pyoffload.agent.handover import (
     ImportSession,
     export_connections,
 )
-from pyoffload.agent.installer import EntityKey, Installer, InstallError, entity_key
+from pyoffload.agent.installer import Installer, InstallError
 from pyoffload.agent.quota import ConnectionQuotas
 from pyoffload.agent.registers import P4RuntimeRegisters, RegisterAccess, ThriftRegisters
 from pyoffload.agent.slowpath import SlowPath
@@ -46,6 +47,7 @@ from pyoffload.compiler import (
 from pyoffload.compiler.compile import ternary_port_fields
 from pyoffload.p4artifacts import Artifacts, load_constants
 from pyoffload.p4runtime import P4RuntimeClient, P4RuntimeError
+from pyoffload.p4runtime.entities import EntityKey, entity_key
 from pyoffload.rules import OffloadRequest, RuleError, validate_for_vnic
 
 _log = logging.getLogger(__name__)
@@ -199,10 +201,10 @@ class Agent:
             with self._lock:
                 self._client, self._installer = client, installer
                 for state in self._vnics.values():
-                    installer.apply(_ports_key(state.config.name), self._port_entities(state))
+                    installer.install(_ports_key(state.config.name),
+                                      self._port_entities(state))
                     if state.compiled is not None:
-                        installer.apply(state.config.name, installer.encode(
-                            state.compiled.entities))
+                        installer.install(state.config.name, state.compiled.entities)
         except BaseException:
             client.close()
             raise
@@ -287,7 +289,7 @@ class Agent:
             _client, installer = self._live()
             state.at_connection_quota = not admit
             try:
-                installer.apply(_ports_key(vnic), self._port_entities(state))
+                installer.install(_ports_key(vnic), self._port_entities(state))
             except InstallError:
                 state.at_connection_quota = admit
                 raise
@@ -311,10 +313,10 @@ class Agent:
 
     # -- host-owned entries -----------------------------------------------
 
-    def _port_entities(self, state: VnicState) -> list[p4r.Entity]:
+    def _port_entities(self, state: VnicState) -> list[P4Entity]:
         vnic = state.config
         policy = self.const[f"POLICY_{vnic.default_policy.upper()}"]
-        entries = [
+        return [
             P4TableEntry(
                 names.PORT_MAP,
                 match=P4TableMatch(port=port),
@@ -327,7 +329,6 @@ class Agent:
                 (vnic.uplink_port, self.const["DIR_TO_GUEST"], vnic.guest_port),
             )
         ]
-        return [e.encode(self.schema) for e in entries]
 
     # -- the offload path ---------------------------------------------------
 
@@ -364,9 +365,8 @@ class Agent:
                 raise AgentError(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                  f"VNIC {vnic}: {exc}; nothing was installed") from None
             self._check_capacity(vnic, compiled)
-            desired = installer.encode(compiled.entities)
             try:
-                result = installer.apply(vnic, desired)
+                result = installer.install(vnic, compiled.entities)
             except InstallError as exc:
                 for line in str(exc).splitlines()[:1]:
                     self.events.publish(vnic, Kind.KIND_RULE_REJECTED, message=line)

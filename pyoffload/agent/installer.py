@@ -24,33 +24,16 @@ from finsy.p4entity import P4Entity
 from finsy.proto import p4r
 
 from pyoffload.p4runtime import P4RuntimeClient, P4RuntimeError, UpdateType
-from pyoffload.p4runtime.entities import read_query, without_meter_config
+from pyoffload.p4runtime.encoder import EntityEncoder
+from pyoffload.p4runtime.entities import (
+    EntityKey,
+    entity_key,
+    read_query,
+    without_meter_config,
+)
 
 BATCH_SIZE = 1000
 """Updates per Write request."""
-
-EntityKey = tuple[object, ...]
-
-
-def entity_key(entity: p4r.Entity) -> EntityKey:
-    """What identifies an entity on the target (its key, not its value)."""
-    kind = entity.WhichOneof("entity")
-    if kind == "table_entry":
-        te = entity.table_entry
-        # A field's bytes start with its id, so sorting the bytes sorts by field.
-        fields = tuple(sorted([m.SerializeToString(deterministic=True) for m in te.match]))
-        return ("table", te.table_id, te.priority, fields, te.is_default_action)
-    if kind == "action_profile_member":
-        m = entity.action_profile_member
-        return ("member", m.action_profile_id, m.member_id)
-    if kind == "action_profile_group":
-        g = entity.action_profile_group
-        return ("group", g.action_profile_id, g.group_id)
-    if kind == "meter_entry":
-        me = entity.meter_entry
-        return ("meter", me.meter_id, me.index.index)
-    raise ValueError(f"the installer does not manage {kind} entities")
-
 
 def _is_modify_only(entity: p4r.Entity) -> bool:
     return entity.WhichOneof("entity") == "meter_entry"
@@ -152,17 +135,27 @@ class Installer:
     batch_size: int = BATCH_SIZE
     verify: bool = True
     _installed: dict[str, dict[EntityKey, p4r.Entity]] = attrs.field(factory=dict)
+    _encoder: EntityEncoder = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._encoder = EntityEncoder(self.schema)
 
     def installed(self, vnic: str) -> list[p4r.Entity]:
         return list(self._installed.get(vnic, {}).values())
 
     def encode(self, entities: Iterable[P4Entity]) -> list[p4r.Entity]:
-        return [e.encode(self.schema) for e in entities]
+        return [self._encoder.encode(e) for e in entities]
+
+    def install(self, vnic: str, entities: Sequence[P4Entity]) -> ApplyResult:
+        """``apply`` of entities not yet encoded (encoded and keyed in one pass)."""
+        return self._apply(vnic, self._encoder.encode_all(entities))
 
     def apply(self, vnic: str, desired: Sequence[p4r.Entity]) -> ApplyResult:
         """Make the target hold exactly ``desired`` for ``vnic``, or nothing changes."""
+        return self._apply(vnic, [(entity_key(e), e) for e in desired])
+
+    def _apply(self, vnic: str, keyed: Sequence[tuple[EntityKey, p4r.Entity]]) -> ApplyResult:
         current = self._installed.get(vnic, {})
-        keyed = [(entity_key(e), e) for e in desired]
         changes = plan(current, keyed)
         done: list[Change] = []
         checks: list[tuple[list[p4r.Entity], concurrent.futures.Future[list[p4r.Entity]]]] = []
