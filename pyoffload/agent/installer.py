@@ -1,13 +1,17 @@
 """Install a VNIC's entities on a target: diff, batched writes, all or nothing.
 
 The installer remembers what it installed for each VNIC. ``apply`` compares
-the desired entities with that, writes only what changed (inserts in
-installation order, then modifications, then deletions in reverse order, in
+the desired entities with that, writes only what changed (inserts and
+modifications in installation order, then deletions in reverse order, in
 batches), reads the written entities back to check the target holds them,
 and, when any update fails, undoes every update of this apply that
 succeeded, so the target is left exactly as before. BMv2 only offers
 continue-on-error batches, so the undo is done here rather than trusted to
 the target.
+
+The work is pipelined: while the target applies one batch, the next one is
+encoded and diffed and earlier read-backs are checked, so what the agent
+spends on a large request mostly hides behind what the target spends.
 
 Meters are modify-only in P4Runtime: "inserting" one writes its config,
 "deleting" it writes an empty config (back to the default, unmetered).
@@ -16,7 +20,9 @@ Meters are modify-only in P4Runtime: "inserting" one writes its config,
 from __future__ import annotations
 
 import concurrent.futures
-from collections.abc import Iterable, Iterator, Sequence
+import contextlib
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import NamedTuple
 
 import attrs
 from finsy import P4Schema
@@ -43,8 +49,7 @@ def _value(entity: p4r.Entity) -> bytes:
     return entity.SerializeToString(deterministic=True)
 
 
-@attrs.frozen(kw_only=True)
-class Change:
+class Change(NamedTuple):
     """One update to send, with what undoes it."""
 
     label: str
@@ -84,46 +89,84 @@ class InstallError(Exception):
         self.failed = list(failed)
 
 
-def plan(installed: dict[EntityKey, p4r.Entity],
-         desired: Sequence[tuple[EntityKey, p4r.Entity]]) -> list[Change]:
-    """The updates that turn ``installed`` into ``desired`` (both install-ordered)."""
-    wanted: dict[EntityKey, p4r.Entity] = {}
-    for key, entity in desired:
-        if key in wanted:
-            raise ValueError(f"two desired entities have the same key {key!r}")
-        wanted[key] = entity
-    inserts: list[Change] = []
-    modifies: list[Change] = []
-    for key, entity in wanted.items():
-        old = installed.get(key)
-        if old is None:
-            if _is_modify_only(entity):
-                inserts.append(Change(label="insert", kind=UpdateType.MODIFY, entity=entity,
-                                      undo_kind=UpdateType.MODIFY,
-                                      undo_entity=without_meter_config(entity)))
+Keyed = tuple[EntityKey, p4r.Entity]
+
+
+@attrs.define
+class Plan:
+    """The updates that turn ``installed`` into the desired entities (both
+    install-ordered), made as the desired entities come in, so that producing
+    the later ones can overlap writing the first; ``wanted`` fills as it goes."""
+
+    installed: Mapping[EntityKey, p4r.Entity]
+    wanted: dict[EntityKey, p4r.Entity] = attrs.field(factory=dict)
+
+    def changes(self, desired: Iterable[Keyed]) -> Iterator[Change]:
+        installed, wanted = self.installed, self.wanted
+        for key, entity in desired:
+            if key in wanted:
+                raise ValueError(f"two desired entities have the same key {key!r}")
+            wanted[key] = entity
+            old = installed.get(key)
+            if old is None:
+                if _is_modify_only(entity):
+                    yield Change("insert", UpdateType.MODIFY, entity,
+                                 UpdateType.MODIFY, without_meter_config(entity))
+                else:
+                    yield Change("insert", UpdateType.INSERT, entity, UpdateType.DELETE, entity)
+            elif _value(old) != _value(entity):
+                yield Change("modify", UpdateType.MODIFY, entity, UpdateType.MODIFY, old)
+        for key, old in reversed(list(installed.items())):
+            if key in wanted:
+                continue
+            if _is_modify_only(old):
+                yield Change("delete", UpdateType.MODIFY, without_meter_config(old),
+                             UpdateType.MODIFY, old)
             else:
-                inserts.append(Change(label="insert", kind=UpdateType.INSERT, entity=entity,
-                                      undo_kind=UpdateType.DELETE, undo_entity=entity))
-        elif _value(old) != _value(entity):
-            modifies.append(Change(label="modify", kind=UpdateType.MODIFY, entity=entity,
-                                   undo_kind=UpdateType.MODIFY, undo_entity=old))
-    deletes: list[Change] = []
-    for key, old in reversed(list(installed.items())):
-        if key in wanted:
-            continue
-        if _is_modify_only(old):
-            deletes.append(Change(label="delete", kind=UpdateType.MODIFY,
-                                  entity=without_meter_config(old),
-                                  undo_kind=UpdateType.MODIFY, undo_entity=old))
-        else:
-            deletes.append(Change(label="delete", kind=UpdateType.DELETE, entity=old,
-                                  undo_kind=UpdateType.INSERT, undo_entity=old))
-    return [*inserts, *modifies, *deletes]
+                yield Change("delete", UpdateType.DELETE, old, UpdateType.INSERT, old)
 
 
-def _batches(items: Sequence[Change], size: int) -> Iterator[Sequence[Change]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
+def _batches(items: Iterable[Change], size: int) -> Iterator[list[Change]]:
+    batch: list[Change] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+class _Refused(Exception):
+    """A batch the target refused (some of it may have been applied)."""
+
+    def __init__(self, error: P4RuntimeError, batch: Sequence[Change]) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.failed = set(error.details) if error.details else set(range(len(batch)))
+        self.batch = batch
+
+
+@attrs.define
+class _ReadBack:
+    """The read-back of one applied batch, checked as soon as it is answered."""
+
+    written: list[p4r.Entity]
+    answer: concurrent.futures.Future[list[p4r.Entity]]
+
+    def missing(self) -> list[p4r.Entity]:
+        """Written entities the target does not report back (by key)."""
+        try:
+            found = self.answer.result()
+        except P4RuntimeError:
+            return list(self.written)
+        # Most entities read back exactly as written: their bytes settle it.
+        exact = {_value(e) for e in found}
+        unsure = [e for e in self.written if _value(e) not in exact]
+        if not unsure:
+            return []
+        keys = {entity_key(e) for e in found if e.WhichOneof("entity") in _MANAGED}
+        return [e for e in unsure if entity_key(e) not in keys]
 
 
 @attrs.define
@@ -146,53 +189,80 @@ class Installer:
     def encode(self, entities: Iterable[P4Entity]) -> list[p4r.Entity]:
         return [self._encoder.encode(e) for e in entities]
 
-    def install(self, vnic: str, entities: Sequence[P4Entity]) -> ApplyResult:
-        """``apply`` of entities not yet encoded (encoded and keyed in one pass)."""
-        return self._apply(vnic, self._encoder.encode_all(entities))
+    def install(self, vnic: str, entities: Iterable[P4Entity]) -> ApplyResult:
+        """``apply`` of entities not yet encoded: each is encoded (and keyed) while the
+        batches before it are written."""
+        return self._apply(vnic, map(self._encoder.encode_keyed, entities))
 
-    def apply(self, vnic: str, desired: Sequence[p4r.Entity]) -> ApplyResult:
+    def apply(self, vnic: str, desired: Iterable[p4r.Entity]) -> ApplyResult:
         """Make the target hold exactly ``desired`` for ``vnic``, or nothing changes."""
-        return self._apply(vnic, [(entity_key(e), e) for e in desired])
+        return self._apply(vnic, ((entity_key(e), e) for e in desired))
 
-    def _apply(self, vnic: str, keyed: Sequence[tuple[EntityKey, p4r.Entity]]) -> ApplyResult:
-        current = self._installed.get(vnic, {})
-        changes = plan(current, keyed)
+    def _apply(self, vnic: str, desired: Iterable[Keyed]) -> ApplyResult:
+        plan = Plan(self._installed.get(vnic, {}))
         done: list[Change] = []
-        checks: list[tuple[list[p4r.Entity], concurrent.futures.Future[list[p4r.Entity]]]] = []
+        checks: list[_ReadBack] = []
         # Batches are written one after the other: a target may apply concurrent requests
         # in any order, and a batch can depend on the one before (members before groups,
-        # groups before the entries that use them). Each applied batch is read back
-        # while the next ones are written.
-        for batch in _batches(changes, self.batch_size):
-            try:
-                self.client.write([c.update() for c in batch])
-            except P4RuntimeError as exc:
-                for _written, check in checks:
-                    check.cancel()
-                failed = set(exc.details) if exc.details else set(range(len(batch)))
-                done.extend(c for i, c in enumerate(batch) if i not in failed)
-                self._undo(done)
-                raise InstallError(
-                    f"VNIC {vnic}: the target refused {len(failed)} of {len(changes)} "
-                    f"updates; everything this apply wrote was undone:\n{exc}",
-                    exc,
-                    [batch[i].entity for i in sorted(failed) if i < len(batch)],
-                ) from None
-            done.extend(batch)
-            written = [c.entity for c in batch if c.label != "delete"]
-            if self.verify and written:
-                checks.append((written, self.client.read_async(
-                    [read_query(e) for e in written])))
-        missing = self._missing(checks)
+        # groups before the entries that use them). The next batch is made while the
+        # target applies the current one; each applied batch is read back meanwhile.
+        sent: tuple[list[Change], Callable[[], None]] | None = None
+        try:
+            for batch in _batches(plan.changes(desired), self.batch_size):
+                updates = [c.update() for c in batch]
+                if sent is not None:
+                    previous, sent = sent, None
+                    self._settle(*previous, done, checks)
+                sent = (batch, self.client.write_async(updates))
+            if sent is not None:
+                previous, sent = sent, None
+                self._settle(*previous, done, checks)
+        except _Refused as exc:
+            self._abandon(checks, done)
+            raise InstallError(
+                f"VNIC {vnic}: the target refused {len(exc.failed)} of the "
+                f"{len(exc.batch)} updates of a batch; everything this apply wrote was "
+                f"undone:\n{exc.error}",
+                exc.error,
+                [exc.batch[i].entity for i in sorted(exc.failed) if i < len(exc.batch)],
+            ) from None
+        except BaseException:
+            if sent is not None:
+                # What is in flight is applied or not: wait, then undo all that was.
+                with contextlib.suppress(_Refused):
+                    self._settle(*sent, done, checks)
+            self._abandon(checks, done)
+            raise
+        missing = [e for check in checks for e in check.missing()]
         if missing:
             self._undo(done)
             raise InstallError(
                 f"VNIC {vnic}: {len(missing)} written entities did not read back "
                 "as written; the apply was undone", None, missing)
-        self._installed[vnic] = dict(keyed)
-        labels = [c.label for c in changes]
+        self._installed[vnic] = plan.wanted
+        labels = [c.label for c in done]
         return ApplyResult(inserted=labels.count("insert"), modified=labels.count("modify"),
                            deleted=labels.count("delete"))
+
+    def _settle(self, batch: list[Change], answer: Callable[[], None], done: list[Change],
+                checks: list[_ReadBack]) -> None:
+        """Wait for ``batch``'s answer; record what it applied, start its read-back."""
+        try:
+            answer()
+        except P4RuntimeError as exc:
+            refused = _Refused(exc, batch)
+            done.extend(c for i, c in enumerate(batch) if i not in refused.failed)
+            raise refused from None
+        done.extend(batch)
+        written = [c.entity for c in batch if c.label != "delete"]
+        if self.verify and written:
+            checks.append(_ReadBack(written, self.client.read_async(
+                [read_query(e) for e in written])))
+
+    def _abandon(self, checks: list[_ReadBack], done: list[Change]) -> None:
+        for check in checks:
+            check.answer.cancel()
+        self._undo(done)
 
     def forget(self, vnic: str) -> None:
         """Drop what we remember for ``vnic`` (after the target lost its state)."""
@@ -212,22 +282,6 @@ class Installer:
             except P4RuntimeError:
                 # Keep undoing the rest: the more of the old state comes back, the better.
                 continue
-
-    @staticmethod
-    def _missing(checks: Sequence[tuple[list[p4r.Entity],
-                                        concurrent.futures.Future[list[p4r.Entity]]]]
-                 ) -> list[p4r.Entity]:
-        """Written entities the target does not report back (by key)."""
-        missing: list[p4r.Entity] = []
-        for written, check in checks:
-            try:
-                found = {entity_key(e) for e in check.result()
-                         if e.WhichOneof("entity") in _MANAGED}
-            except P4RuntimeError:
-                missing.extend(written)
-                continue
-            missing.extend(e for e in written if entity_key(e) not in found)
-        return missing
 
 
 _MANAGED = ("table_entry", "action_profile_member", "action_profile_group", "meter_entry")

@@ -239,8 +239,19 @@ class P4RuntimeClient:
     ) -> None:
         """Send one batch; raise P4RuntimeError with per-update details on failure."""
         if updates:
-            self._send(p4r.WriteRequest(updates=updates,
-                                        atomicity=atomicity))()  # type: ignore[arg-type]
+            self.write_async(updates, atomicity=atomicity)()
+
+    def write_async(
+        self,
+        updates: Sequence[p4r.Update],
+        *,
+        atomicity: int = p4r.WriteRequest.CONTINUE_ON_ERROR,
+    ) -> Callable[[], None]:
+        """Send one batch now; the returned function waits for the answer (and raises
+        P4RuntimeError with per-update details on failure). Meanwhile the caller can
+        prepare the next batch."""
+        return self._send(p4r.WriteRequest(updates=updates,
+                                           atomicity=atomicity))  # type: ignore[arg-type]
 
     def _send(self, request: p4r.WriteRequest) -> Callable[[], None]:
         """Stamp ``request`` with this controller's device, election id and role and send

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+from collections.abc import Iterable
 from pathlib import Path
 
 import grpc
 import pytest
 from finsy import P4Schema, P4TableEntry
+from finsy.proto import p4r
 
 from bmv2_env.targets import RunningTarget
 from pyoffload.agent import Agent, AgentError
 from pyoffload.agent.config import parse_config
 from pyoffload.agent.installer import Installer, InstallError
-from pyoffload.compiler import ResourcePool, VnicTarget, compile_request, names
+from pyoffload.compiler import CompiledRequest, ResourcePool, VnicTarget, compile_request, names
 from pyoffload.p4artifacts import Artifacts, load_constants
 from pyoffload.p4runtime import P4RuntimeClient, UpdateType
 from pyoffload.rules import (
@@ -33,13 +36,28 @@ def count(client: P4RuntimeClient, schema: P4Schema, table: str) -> int:
     return len(client.read([P4TableEntry(table).encode(schema)]))
 
 
-def test_refused_update_rolls_back_the_whole_apply(target: RunningTarget) -> None:
+def web_server() -> CompiledRequest:
+    return compile_request(load_file(EXAMPLES / "stateful-web-server.yaml"),
+                           VnicTarget(name="v", vnic_id=1), load_constants(), ResourcePool())
+
+
+def assert_nothing_installed(client: P4RuntimeClient, schema: P4Schema,
+                             installer: Installer, foreign_acl: int = 0) -> None:
+    assert count(client, schema, names.ACL) == foreign_acl
+    assert count(client, schema, names.FLOW_CLASSIFIER) == 0
+    assert count(client, schema, names.FLOW_CONFIG) == 0
+    assert count(client, schema, names.CT_TIMEOUT) == 0
+    assert installer.installed("v") == []
+
+
+@pytest.mark.parametrize("batch_size", [1000, 2])
+def test_refused_update_rolls_back_the_whole_apply(target: RunningTarget,
+                                                   batch_size: int) -> None:
     with P4RuntimeClient(target.grpc_address, device_id=target.device_id) as client:
         schema = client.set_pipeline(ARTIFACTS.p4info, ARTIFACTS.bmv2_json)
-        compiled = compile_request(load_file(EXAMPLES / "stateful-web-server.yaml"),
-                                   VnicTarget(name="v", vnic_id=1), load_constants(),
-                                   ResourcePool())
-        installer = Installer(client=client, schema=schema)
+        compiled = web_server()
+        # Batches of 2: several are applied (and read back) before the refused one.
+        installer = Installer(client=client, schema=schema, batch_size=batch_size)
         desired = installer.encode(compiled.entities)
         # Someone else already holds the key of the last ACL entry: its insert fails.
         clash = next(e for e in reversed(desired)
@@ -51,11 +69,39 @@ def test_refused_update_rolls_back_the_whole_apply(target: RunningTarget) -> Non
         assert any(d.code == grpc.StatusCode.ALREADY_EXISTS
                    for d in info.value.error.details.values())
         assert "undone" in str(info.value)
+        assert [e.SerializeToString() for e in info.value.failed] == [clash.SerializeToString()]
         # Only the foreign entry is left; nothing of ours stayed behind.
-        assert count(client, schema, names.ACL) == 1
-        assert count(client, schema, names.FLOW_CLASSIFIER) == 0
-        assert count(client, schema, names.CT_TIMEOUT) == 0
-        assert installer.installed("v") == []
+        assert_nothing_installed(client, schema, installer, foreign_acl=1)
+        client.write_entities(UpdateType.DELETE, [clash])
+
+
+class LosingClient(P4RuntimeClient):
+    """A target that acknowledges every write but reads one entry back as absent."""
+
+    def read_async(self, entities: Iterable[p4r.Entity]
+                   ) -> concurrent.futures.Future[list[p4r.Entity]]:
+        answer = super().read_async(entities)
+        lossy: concurrent.futures.Future[list[p4r.Entity]] = concurrent.futures.Future()
+        answer.add_done_callback(lambda done: lossy.set_result(done.result()[:-1]))
+        return lossy
+
+
+@pytest.mark.parametrize("batch_size", [1000, 3])
+def test_an_entry_missing_on_read_back_undoes_the_apply(target: RunningTarget,
+                                                        batch_size: int) -> None:
+    with LosingClient(target.grpc_address, device_id=target.device_id) as client:
+        schema = client.set_pipeline(ARTIFACTS.p4info, ARTIFACTS.bmv2_json)
+        installer = Installer(client=client, schema=schema, batch_size=batch_size)
+        entities = web_server().entities
+        with pytest.raises(InstallError) as info:
+            installer.install("v", entities)
+        lost = -(-len(entities) // batch_size)  # one per read-back, one read-back per batch
+        assert f"{lost} written entities did not read back" in str(info.value)
+        assert len(info.value.failed) == lost
+        assert_nothing_installed(client, schema, installer)
+        # Without the read-back the same apply goes through: only reading back saw the loss.
+        installer.verify = False
+        assert installer.install("v", web_server().entities).inserted > 0
 
 
 def test_request_larger_than_a_table_is_refused_before_writing(
