@@ -21,6 +21,7 @@ from guest_shim.service import add_servicer
 
 from guest_shim import offload_pb2 as pb
 from pyoffload.agent.core import Agent, AgentError
+from pyoffload.bulk import no_cyclic_gc
 from pyoffload.rules import RuleError, from_proto, to_proto
 
 _log = logging.getLogger(__name__)
@@ -38,21 +39,22 @@ class VnicChannel:
         self.vnic = vnic
 
     def Apply(self, request: pb.ApplyRequest, context: grpc.ServicerContext) -> pb.ApplyReply:
-        try:
-            model = from_proto(request.request)
-        except RuleError as exc:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        try:
-            outcome = self.agent.apply(self.vnic, model)
-        except AgentError as exc:
-            _abort(context, exc)
-        results = [
-            pb.RuleResult(flow_id=flow.id, rule_id=rule.id, installed=True)
-            for flow in model.flows for rule in flow.rules
-        ]
-        results += [pb.RuleResult(installed=True, error=f"warning: {w}")
-                    for w in outcome.warnings]
-        return pb.ApplyReply(generation=outcome.generation, results=results)
+        with no_cyclic_gc():  # thousands of rules: bulk work, see pyoffload.bulk
+            try:
+                model = from_proto(request.request)
+            except RuleError as exc:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            try:
+                outcome = self.agent.apply(self.vnic, model)
+            except AgentError as exc:
+                _abort(context, exc)
+            results = [
+                pb.RuleResult(flow_id=flow.id, rule_id=rule.id, installed=True)
+                for flow in model.flows for rule in flow.rules
+            ]
+            results += [pb.RuleResult(installed=True, error=f"warning: {w}")
+                        for w in outcome.warnings]
+            return pb.ApplyReply(generation=outcome.generation, results=results)
 
     def Withdraw(self, request: pb.WithdrawRequest,
                  context: grpc.ServicerContext) -> pb.WithdrawReply:

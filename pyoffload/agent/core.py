@@ -36,6 +36,7 @@ from pyoffload.agent.installer import Installer, InstallError
 from pyoffload.agent.quota import ConnectionQuotas
 from pyoffload.agent.registers import P4RuntimeRegisters, RegisterAccess, ThriftRegisters
 from pyoffload.agent.slowpath import SlowPath
+from pyoffload.bulk import no_cyclic_gc
 from pyoffload.compiler import (
     CompiledRequest,
     ResourceExhausted,
@@ -347,7 +348,7 @@ class Agent:
 
     def apply(self, vnic: str, request: OffloadRequest) -> ApplyOutcome:
         """Install ``request`` as ``vnic``'s whole rule set, all or nothing."""
-        with self._lock:
+        with self._lock, no_cyclic_gc():
             state = self.state(vnic)
             try:
                 request = validate_for_vnic(request, vnic)

@@ -115,7 +115,9 @@ class _Builder:
     def expand(self, table: str, match: P4TableMatch) -> list[P4TableMatch]:
         """``match``, or its ternary expansion where ``table`` matches ports ternary."""
         matches = [match]
-        for field in sorted(self.ternary_ports.get(table, frozenset())):
+        if table not in self.ternary_ports:
+            return matches
+        for field in sorted(self.ternary_ports[table]):
             value = match.get(field)
             if not isinstance(value, tuple):
                 continue
@@ -281,28 +283,28 @@ class _Builder:
 class _ShadowIndex:
     """Earlier rules of a flow, indexed so that finding one that covers a new
     rule is not quadratic: a rule for a single destination port can only be
-    covered by rules for that port or by rules for a range of ports (or any)."""
+    covered by rules for that port or by rules for a range of ports (or any).
+    Rules are kept with their position (the earliest covering one is named)."""
 
-    by_port: dict[int, list[Rule]] = attrs.field(factory=dict)
-    wide: list[Rule] = attrs.field(factory=list)
+    by_port: dict[int, list[tuple[int, Rule]]] = attrs.field(factory=dict)
+    wide: list[tuple[int, Rule]] = attrs.field(factory=list)
+    count: int = 0
 
     def covering(self, rule: Rule) -> Rule | None:
         ports = rule.match.dst_ports
-        candidates: list[Rule] = list(self.wide)
-        if ports is not None and ports.lo == ports.hi:
-            candidates += self.by_port.get(ports.lo, [])
-        found = [r for r in candidates if covers(r.match, rule.match)]
-        return min(found, key=self._order.__getitem__) if found else None
-
-    _order: dict[Rule, int] = attrs.field(factory=dict)
+        candidates = self.wide
+        if ports is not None and ports.lo == ports.hi and ports.lo in self.by_port:
+            candidates = candidates + self.by_port[ports.lo]
+        found = [(order, r) for order, r in candidates if covers(r.match, rule.match)]
+        return min(found, key=lambda item: item[0])[1] if found else None
 
     def add(self, rule: Rule) -> None:
-        self._order[rule] = len(self._order)
         ports = rule.match.dst_ports
         if ports is not None and ports.lo == ports.hi:
-            self.by_port.setdefault(ports.lo, []).append(rule)
+            self.by_port.setdefault(ports.lo, []).append((self.count, rule))
         else:
-            self.wide.append(rule)
+            self.wide.append((self.count, rule))
+        self.count += 1
 
 
 def _nat_match(match: P4TableMatch) -> P4TableMatch:
