@@ -48,13 +48,14 @@ class VnicChannel:
                 outcome = self.agent.apply(self.vnic, model)
             except AgentError as exc:
                 _abort(context, exc)
-            results = [
-                pb.RuleResult(flow_id=flow.id, rule_id=rule.id, installed=True)
-                for flow in model.flows for rule in flow.rules
-            ]
-            results += [pb.RuleResult(installed=True, error=f"warning: {w}")
-                        for w in outcome.warnings]
-            return pb.ApplyReply(generation=outcome.generation, results=results)
+            reply = pb.ApplyReply(generation=outcome.generation)
+            add = reply.results.add
+            for flow in model.flows:
+                for rule in flow.rules:
+                    add(flow_id=flow.id, rule_id=rule.id, installed=True)
+            for warning in outcome.warnings:
+                add(installed=True, error=f"warning: {warning}")
+            return reply
 
     def Withdraw(self, request: pb.WithdrawRequest,
                  context: grpc.ServicerContext) -> pb.WithdrawReply:
