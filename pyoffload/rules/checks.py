@@ -54,20 +54,22 @@ def ip_version(match: FlowMatch | RuleMatch) -> int | None:
 
 def check_l34(match: FlowMatch | RuleMatch) -> None:
     """Addresses of one family, ports only for TCP/UDP, ICMP of the right family."""
-    check_network(match.src, "src")
-    check_network(match.dst, "dst")
-    if match.src is not None and match.dst is not None and match.src.version != match.dst.version:
-        raise RuleError(
-            f"{match.dst} is IPv{match.dst.version} but src {match.src} is "
-            f"IPv{match.src.version} (one family per match)",
-            field="dst",
-        )
-    family = match.src or match.dst
-    if family is not None:
-        if match.protocol == PROTO_ICMP and family.version == 6:
-            raise RuleError("icmp is IPv4; use icmpv6 with IPv6 prefixes", field="protocol")
-        if match.protocol == PROTO_ICMPV6 and family.version == 4:
-            raise RuleError("icmpv6 is IPv6; use icmp with IPv4 prefixes", field="protocol")
+    src, dst = match.src, match.dst
+    if src is not None or dst is not None:  # (an any-to-any match has no family)
+        check_network(src, "src")
+        check_network(dst, "dst")
+        if src is not None and dst is not None and src.version != dst.version:
+            raise RuleError(
+                f"{dst} is IPv{dst.version} but src {src} is IPv{src.version} "
+                "(one family per match)",
+                field="dst",
+            )
+        family = src or dst
+        if family is not None:
+            if match.protocol == PROTO_ICMP and family.version == 6:
+                raise RuleError("icmp is IPv4; use icmpv6 with IPv6 prefixes", field="protocol")
+            if match.protocol == PROTO_ICMPV6 and family.version == 4:
+                raise RuleError("icmpv6 is IPv6; use icmp with IPv4 prefixes", field="protocol")
     if isinstance(match, model.FlowMatch):
         check_ports(match, match.protocol)
 
@@ -83,12 +85,12 @@ def check_ports(match: FlowMatch | RuleMatch, protocol: int | None) -> None:
             f"TCP flags need protocol tcp (the match has {protocol_name(protocol)})",
             field="tcp_flags",
         )
-    for field in ("src_ports", "dst_ports"):
-        if getattr(match, field) is not None and protocol not in PORT_PROTOCOLS:
-            raise RuleError(
-                f"ports need protocol tcp or udp (the match has {protocol_name(protocol)})",
-                field=field,
-            )
+    src_ports, dst_ports = match.src_ports, match.dst_ports
+    if (src_ports is not None or dst_ports is not None) and protocol not in PORT_PROTOCOLS:
+        raise RuleError(
+            f"ports need protocol tcp or udp (the match has {protocol_name(protocol)})",
+            field="src_ports" if src_ports is not None else "dst_ports",
+        )
 
 
 def check_rule_match(match: RuleMatch) -> None:
@@ -206,25 +208,24 @@ def check_flow(flow: Flow) -> None:
 def _check_rule_in_flow(
     rule: Rule, flow: Flow, services: frozenset[Service], flow_version: int | None
 ) -> None:
-    version = rule.match.ip_version
+    match = rule.match
+    protocol = match.protocol
+    flow_protocol = flow.match.protocol
+    version = match.ip_version
     if version is not None and flow_version is not None and version != flow_version:
         raise RuleError(
             f"the rule matches IPv{version} but its flow IPv{flow_version}: it could never match",
             field="match",
         )
-    if (
-        rule.match.protocol is not None
-        and flow.match.protocol is not None
-        and rule.match.protocol != flow.match.protocol
-    ):
+    if protocol is not None and flow_protocol is not None and protocol != flow_protocol:
         raise RuleError(
-            f"{protocol_name(rule.match.protocol)}, but the flow is "
-            f"{protocol_name(flow.match.protocol)}: the rule could never match",
+            f"{protocol_name(protocol)}, but the flow is "
+            f"{protocol_name(flow_protocol)}: the rule could never match",
             field="match.protocol",
         )
-    with_flow = rule.match.protocol if rule.match.protocol is not None else flow.match.protocol
+    with_flow = protocol if protocol is not None else flow_protocol
     try:
-        check_ports(rule.match, with_flow)
+        check_ports(match, with_flow)
     except RuleError as exc:
         raise exc.within(field="match") from None
     action = rule.action
@@ -240,9 +241,9 @@ def _check_rule_in_flow(
         raise RuleError(f"{kind} needs the flow's nat service", field=kind)
     if flow_version == 6:
         raise RuleError("NAT is IPv4 only; the flow matches IPv6", field=kind)
-    if flow.match.protocol is not None and flow.match.protocol not in PORT_PROTOCOLS:
+    if flow_protocol is not None and flow_protocol not in PORT_PROTOCOLS:
         raise RuleError(
-            f"NAT translates TCP and UDP only; the flow is {protocol_name(flow.match.protocol)}",
+            f"NAT translates TCP and UDP only; the flow is {protocol_name(flow_protocol)}",
             field=kind,
         )
 

@@ -9,9 +9,7 @@ is its inverse: ``from_proto(to_proto(r)) == r`` for every request ``r``.
 
 from __future__ import annotations
 
-import ipaddress
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from guest_shim import names, syntax
@@ -43,54 +41,81 @@ from pyoffload.rules.values import (
 )
 
 T = TypeVar("T")
+A = TypeVar("A")
 E = TypeVar("E")
 
-_DIRECTIONS = {pb.DIRECTION_UNSPECIFIED: Direction.BOTH} | {
-    number: Direction(word) for word, number in names.DIRECTIONS.items()
-}
-_CT_STATES = {number: CtState(word) for word, number in names.CT_STATES.items()}
-_VERDICTS = {number: Verdict(word) for word, number in names.VERDICTS.items()}
-_SERVICES = {number: Service(word) for word, number in names.SERVICES.items()}
+
+class _Members(dict[int, E]):
+    """An enum's members by wire number; an unknown number is a RuleError.
+
+    Looking a number up is a plain dict index (no call per field); only a
+    miss runs Python code.
+    """
+
+    def __init__(self, what: str, members: Mapping[Any, E]) -> None:
+        super().__init__(members)
+        self.what = what
+
+    def __missing__(self, value: int) -> E:
+        raise RuleError(f"{value} is not a valid {self.what}")
 
 
-@contextmanager
-def _at(
-    field: str | None = None, *, flow: str | None = None, rule: str | None = None
-) -> Iterator[None]:
-    """Locate any RuleError (or syntax ValueError) raised inside."""
+_DIRECTIONS = _Members(
+    "direction",
+    {pb.DIRECTION_UNSPECIFIED: Direction.BOTH}
+    | {number: Direction(word) for word, number in names.DIRECTIONS.items()},
+)
+_CT_STATES = _Members(
+    "ct_state", {number: CtState(word) for word, number in names.CT_STATES.items()}
+)
+_VERDICTS = _Members("verdict", {number: Verdict(word) for word, number in names.VERDICTS.items()})
+_SERVICES = _Members("service", {number: Service(word) for word, number in names.SERVICES.items()})
+
+# Locating errors: each step of ``from_proto`` that names a place (a flow, a
+# rule, a field) converts its part inside a plain ``try`` and, only when that
+# raises, re-raises the error with the place added (``_located``). The errors
+# nest as the steps do, so ``match.dst_ports.lo`` is built on the way up. A
+# ``try`` costs nothing while nothing is raised; a context manager and a
+# closure per field cost twice as much as the conversion itself (10,000 rules:
+# 0.16 s with them, 0.055 s without).
+
+
+def _located(
+    error: ValueError,
+    field: str | None = None,
+    *,
+    flow: str | None = None,
+    rule: str | None = None,
+) -> RuleError:
+    """``error`` (a RuleError, or a syntax ValueError) located under ``field``."""
+    if isinstance(error, RuleError):
+        return error.within(flow=flow, rule=rule, field=field)
+    return RuleError(str(error), flow=flow, rule=rule, field=field)
+
+
+def _convert(field: str, convert: Callable[[A], T], value: A) -> T:
+    """``convert(value)``, an error located under ``field`` (for the rarer fields)."""
     try:
-        yield
-    except RuleError as exc:
-        raise exc.within(flow=flow, rule=rule, field=field) from None
+        return convert(value)
     except ValueError as exc:
-        raise RuleError(str(exc), flow=flow, rule=rule, field=field) from None
+        raise _located(exc, field) from None
 
 
-def _enum(table: Mapping[Any, E], value: int, what: str) -> E:
-    if value not in table:
-        raise RuleError(f"{value} is not a valid {what}")
-    return table[value]
+def _range(message: pb.PortRange) -> PortRange:
+    return PortRange(lo=message.lo, hi=message.hi)
 
 
-def _prefix(text: str) -> IPNetwork | None:
-    return syntax.parse_prefix(text)
+def _tcp_flags(message: pb.TcpFlags) -> TcpFlags:
+    return TcpFlags(value=message.value, mask=message.mask)
 
 
-def _ipv4(text: str) -> ipaddress.IPv4Address:
-    return syntax.parse_ipv4_address(text)
+def _rate_limit(message: pb.RateLimit) -> RateLimit:
+    return RateLimit(cir=message.cir, cbs=message.cbs, pir=message.pir, pbs=message.pbs)
 
 
-def _ports(message: pb.FlowMatch | pb.RuleMatch | pb.Snat, field: str) -> PortRange | None:
-    if not message.HasField(field):
-        return None
-    ports: pb.PortRange = getattr(message, field)
-    with _at(field):
-        return PortRange(lo=ports.lo, hi=ports.hi)
-
-
-def _field(name: str, convert: Callable[[], T]) -> T:
-    with _at(name):
-        return convert()
+def _timeouts(message: pb.Timeouts) -> Timeouts:
+    seconds = {field.name: value or None for field, value in message.ListFields()}
+    return Timeouts(**seconds)
 
 
 # ------------------------------------------------------------------ from proto
@@ -100,78 +125,109 @@ def from_proto(message: pb.OffloadRequest) -> OffloadRequest:
     """The model of a request received on the channel; RuleError if invalid."""
     flows = []
     for index, flow in enumerate(message.flows, start=1):
-        ident = flow.id or f"#{index}"
-        with _at(flow=ident):
+        try:
             flows.append(_flow(flow))
-    with _at():
-        return OffloadRequest(
-            vnic=message.vnic or None, generation=message.generation, flows=flows
-        )
+        except ValueError as exc:
+            raise _located(exc, flow=flow.id or f"#{index}") from None
+    try:
+        return OffloadRequest(vnic=message.vnic or None, generation=message.generation, flows=flows)
+    except ValueError as exc:
+        raise _located(exc) from None
 
 
 def _flow(message: pb.Flow) -> Flow:
+    """A flow; its rules are converted first, then its match, then its config."""
     rules = []
     for index, rule in enumerate(message.rules, start=1):
-        with _at(rule=rule.id or f"#{index}"):
+        try:
             rules.append(_rule(rule))
-    with _at("match"):
-        match = _flow_match(message.match)
-    with _at("config"):
-        config = _config(message.config)
+        except ValueError as exc:
+            raise _located(exc, rule=rule.id or f"#{index}") from None
+    match = _convert("match", _flow_match, message.match)
+    config = _convert("config", _config, message.config)
     return Flow(id=message.id, match=match, config=config, rules=rules)
 
 
-def _l34(message: pb.FlowMatch | pb.RuleMatch) -> dict[str, object]:
-    return {
-        "direction": _field(
-            "direction", lambda: _enum(_DIRECTIONS, message.direction, "direction")
-        ),
-        "protocol": _field("protocol", lambda: syntax.parse_protocol(message.protocol)),
-        "src": _field("src", lambda: _prefix(message.src)),
-        "dst": _field("dst", lambda: _prefix(message.dst)),
-        "src_ports": _ports(message, "src_ports"),
-        "dst_ports": _ports(message, "dst_ports"),
-    }
+_L34 = tuple[
+    Direction, int | None, IPNetwork | None, IPNetwork | None, PortRange | None, PortRange | None
+]
+
+
+def _l34(message: pb.FlowMatch | pb.RuleMatch) -> _L34:
+    """The fields flow and rule matches share, in this order (the order converted in).
+
+    One ``try`` for the six, ``field`` naming the one being converted: a
+    helper call per field would cost about as much as converting it. An
+    empty string is "any" (None), as the parsers would say, without a call.
+    """
+    field = "direction"
+    try:
+        direction = _DIRECTIONS[message.direction]
+        field = "protocol"
+        protocol = syntax.parse_protocol(message.protocol) if message.protocol else None
+        field = "src"
+        src = syntax.parse_prefix(message.src) if message.src else None
+        field = "dst"
+        dst = syntax.parse_prefix(message.dst) if message.dst else None
+        field = "src_ports"
+        src_ports = _range(message.src_ports) if message.HasField("src_ports") else None
+        field = "dst_ports"
+        dst_ports = _range(message.dst_ports) if message.HasField("dst_ports") else None
+    except ValueError as exc:
+        raise _located(exc, field) from None
+    return direction, protocol, src, dst, src_ports, dst_ports
 
 
 def _flow_match(message: pb.FlowMatch) -> FlowMatch:
-    return FlowMatch(**_l34(message))  # type: ignore[arg-type]
+    direction, protocol, src, dst, src_ports, dst_ports = _l34(message)
+    return FlowMatch(
+        direction=direction,
+        protocol=protocol,
+        src=src,
+        dst=dst,
+        src_ports=src_ports,
+        dst_ports=dst_ports,
+    )
 
 
 def _rule_match(message: pb.RuleMatch) -> RuleMatch:
-    flags = None
-    if message.HasField("tcp_flags"):
-        with _at("tcp_flags"):
-            flags = TcpFlags(value=message.tcp_flags.value, mask=message.tcp_flags.mask)
-    ct_state = _field("ct_state", lambda: _enum(_CT_STATES, message.ct_state, "ct_state"))
-    return RuleMatch(**_l34(message), ct_state=ct_state, tcp_flags=flags)  # type: ignore[arg-type]
-
-
-def _rate_limit(message: pb.RateLimit) -> RateLimit:
-    return RateLimit(cir=message.cir, cbs=message.cbs, pir=message.pir, pbs=message.pbs)
+    """A rule's match: tcp_flags and ct_state are converted before the shared fields."""
+    field = "tcp_flags"
+    try:
+        flags = _tcp_flags(message.tcp_flags) if message.HasField("tcp_flags") else None
+        field = "ct_state"
+        ct_state = _CT_STATES[message.ct_state]
+    except ValueError as exc:
+        raise _located(exc, field) from None
+    direction, protocol, src, dst, src_ports, dst_ports = _l34(message)
+    return RuleMatch(
+        direction=direction,
+        ct_state=ct_state,
+        protocol=protocol,
+        src=src,
+        dst=dst,
+        src_ports=src_ports,
+        dst_ports=dst_ports,
+        tcp_flags=flags,
+    )
 
 
 def _config(message: pb.FlowConfig) -> FlowConfig:
     services = []
     for index, value in enumerate(message.services):
-        with _at(f"services[{index}]"):
-            services.append(_enum(_SERVICES, value, "service"))
+        try:
+            services.append(_SERVICES[value])
+        except ValueError as exc:
+            raise _located(exc, f"services[{index}]") from None
     if len(set(services)) != len(services):
         raise RuleError("a service is listed twice", field="services")
     if message.default_verdict == pb.VERDICT_UNSPECIFIED:
         raise RuleError(f"is missing (one of {', '.join(names.VERDICTS)})", field="default_verdict")
-    verdict = _field(
-        "default_verdict", lambda: _enum(_VERDICTS, message.default_verdict, "verdict")
-    )
-    with _at("timeouts"):
-        seconds = {
-            field.name: value or None for field, value in message.timeouts.ListFields()
-        }
-        timeouts = Timeouts(**seconds)
+    verdict = _convert("default_verdict", _VERDICTS.__getitem__, message.default_verdict)
+    timeouts = _convert("timeouts", _timeouts, message.timeouts)
     rate_limit = None
     if message.HasField("rate_limit"):
-        with _at("rate_limit"):
-            rate_limit = _rate_limit(message.rate_limit)
+        rate_limit = _convert("rate_limit", _rate_limit, message.rate_limit)
     return FlowConfig(
         services=frozenset(services),
         default_verdict=verdict,
@@ -182,54 +238,65 @@ def _config(message: pb.FlowConfig) -> FlowConfig:
 
 
 def _rule(message: pb.Rule) -> Rule:
-    with _at("match"):
+    """A rule: its match, then its action (located under its kind), then its meter."""
+    try:
         match = _rule_match(message.match)
-    kind = message.WhichOneof("action")
-    action: Action
-    with _at(kind):
-        if kind == "verdict":
-            if message.verdict == pb.VERDICT_UNSPECIFIED:
-                raise RuleError("is unspecified")
-            action = _enum(_VERDICTS, message.verdict, "verdict")
-        elif kind == "snat":
-            if not message.snat.HasField("ports"):
-                raise RuleError("is missing", field="ports")
-            action = Snat(
-                address=_field("address", lambda: _ipv4(message.snat.address)),
-                ports=_ports(message.snat, "ports"),  # type: ignore[arg-type]
-            )
-        elif kind == "dnat":
-            action = Dnat(
-                address=_field("address", lambda: _ipv4(message.dnat.address)),
-                port=message.dnat.port or None,
-            )
-        elif kind == "load_balance":
-            action = _load_balance(message.load_balance)
-        else:
-            raise RuleError("needs exactly one action of verdict, snat, dnat, load_balance")
+    except ValueError as exc:
+        raise _located(exc, "match") from None
+    verdict = message.verdict  # not 0 only when the action is this verdict (unset reads 0)
+    kind = "verdict" if verdict else message.WhichOneof("action")
+    try:
+        action = _VERDICTS[verdict] if verdict else _action(message, kind)
+    except ValueError as exc:
+        raise _located(exc, kind) from None
     rate_limit = None
     if message.HasField("rate_limit"):
-        with _at("rate_limit"):
-            rate_limit = _rate_limit(message.rate_limit)
+        rate_limit = _convert("rate_limit", _rate_limit, message.rate_limit)
     return Rule(id=message.id, match=match, action=action, rate_limit=rate_limit)
 
 
+def _action(message: pb.Rule, kind: str | None) -> Action:
+    """The action ``kind`` names; errors are located inside it, not under it."""
+    if kind == "verdict":
+        if message.verdict == pb.VERDICT_UNSPECIFIED:
+            raise RuleError("is unspecified")
+        return _VERDICTS[message.verdict]
+    if kind == "snat":
+        if not message.snat.HasField("ports"):
+            raise RuleError("is missing", field="ports")
+        return Snat(
+            address=_convert("address", syntax.parse_ipv4_address, message.snat.address),
+            ports=_convert("ports", _range, message.snat.ports),
+        )
+    if kind == "dnat":
+        return Dnat(
+            address=_convert("address", syntax.parse_ipv4_address, message.dnat.address),
+            port=message.dnat.port or None,
+        )
+    if kind == "load_balance":
+        return _load_balance(message.load_balance)
+    raise RuleError("needs exactly one action of verdict, snat, dnat, load_balance")
+
+
 def _load_balance(message: pb.LoadBalance) -> LoadBalance:
+    """Backends first, then the protocol, then the VIP."""
     backends = []
     for index, backend in enumerate(message.backends):
-        with _at(f"backends[{index}]"):
+        try:
             backends.append(
                 Backend(
-                    address=_field("address", lambda b=backend: _ipv4(b.address)),  # type: ignore[misc]
+                    address=_convert("address", syntax.parse_ipv4_address, backend.address),
                     port=backend.port,
                     weight=backend.weight or 1,
                 )
             )
-    protocol = _field("protocol", lambda: syntax.parse_protocol(message.protocol))
+        except ValueError as exc:
+            raise _located(exc, f"backends[{index}]") from None
+    protocol = _convert("protocol", syntax.parse_protocol, message.protocol)
     if protocol is None:
         raise RuleError("is missing (tcp or udp)", field="protocol")
     return LoadBalance(
-        vip=_field("vip", lambda: _ipv4(message.vip)),
+        vip=_convert("vip", syntax.parse_ipv4_address, message.vip),
         port=message.port,
         protocol=protocol,
         backends=backends,
