@@ -234,3 +234,85 @@ def test_bad_requests_change_nothing_and_server_keeps_serving(t: Target) -> None
     assert info.value.code() == grpc.StatusCode.UNKNOWN
     t.client.write(insert(l2(t, 1)))
     assert len(t.client.read(p4r.Entity(table_entry=p4r.TableEntry()))) == 1
+
+
+def test_reads_by_key_follow_every_change(t: Target) -> None:
+    """A read answers from a copy of the entry made at its first read: never a stale one."""
+    key = l2(t, 7, port=1)
+    t.client.write(insert(key))
+    assert t.client.read(key) == [key]
+    changed = l2(t, 7, port=4, controller_metadata=3, metadata=b"m")
+    t.client.write(modify(changed))
+    assert t.client.read(key) == [changed]
+    undone = t.client.write_errors(modify(l2(t, 7, port=2)), insert(l2(t, 7)),
+                                   atomicity=WA.ROLLBACK_ON_ERROR)
+    assert [e.canonical_code for e in undone] == [rpc_code.ABORTED, rpc_code.ALREADY_EXISTS]
+    assert t.client.read(key) == [changed]
+    undone = t.client.write_errors(delete(key), insert(p4r.Entity(table_entry=p4r.TableEntry(
+        table_id=7))), atomicity=WA.ROLLBACK_ON_ERROR)
+    assert [e.canonical_code for e in undone] == [rpc_code.ABORTED, rpc_code.INVALID_ARGUMENT]
+    assert t.client.read(p4r.Entity(table_entry=p4r.TableEntry())) == [changed]
+    t.client.write(delete(key))
+    assert t.client.read(key) == []
+    t.client.write(insert(key))
+    assert t.client.read(key) == [key]
+    # counters are read from the engine each time, not from the copy
+    entity = acl(t, 0x0A0000000000, 0xFF0000000000, 10)
+    t.client.write(insert(entity))
+    query = p4r.Entity()
+    query.CopyFrom(entity)
+    query.table_entry.ClearField("action")
+    query.table_entry.counter_data.SetInParent()
+    assert t.client.read(query)[0].table_entry.counter_data.packet_count == 0
+    t.ports[1].inject(ipv4(0x1, 0x0A0000000001, 1, 2))
+    assert t.ports[3].take() is not None
+    (read,) = t.client.read(query)
+    assert read.table_entry.counter_data.packet_count == 1
+    read.table_entry.ClearField("counter_data")
+    assert read == entity
+
+
+def test_reads_by_key_reject_bad_keys_as_writes_do(t: Target) -> None:
+    n = t.names
+    good = acl(t, 0x0A0000000000, 0xFF0000000000, 10)
+    t.client.write(insert(good))
+    src, ether = n.field("acl", "hdr.ethernet.srcAddr"), n.field("acl", "hdr.ethernet.etherType")
+
+    def bad(edit: str) -> p4r.Entity:
+        entity = p4r.Entity()
+        entity.CopyFrom(good)
+        te = entity.table_entry
+        ternary, range_ = te.match[0].ternary, te.match[1].range
+        if edit == "twice":
+            te.match.add().CopyFrom(te.match[0])
+        elif edit == "unknown field":
+            te.match.add(field_id=99).exact.value = b"\x01"
+        elif edit == "wrong kind":
+            te.match[1].exact.value = b"\x01"
+        elif edit == "empty":
+            ternary.value = b""
+        elif edit == "too wide":
+            ternary.mask = b"\x01" + b"\x00" * 6
+        elif edit == "mask 0":
+            ternary.value, ternary.mask = b"\x00", b"\x00"
+        elif edit == "outside mask":
+            ternary.value = b"\x0b\x00\x00\x00\x00\x01"
+        elif edit == "full range":
+            range_.low, range_.high = b"\x00", b"\xff\xff"
+        elif edit == "inverted":
+            range_.low, range_.high = b"\x09", b"\x03"
+        elif edit == "no priority":
+            te.priority = 0
+        assert {m.field_id for m in te.match} >= {src, ether}
+        return entity
+
+    edits = ["twice", "unknown field", "wrong kind", "empty", "too wide", "mask 0",
+             "outside mask", "full range", "inverted", "no priority"]
+    queries = [bad(edit) for edit in edits]
+    device = t.server.device
+    found, read_errors = device.read(queries)
+    write_errors = device.write([insert(q) for q in queries], WA.CONTINUE_ON_ERROR)
+    assert found == []
+    assert all(e is not None and e.code == rpc_code.INVALID_ARGUMENT for e in read_errors)
+    assert [str(e) for e in read_errors] == [str(e) for e in write_errors]
+    assert device.read([good]) == ([good], [None])

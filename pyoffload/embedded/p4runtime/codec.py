@@ -38,7 +38,7 @@ def encode_uint(value: int, bitwidth: int = 0) -> bytes:
     """
     if value < 0 or (bitwidth and value >> bitwidth):
         raise ValueError(f"{value} is not a bit<{bitwidth}> value")
-    return value.to_bytes(max(1, (value.bit_length() + 7) // 8), "big")
+    return value.to_bytes((value.bit_length() + 7) // 8 or 1, "big")
 
 
 def decode_int(data: bytes, bitwidth: int, what: str) -> int:

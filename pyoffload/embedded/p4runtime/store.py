@@ -6,7 +6,7 @@ the store, so no entity can outlive the program it was written for.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from finsy.proto import p4r
@@ -71,7 +71,7 @@ class EntityStore:
             "packet_replication_engine_entry": self.pre.write,
             "digest_entry": self.digests.write,
         }
-        self._readers: dict[str, Callable[[Any], Iterator[p4r.Entity]]] = {
+        self._readers: dict[str, Callable[[Any], Iterable[p4r.Entity]]] = {
             "table_entry": self.tables.read,
             "action_profile_member": self.profiles.read_members,
             "action_profile_group": self.profiles.read_groups,
@@ -107,12 +107,14 @@ class EntityStore:
     def read(self, entity: p4r.Entity) -> list[p4r.Entity]:
         """Every entity matching one read request (wildcards expanded)."""
         which = entity.WhichOneof("entity")
-        if which is None:
-            raise invalid("read request entity has no type set")
-        reader = self._readers.get(which)
-        if reader is None:
-            raise unimplemented(f"reading {which} is not supported by this target")
         try:
+            if which == "table_entry":  # the common case, already a list
+                return self.tables.read(entity.table_entry)
+            if which is None:
+                raise invalid("read request entity has no type set")
+            reader = self._readers.get(which)
+            if reader is None:
+                raise unimplemented(f"reading {which} is not supported by this target")
             return list(reader(getattr(entity, which)))
         except EngineError as exc:
             raise from_engine_error(exc) from exc

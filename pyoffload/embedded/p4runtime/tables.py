@@ -3,7 +3,9 @@
 The store keeps, per table, a dict from the entry's P4Runtime key (decoded
 match values plus priority) to what the engine was given and what a Read must
 return. Writes are the hot path of the whole server: one dict lookup per id,
-one decode per field, one engine call, no protobuf copies.
+one decode per field, one engine call, no protobuf copies. Reads by key
+decode only the store key (no engine key) and answer from a serialized copy
+of the entry made at its first read (`Entry.read_back`).
 
 Priorities: P4Runtime says a larger number wins; the engine (like BMv2's
 runtime) is given the same number, see `engine_priority`.
@@ -24,7 +26,7 @@ from .codec import decode_uint, encode_uint
 from .engine_api import PipelineStateLike, TableStateLike
 from .errors import P4RuntimeError, already_exists, invalid, not_found, permission_denied
 from .meters import MeterCodec
-from .p4info import MatchType, P4InfoIndex, TableInfo
+from .p4info import MatchFieldInfo, MatchType, P4InfoIndex, TableInfo
 
 Undo = list[Callable[[], None]] | None
 INSERT, MODIFY, DELETE = p4r.Update.INSERT, p4r.Update.MODIFY, p4r.Update.DELETE
@@ -59,6 +61,139 @@ class Entry:
     meter_config: p4r.MeterConfig | None
     idle_since_ns: int
     """Start of the current idle period: insert time or last notification."""
+    read_back: bytes | None = None
+    """The serialized Entity a Read returns (without counter, meter or idle data).
+
+    Built by the first read, so that later reads parse it in one C call instead
+    of building the message field by field; every change to the fields above
+    that a Read returns resets it to None.
+    """
+
+
+AddMatch = Callable[..., p4r.FieldMatch]
+"""The bound `match.add` of the TableEntry being filled."""
+
+
+@dataclass(frozen=True, slots=True)
+class FieldCodec:
+    """How one match field is decoded, encoded and keyed in the engine.
+
+    The match type is looked at once, when the pipeline is loaded, so that the
+    per-entry work of reads and writes calls straight into the right code.
+    """
+
+    position: int
+    name: str
+    kind: str | None
+    """The FieldMatch oneof a request must use (None for a non-standard match type)."""
+    decode: Callable[[p4r.FieldMatch], Any]
+    """The store value of a FieldMatch of the right kind, validated."""
+    encode: Callable[[AddMatch, Any], None]
+    """Append the canonical FieldMatch of a store value."""
+    engine: Callable[[Any], KeyValue]
+    """The engine key value of a store value."""
+
+
+@dataclass(frozen=True, slots=True)
+class KeyCodec:
+    """The field codecs of one table, in key order and by field id."""
+
+    fields: tuple[FieldCodec, ...]
+    by_id: dict[int, FieldCodec]
+    exact_positions: tuple[int, ...]
+    """Fields that cannot be left out (exact match)."""
+
+    @classmethod
+    def of(cls, info: TableInfo) -> KeyCodec:
+        fields = tuple(field_codec(f) for f in info.match_fields)
+        return cls(
+            fields,
+            {f.id: c for f, c in zip(info.match_fields, fields, strict=True)},
+            tuple(f.position for f in info.match_fields if f.match_type == _EXACT),
+        )
+
+
+def field_codec(f: MatchFieldInfo) -> FieldCodec:
+    """The codec of one match field; a non-standard match type is handled as optional."""
+    fid, width, what = f.id, f.bitwidth, f.what
+    mt = f.match_type
+    kind = _KIND_OF.get(mt)
+
+    if mt == _EXACT:
+        def decode_exact(m: p4r.FieldMatch) -> int:
+            return decode_uint(m.exact.value, width, what)
+
+        def encode_exact(add: AddMatch, v: int) -> None:
+            add(field_id=fid).exact.value = encode_uint(v)
+
+        return FieldCodec(f.position, f.name, kind, decode_exact, encode_exact, Exact)
+
+    if mt == _LPM:
+        def decode_lpm(m: p4r.FieldMatch) -> tuple[int, int]:
+            lpm = m.lpm
+            plen = lpm.prefix_len
+            value = decode_uint(lpm.value, width, what)
+            if not 0 < plen <= width:
+                raise invalid(f"{what}: prefix_len {plen} not in 1..{width} "
+                              "(omit the field for a don't-care match)")
+            if value & ((1 << (width - plen)) - 1):
+                raise invalid(f"{what}: bits beyond the /{plen} prefix must be 0")
+            return value, plen
+
+        def encode_lpm(add: AddMatch, v: tuple[int, int]) -> None:
+            lpm = add(field_id=fid).lpm
+            lpm.value, lpm.prefix_len = encode_uint(v[0]), v[1]
+
+        return FieldCodec(f.position, f.name, kind, decode_lpm, encode_lpm,
+                          lambda v: Lpm(v[0], v[1]))
+
+    if mt == _TERNARY:
+        what_mask = what + " mask"
+
+        def decode_ternary(m: p4r.FieldMatch) -> tuple[int, int]:
+            ternary = m.ternary
+            value = decode_uint(ternary.value, width, what)
+            mask = decode_uint(ternary.mask, width, what_mask)
+            if mask == 0:
+                raise invalid(f"{what}: mask is 0 (omit the field for a don't-care match)")
+            if value & ~mask:
+                raise invalid(f"{what}: value has bits outside the mask")
+            return value, mask
+
+        def encode_ternary(add: AddMatch, v: tuple[int, int]) -> None:
+            ternary = add(field_id=fid).ternary
+            ternary.value, ternary.mask = encode_uint(v[0]), encode_uint(v[1])
+
+        return FieldCodec(f.position, f.name, kind, decode_ternary, encode_ternary,
+                          lambda v: Ternary(v[0], v[1]))
+
+    if mt == _RANGE:
+        what_low, what_high = what + " low", what + " high"
+
+        def decode_range(m: p4r.FieldMatch) -> tuple[int, int]:
+            range_ = m.range
+            low = decode_uint(range_.low, width, what_low)
+            high = decode_uint(range_.high, width, what_high)
+            if low > high:
+                raise invalid(f"{what}: low {low} > high {high}")
+            if low == 0 and high == (1 << width) - 1:
+                raise invalid(f"{what}: full range (omit the field for a don't-care match)")
+            return low, high
+
+        def encode_range(add: AddMatch, v: tuple[int, int]) -> None:
+            range_ = add(field_id=fid).range
+            range_.low, range_.high = encode_uint(v[0]), encode_uint(v[1])
+
+        return FieldCodec(f.position, f.name, kind, decode_range, encode_range,
+                          lambda v: Range(v[0], v[1]))
+
+    def decode_optional(m: p4r.FieldMatch) -> int:
+        return decode_uint(m.optional.value, width, what)
+
+    def encode_optional(add: AddMatch, v: int) -> None:
+        add(field_id=fid).optional.value = encode_uint(v)
+
+    return FieldCodec(f.position, f.name, kind, decode_optional, encode_optional, Optional_)
 
 
 class TableStore:
@@ -80,6 +215,7 @@ class TableStore:
         self._meters = meters
         self._clock = clock
         self.entries: dict[int, dict[Key, Entry]] = {t: {} for t in index.tables}
+        self._codecs = {t: KeyCodec.of(info) for t, info in index.tables.items()}
         self._engine: dict[int, TableStateLike] = {}
         self.defaults: dict[int, Entry] = {}
         """Tables whose default action was modified, with the entry a Read returns."""
@@ -91,72 +227,32 @@ class TableStore:
         return table
 
     # decoding -----------------------------------------------------------------
-    def decode_key(self, info: TableInfo, te: p4r.TableEntry) -> tuple[Key, list[KeyValue]]:
-        """The store key and the engine key of an entry, validating every field."""
-        fields = info.match_fields
-        values: list[Any] = [None] * len(fields)
-        by_id = info.fields_by_id
+    def decode_match(self, info: TableInfo, te: p4r.TableEntry) -> tuple[Key, list[FieldCodec]]:
+        """The store key of an entry and the fields it gives, validating them and the priority.
+
+        All a read or a lookup needs; `decode_key` adds the engine key for writes.
+        """
+        codec = self._codecs[info.id]
+        values: list[Any] = [None] * len(codec.fields)
+        given: list[FieldCodec] = []
+        by_id = codec.by_id
         for m in te.match:
             f = by_id.get(m.field_id)
             if f is None:
                 raise invalid(f"{info.name}: unknown match field id {m.field_id}")
-            if values[f.position] is not None:
+            position = f.position
+            if values[position] is not None:
                 raise invalid(f"{info.name}: match field {f.name!r} given twice")
             kind = m.WhichOneof("field_match_type")
-            mt = f.match_type
-            if kind != _KIND_OF.get(mt):
-                raise invalid(
-                    f"{info.name}: match field {f.name!r} is {_KIND_OF.get(mt, 'other')}, "
-                    f"got {kind}"
-                )
-            what = f.what
-            width = f.bitwidth
-            if mt == _EXACT:
-                values[f.position] = decode_uint(m.exact.value, width, what)
-            elif mt == _LPM:
-                plen = m.lpm.prefix_len
-                value = decode_uint(m.lpm.value, width, what)
-                if not 0 < plen <= width:
-                    raise invalid(f"{what}: prefix_len {plen} not in 1..{width} "
-                                  "(omit the field for a don't-care match)")
-                if value & ((1 << (width - plen)) - 1):
-                    raise invalid(f"{what}: bits beyond the /{plen} prefix must be 0")
-                values[f.position] = (value, plen)
-            elif mt == _TERNARY:
-                value = decode_uint(m.ternary.value, width, what)
-                mask = decode_uint(m.ternary.mask, width, what + " mask")
-                if mask == 0:
-                    raise invalid(f"{what}: mask is 0 (omit the field for a don't-care match)")
-                if value & ~mask:
-                    raise invalid(f"{what}: value has bits outside the mask")
-                values[f.position] = (value, mask)
-            elif mt == _RANGE:
-                low = decode_uint(m.range.low, width, what + " low")
-                high = decode_uint(m.range.high, width, what + " high")
-                if low > high:
-                    raise invalid(f"{what}: low {low} > high {high}")
-                if low == 0 and high == (1 << width) - 1:
-                    raise invalid(f"{what}: full range (omit the field for a don't-care match)")
-                values[f.position] = (low, high)
-            else:
-                values[f.position] = decode_uint(m.optional.value, width, what)
-        key: list[KeyValue] = []
-        for f, v in zip(fields, values, strict=True):
-            mt = f.match_type
-            if v is None:
-                if mt == _EXACT:
-                    raise invalid(f"{info.name}: exact match field {f.name!r} is missing")
-                key.append(_WILDCARD)
-            elif mt == _EXACT:
-                key.append(Exact(v))
-            elif mt == _LPM:
-                key.append(Lpm(v[0], v[1]))
-            elif mt == _TERNARY:
-                key.append(Ternary(v[0], v[1]))
-            elif mt == _RANGE:
-                key.append(Range(v[0], v[1]))
-            else:
-                key.append(Optional_(v))
+            if kind != f.kind:
+                raise invalid(f"{info.name}: match field {f.name!r} is {f.kind or 'other'}, "
+                              f"got {kind}")
+            values[position] = f.decode(m)
+            given.append(f)
+        for position in codec.exact_positions:
+            if values[position] is None:
+                name = codec.fields[position].name
+                raise invalid(f"{info.name}: exact match field {name!r} is missing")
         priority = te.priority
         if info.needs_priority:
             if priority <= 0:
@@ -164,24 +260,22 @@ class TableStore:
         elif priority != 0:
             raise invalid(f"{info.name}: priority must be 0 (no ternary/range/optional field)")
         values.append(priority)
-        return tuple(values), key
+        return tuple(values), given
+
+    def decode_key(self, info: TableInfo, te: p4r.TableEntry) -> tuple[Key, list[KeyValue]]:
+        """The store key and the engine key of an entry, validating every field."""
+        key, given = self.decode_match(info, te)
+        engine_key: list[KeyValue] = [_WILDCARD] * len(info.match_fields)
+        for f in given:
+            engine_key[f.position] = f.engine(key[f.position])
+        return key, engine_key
 
     def encode_match(self, info: TableInfo, key: Key, out: p4r.TableEntry) -> None:
-        for f, v in zip(info.match_fields, key, strict=False):
-            if v is None:
-                continue
-            m = out.match.add(field_id=f.id)
-            mt = f.match_type
-            if mt == _EXACT:
-                m.exact.value = encode_uint(v)
-            elif mt == _LPM:
-                m.lpm.value, m.lpm.prefix_len = encode_uint(v[0]), v[1]
-            elif mt == _TERNARY:
-                m.ternary.value, m.ternary.mask = encode_uint(v[0]), encode_uint(v[1])
-            elif mt == _RANGE:
-                m.range.low, m.range.high = encode_uint(v[0]), encode_uint(v[1])
-            else:
-                m.optional.value = encode_uint(v)
+        """Append the canonical match of a store key (P4Info field order) and its priority."""
+        add = out.match.add
+        for f, v in zip(self._codecs[info.id].fields, key, strict=False):
+            if v is not None:
+                f.encode(add, v)
         out.priority = key[-1]
 
     def _decode_action(
@@ -299,6 +393,7 @@ class TableStore:
             old.controller_metadata, old.metadata = te.controller_metadata, te.metadata
             old.idle_timeout_ns = te.idle_timeout_ns
             old.meter_config = te.meter_config if meter is not None else None
+            old.read_back = None
             if undo is not None:
                 undo.append(lambda: self._undo_modify(info, old, before, saved_counter))
         elif kind == DELETE:
@@ -338,6 +433,7 @@ class TableStore:
         (entry.action_id, entry.args, entry.member_id, entry.group_id,
          entry.controller_metadata, entry.metadata, entry.idle_timeout_ns,
          entry.meter_config) = before
+        entry.read_back = None
         member, group = self._handles(info, entry.member_id, entry.group_id)
         name = self._index.actions[entry.action_id].name if entry.action_id else ""
         table.modify(entry.handle, name, entry.args, member=member, group=group)
@@ -398,56 +494,77 @@ class TableStore:
             self.defaults[info.id] = previous
 
     # reads ----------------------------------------------------------------------
-    def read(self, te: p4r.TableEntry) -> Iterator[p4r.Entity]:
-        if te.table_id:
-            infos = [self._index.tables.get(te.table_id)]
-            if infos[0] is None:
-                raise invalid(f"unknown table id {te.table_id}")
-        else:
+    def read(self, te: p4r.TableEntry) -> list[p4r.Entity]:
+        """The entries a Read of `te` selects; a read by key is a single dict lookup.
+
+        A list rather than a generator: reads by key are the common case, one
+        entry each, and a generator per entry costs more than the lookup.
+        """
+        if not te.table_id:
             infos = list(self._index.tables.values())
-        want_counter = te.HasField("counter_data")
+            if te.is_default_action:
+                return [self._read_default(info) for info in infos]
+            found: list[p4r.Entity] = []
+            for each in infos:
+                if each.is_const:
+                    found.extend(self._read_const(each, te))
+                else:
+                    found.extend(self._answers(each, list(self.entries[each.id].items()), te))
+            return found
+        info = self._index.tables.get(te.table_id)
+        if info is None:
+            raise invalid(f"unknown table id {te.table_id}")
+        if te.is_default_action:
+            return [self._read_default(info)]
+        if info.is_const:
+            return list(self._read_const(info, te))
+        entries = self.entries[info.id]
+        if not len(te.match):
+            return self._answers(info, list(entries.items()), te)
+        key, _ = self.decode_match(info, te)
+        entry = entries.get(key)
+        return self._answers(info, [] if entry is None else [(key, entry)], te)
+
+    def _answers(self, info: TableInfo, items: list[tuple[Key, Entry]], te: p4r.TableEntry
+                 ) -> list[p4r.Entity]:
+        """The entities of the entries that pass the filters of `te`, with the data it asks for."""
+        want_counter = te.HasField("counter_data") and info.direct_counter_id
         want_meter = te.HasField("meter_config")
         want_idle = te.HasField("time_since_last_hit")
-        has_action = te.action.WhichOneof("type") == "action"
-        action_filter = te.action.action.action_id if has_action else 0
-        for info in infos:
-            assert info is not None
-            if te.is_default_action:
-                yield self._read_default(info)
+        action_filter = 0
+        if te.HasField("action") and te.action.WhichOneof("type") == "action":
+            action_filter = te.action.action.action_id
+        priority, cookie, metadata = te.priority, te.controller_metadata, te.metadata
+        now = self._clock() if want_idle else 0
+        found: list[p4r.Entity] = []
+        for key, entry in items:
+            if ((priority and key[-1] != priority)
+                    or (action_filter and entry.action_id != action_filter)
+                    or (cookie and entry.controller_metadata != cookie)
+                    or (metadata and entry.metadata != metadata)):
                 continue
-            if info.is_const:
-                yield from self._read_const(info, te)
-                continue
-            entries = self.entries[info.id]
-            if len(te.match) and te.table_id:
-                key, _ = self.decode_key(info, te)
-                found = entries.get(key)
-                items = [] if found is None else [(key, found)]
-            else:
-                items = list(entries.items())
-            now = self._clock() if want_idle else 0
-            table = self.engine_table(info)
-            for key, entry in items:
-                if te.priority and key[-1] != te.priority:
-                    continue
-                if action_filter and entry.action_id != action_filter:
-                    continue
-                if te.controller_metadata and entry.controller_metadata != te.controller_metadata:
-                    continue
-                if te.metadata and entry.metadata != te.metadata:
-                    continue
-                entity = p4r.Entity()
-                out = entity.table_entry
-                self.fill(info, key, entry, out)
-                if want_counter and info.direct_counter_id:
-                    nbytes, packets = table.direct_counter(entry.handle)
-                    out.counter_data.byte_count = nbytes
-                    out.counter_data.packet_count = packets
-                if want_meter and entry.meter_config is not None:
-                    out.meter_config.CopyFrom(entry.meter_config)
-                if want_idle:
-                    out.time_since_last_hit.elapsed_ns = now - self.last_active(table, entry)
-                yield entity
+            entity = self._entity(info, key, entry)
+            if want_counter:
+                nbytes, packets = self.engine_table(info).direct_counter(entry.handle)
+                data = entity.table_entry.counter_data
+                data.byte_count, data.packet_count = nbytes, packets
+            if want_meter and entry.meter_config is not None:
+                entity.table_entry.meter_config.CopyFrom(entry.meter_config)
+            if want_idle:
+                idle = now - self.last_active(self.engine_table(info), entry)
+                entity.table_entry.time_since_last_hit.elapsed_ns = idle
+            found.append(entity)
+        return found
+
+    def _entity(self, info: TableInfo, key: Key, entry: Entry) -> p4r.Entity:
+        """A new Entity holding what a Read returns for an entry, from `read_back` if built."""
+        wire = entry.read_back
+        if wire is not None:
+            return p4r.Entity.FromString(wire)
+        entity = p4r.Entity()
+        self.fill(info, key, entry, entity.table_entry)
+        entry.read_back = entity.SerializeToString()
+        return entity
 
     def _read_const(self, info: TableInfo, te: p4r.TableEntry) -> Iterator[p4r.Entity]:
         """Entries of a `const entries` table, as the program defines them."""
@@ -530,7 +647,7 @@ class TableStore:
         if te.is_default_action:
             raise P4RuntimeError(12, f"{info.name}: direct resources of the default entry "
                                      "are not supported")
-        key, _ = self.decode_key(info, te)
+        key, _ = self.decode_match(info, te)
         entry = self.entries[info.id].get(key)
         if entry is None:
             raise not_found(f"{info.name}: no entry with this key")
