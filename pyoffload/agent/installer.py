@@ -3,15 +3,16 @@
 The installer remembers what it installed for each VNIC. ``apply`` compares
 the desired entities with that, writes only what changed (inserts and
 modifications in installation order, then deletions in reverse order, in
-batches), reads the written entities back to check the target holds them,
-and, when any update fails, undoes every update of this apply that
+batches), reads the written entities back to check the target holds them
+(a table it wrote much of in one wildcard read, else by key), and, when any
+update fails or an entity does not read back, undoes every update of this apply that
 succeeded, so the target is left exactly as before. BMv2 only offers
 continue-on-error batches, so the undo is done here rather than trusted to
 the target.
 
 The work is pipelined: while the target applies one batch, the next one is
-encoded and diffed and earlier read-backs are checked, so what the agent
-spends on a large request mostly hides behind what the target spends.
+encoded and diffed, so what the agent spends on a large request mostly hides
+behind what the target spends.
 
 Meters are modify-only in P4Runtime: "inserting" one writes its config,
 "deleting" it writes an empty config (back to the default, unmetered).
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import NamedTuple
 
@@ -147,9 +149,16 @@ class _Refused(Exception):
         self.batch = batch
 
 
+WILDCARD_FACTOR = 4
+"""A table's entries are read back all at once (one wildcard read) rather than by
+key when this apply wrote at least 1/WILDCARD_FACTOR of them: per entry, a read
+by key costs a target 3.5 to 5 times what a wildcard read does (measured on the
+embedded target and BMv2), since each key must be decoded and looked up."""
+
+
 @attrs.define
 class _ReadBack:
-    """The read-back of one applied batch, checked as soon as it is answered."""
+    """One read of written entities: by their keys, or a wildcard read of their table."""
 
     written: list[p4r.Entity]
     answer: concurrent.futures.Future[list[p4r.Entity]]
@@ -169,6 +178,11 @@ class _ReadBack:
         return [e for e in unsure if entity_key(e) not in keys]
 
 
+def _table_sizes(keys: Iterable[EntityKey]) -> Counter[object]:
+    """Table entries per table id."""
+    return Counter(key[1] for key in keys if key[0] == "table")
+
+
 @attrs.define
 class Installer:
     """Keeps each VNIC's installed entities and moves them to the desired ones."""
@@ -177,8 +191,12 @@ class Installer:
     schema: P4Schema
     batch_size: int = BATCH_SIZE
     verify: bool = True
+    wildcard_factor: int = WILDCARD_FACTOR
+    """See WILDCARD_FACTOR; 0 reads everything back by key."""
     _installed: dict[str, dict[EntityKey, p4r.Entity]] = attrs.field(factory=dict)
     _encoder: EntityEncoder = attrs.field(init=False)
+    _table_entries: Counter[object] = attrs.field(factory=Counter)
+    """Entries of each table that this installer holds, all VNICs together."""
 
     def __attrs_post_init__(self) -> None:
         self._encoder = EntityEncoder(self.schema)
@@ -199,26 +217,26 @@ class Installer:
         return self._apply(vnic, ((entity_key(e), e) for e in desired))
 
     def _apply(self, vnic: str, desired: Iterable[Keyed]) -> ApplyResult:
-        plan = Plan(self._installed.get(vnic, {}))
+        current = self._installed.get(vnic, {})
+        plan = Plan(current)
         done: list[Change] = []
-        checks: list[_ReadBack] = []
         # Batches are written one after the other: a target may apply concurrent requests
         # in any order, and a batch can depend on the one before (members before groups,
         # groups before the entries that use them). The next batch is made while the
-        # target applies the current one; each applied batch is read back meanwhile.
+        # target applies the current one.
         sent: tuple[list[Change], Callable[[], None]] | None = None
         try:
             for batch in _batches(plan.changes(desired), self.batch_size):
                 updates = [c.update() for c in batch]
                 if sent is not None:
                     previous, sent = sent, None
-                    self._settle(*previous, done, checks)
+                    self._settle(*previous, done)
                 sent = (batch, self.client.write_async(updates))
             if sent is not None:
                 previous, sent = sent, None
-                self._settle(*previous, done, checks)
+                self._settle(*previous, done)
         except _Refused as exc:
-            self._abandon(checks, done)
+            self._undo(done)
             raise InstallError(
                 f"VNIC {vnic}: the target refused {len(exc.failed)} of the "
                 f"{len(exc.batch)} updates of a batch; everything this apply wrote was "
@@ -230,23 +248,27 @@ class Installer:
             if sent is not None:
                 # What is in flight is applied or not: wait, then undo all that was.
                 with contextlib.suppress(_Refused):
-                    self._settle(*sent, done, checks)
-            self._abandon(checks, done)
-            raise
-        missing = [e for check in checks for e in check.missing()]
-        if missing:
+                    self._settle(*sent, done)
             self._undo(done)
-            raise InstallError(
-                f"VNIC {vnic}: {len(missing)} written entities did not read back "
-                "as written; the apply was undone", None, missing)
+            raise
+        sizes = self._table_entries - _table_sizes(current) + _table_sizes(plan.wanted)
+        if self.verify:
+            written = [c.entity for c in done if c.label != "delete"]
+            missing = [e for check in self._read_back(written, sizes) for e in check.missing()]
+            if missing:
+                self._undo(done)
+                raise InstallError(
+                    f"VNIC {vnic}: {len(missing)} written entities did not read back "
+                    "as written; the apply was undone", None, missing)
         self._installed[vnic] = plan.wanted
+        self._table_entries = sizes
         labels = [c.label for c in done]
         return ApplyResult(inserted=labels.count("insert"), modified=labels.count("modify"),
                            deleted=labels.count("delete"))
 
-    def _settle(self, batch: list[Change], answer: Callable[[], None], done: list[Change],
-                checks: list[_ReadBack]) -> None:
-        """Wait for ``batch``'s answer; record what it applied, start its read-back."""
+    def _settle(self, batch: list[Change], answer: Callable[[], None],
+                done: list[Change]) -> None:
+        """Wait for ``batch``'s answer and record what it applied."""
         try:
             answer()
         except P4RuntimeError as exc:
@@ -254,24 +276,39 @@ class Installer:
             done.extend(c for i, c in enumerate(batch) if i not in refused.failed)
             raise refused from None
         done.extend(batch)
-        written = [c.entity for c in batch if c.label != "delete"]
-        if self.verify and written:
-            checks.append(_ReadBack(written, self.client.read_async(
-                [read_query(e) for e in written])))
 
-    def _abandon(self, checks: list[_ReadBack], done: list[Change]) -> None:
-        for check in checks:
-            check.answer.cancel()
-        self._undo(done)
+    def _read_back(self, written: Sequence[p4r.Entity],
+                   sizes: Counter[object]) -> list[_ReadBack]:
+        """Reads of everything written, all sent at once: a table of which this apply
+        wrote a large share is read whole, the rest by key in batches."""
+        by_table: dict[int, list[p4r.Entity]] = {}
+        by_key: list[p4r.Entity] = []
+        for entity in written:
+            if entity.WhichOneof("entity") == "table_entry":
+                by_table.setdefault(entity.table_entry.table_id, []).append(entity)
+            else:
+                by_key.append(entity)
+        reads: list[_ReadBack] = []
+        for table_id, entities in by_table.items():
+            if len(entities) * self.wildcard_factor >= sizes[table_id]:
+                wildcard = p4r.Entity(table_entry=p4r.TableEntry(table_id=table_id))
+                reads.append(_ReadBack(entities, self.client.read_async([wildcard])))
+            else:
+                by_key.extend(entities)
+        for start in range(0, len(by_key), self.batch_size):
+            chunk = by_key[start:start + self.batch_size]
+            reads.append(_ReadBack(chunk, self.client.read_async(
+                [read_query(e) for e in chunk])))
+        return reads
 
     def forget(self, vnic: str) -> None:
         """Drop what we remember for ``vnic`` (after the target lost its state)."""
-        self._installed.pop(vnic, None)
+        self._table_entries -= _table_sizes(self._installed.pop(vnic, {}))
 
     def reinstall(self, vnic: str) -> ApplyResult:
         """Write everything ``vnic`` should hold again (a restarted target)."""
         desired = self.installed(vnic)
-        self._installed.pop(vnic, None)
+        self.forget(vnic)
         return self.apply(vnic, desired)
 
     def _undo(self, done: list[Change]) -> None:

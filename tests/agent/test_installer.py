@@ -14,16 +14,19 @@ from finsy.proto import p4r
 from bmv2_env.targets import RunningTarget
 from pyoffload.agent import Agent, AgentError
 from pyoffload.agent.config import parse_config
-from pyoffload.agent.installer import Installer, InstallError
+from pyoffload.agent.installer import WILDCARD_FACTOR, Installer, InstallError
 from pyoffload.compiler import CompiledRequest, ResourcePool, VnicTarget, compile_request, names
 from pyoffload.p4artifacts import Artifacts, load_constants
 from pyoffload.p4runtime import P4RuntimeClient, UpdateType
+from pyoffload.p4runtime.entities import EntityKey, entity_key
 from pyoffload.rules import (
     Flow,
     FlowConfig,
     FlowMatch,
     OffloadRequest,
     PortRange,
+    Rule,
+    RuleMatch,
     Verdict,
     load_file,
 )
@@ -76,32 +79,52 @@ def test_refused_update_rolls_back_the_whole_apply(target: RunningTarget,
 
 
 class LosingClient(P4RuntimeClient):
-    """A target that acknowledges every write but reads one entry back as absent."""
+    """A target that acknowledges every write but never reads back the ``lost`` ones
+    (and a record of the reads)."""
+
+    def __init__(self, address: str, device_id: int) -> None:
+        super().__init__(address, device_id=device_id)
+        self.lost: set[EntityKey] = set()
+        self.reads: list[list[p4r.Entity]] = []
+        """What was read, one list per request."""
 
     def read_async(self, entities: Iterable[p4r.Entity]
                    ) -> concurrent.futures.Future[list[p4r.Entity]]:
+        entities = list(entities)
+        self.reads.append(entities)
         answer = super().read_async(entities)
         lossy: concurrent.futures.Future[list[p4r.Entity]] = concurrent.futures.Future()
-        answer.add_done_callback(lambda done: lossy.set_result(done.result()[:-1]))
+        answer.add_done_callback(lambda done: lossy.set_result(
+            [e for e in done.result() if entity_key(e) not in self.lost]))
         return lossy
 
 
+@pytest.mark.parametrize("wildcard_factor", [WILDCARD_FACTOR, 0], ids=["wildcard", "by-key"])
 @pytest.mark.parametrize("batch_size", [1000, 3])
-def test_an_entry_missing_on_read_back_undoes_the_apply(target: RunningTarget,
-                                                        batch_size: int) -> None:
-    with LosingClient(target.grpc_address, device_id=target.device_id) as client:
+def test_an_entry_missing_on_read_back_undoes_the_apply(
+        target: RunningTarget, batch_size: int, wildcard_factor: int) -> None:
+    client = LosingClient(target.grpc_address, device_id=target.device_id)
+    with client:
         schema = client.set_pipeline(ARTIFACTS.p4info, ARTIFACTS.bmv2_json)
-        installer = Installer(client=client, schema=schema, batch_size=batch_size)
-        entities = web_server().entities
+        installer = Installer(client=client, schema=schema, batch_size=batch_size,
+                              wildcard_factor=wildcard_factor)
+        entities = compile_request(load_file(EXAMPLES / "load-balancer.json"),
+                                   VnicTarget(name="v", vnic_id=1), load_constants(),
+                                   ResourcePool()).entities
+        encoded = installer.encode(entities)
+        # One table entry and one selector member are acknowledged, then lost.
+        client.lost = {entity_key(next(e for e in reversed(encoded)
+                                       if e.WhichOneof("entity") == "table_entry")),
+                       entity_key(next(e for e in encoded
+                                       if e.WhichOneof("entity") == "action_profile_member"))}
         with pytest.raises(InstallError) as info:
             installer.install("v", entities)
-        lost = -(-len(entities) // batch_size)  # one per read-back, one read-back per batch
-        assert f"{lost} written entities did not read back" in str(info.value)
-        assert len(info.value.failed) == lost
+        assert "2 written entities did not read back" in str(info.value)
+        assert {entity_key(e) for e in info.value.failed} == client.lost
         assert_nothing_installed(client, schema, installer)
-        # Without the read-back the same apply goes through: only reading back saw the loss.
-        installer.verify = False
-        assert installer.install("v", web_server().entities).inserted > 0
+        # Once the target keeps them, the same apply goes through.
+        client.lost = set()
+        assert installer.install("v", entities).inserted == len(entities)
 
 
 def test_request_larger_than_a_table_is_refused_before_writing(
@@ -129,3 +152,37 @@ def test_request_larger_than_a_table_is_refused_before_writing(
         assert agent.with_client(lambda c: count(c, schema, names.FLOW_CLASSIFIER)) == 0
     finally:
         agent.stop()
+
+
+def allow_ports(vnic_id: int, ports: int) -> CompiledRequest:
+    flow = Flow(id="f", config=FlowConfig(default_verdict=Verdict.DENY),
+                match=FlowMatch(protocol=6),
+                rules=tuple(Rule(id=f"r{p}", match=RuleMatch(dst_ports=PortRange.single(p + 1)),
+                                 action=Verdict.ALLOW) for p in range(ports)))
+    return compile_request(OffloadRequest(flows=(flow,)), VnicTarget(name=f"v{vnic_id}",
+                           vnic_id=vnic_id), load_constants(), ResourcePool())
+
+
+def test_a_table_mostly_written_is_read_back_whole_else_by_key(target: RunningTarget) -> None:
+    client = LosingClient(target.grpc_address, device_id=target.device_id)
+    with client:
+        schema = client.set_pipeline(ARTIFACTS.p4info, ARTIFACTS.bmv2_json)
+        installer = Installer(client=client, schema=schema)
+        acl = schema.tables[names.ACL].id
+
+        def acl_reads(vnic: str, compiled: CompiledRequest) -> list[int]:
+            client.reads = []
+            installer.install(vnic, compiled.entities)
+            return [len(e.table_entry.match) for read in client.reads for e in read
+                    if e.table_entry.table_id == acl]
+
+        # The first VNIC's 100 rules are the whole ACL: one wildcard read (no match).
+        assert acl_reads("a", allow_ports(1, 100)) == [0]
+        # Five more rules of another VNIC are a small share: read by key.
+        assert acl_reads("b", allow_ports(2, 5)) == [3] * 5
+        # Only what an apply writes counts: one rule more is one entry, read by key.
+        installer.install("a", [])
+        assert acl_reads("b", allow_ports(2, 6)) == [3]
+        # With the table empty again, a new VNIC's rules are all of it.
+        installer.install("b", [])
+        assert acl_reads("c", allow_ports(3, 5)) == [0]
