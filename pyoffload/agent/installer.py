@@ -5,10 +5,10 @@ the desired entities with that, writes only what changed (inserts and
 modifications in installation order, then deletions in reverse order, in
 batches), reads the written entities back to check the target holds them
 (a table it wrote much of in one wildcard read, else by key), and, when any
-update fails or an entity does not read back, undoes every update of this apply that
-succeeded, so the target is left exactly as before. BMv2 only offers
-continue-on-error batches, so the undo is done here rather than trusted to
-the target.
+update fails or an entity does not read back, undoes every update of this
+apply that succeeded, so the target is left exactly as before. BMv2 only
+offers continue-on-error batches, so the undo is done here rather than
+trusted to the target.
 
 The work is pipelined: while the target applies one batch, the next one is
 encoded and diffed, so what the agent spends on a large request mostly hides
