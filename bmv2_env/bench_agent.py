@@ -112,7 +112,7 @@ def run(kind: str, updates: int, rounds: int, pinned: bool) -> dict[str, Any]:
                         guest.withdraw(all_flows=True)
                     results["request_10k_rules_s"] = {
                         "median": statistics.median(times), "min": min(times),
-                        "rounds": rounds}
+                        "rounds": rounds, "times": times}
 
                     # 2. single-rule updates of a 10-rule set
                     small = big_request(flows=1, rules=10)
@@ -165,8 +165,8 @@ def run(kind: str, updates: int, rounds: int, pinned: bool) -> dict[str, Any]:
             preencoded = statistics.median(preencoded_times)
             agent_s = results["request_10k_rules_s"]["median"]
             results["raw_p4runtime_writes_s"] = {"median": raw, "entities": len(entities),
-                                                 "batch": 1000}
-            results["preencoded_writes_s"] = {"median": preencoded}
+                                                 "batch": 1000, "times": raw_times}
+            results["preencoded_writes_s"] = {"median": preencoded, "times": preencoded_times}
             results["agent_overhead"] = agent_s / raw - 1
             results["agent_overhead_over_preencoded"] = agent_s / preencoded - 1
     return results
