@@ -72,8 +72,9 @@ def main(argv: list[str] | None = None) -> int:
                               "VNIC's rules must already be applied there")
     demo = sub.add_parser(
         "demo", help="guest and uplink namespaces through the VNIC pipeline, real traffic")
-    demo.add_argument("--target", default="auto", choices=["auto", "bmv2", "embedded"],
-                      help="P4 target (default: BMv2 if installed, else the embedded target)")
+    demo.add_argument("--target", default="embedded", choices=["embedded", "bmv2", "auto"],
+                      help="P4 target (default: the embedded target; auto: BMv2 if "
+                           "installed, else the embedded target)")
     args = parser.parse_args(argv)
 
     try:

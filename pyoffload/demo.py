@@ -85,7 +85,7 @@ def guest_shim(guest_ns: str, channel: str, *args: str) -> str:
     return result.stdout.rstrip()
 
 
-def run_demo(target: str = "auto", out: TextIO | None = None) -> int:
+def run_demo(target: str = "embedded", out: TextIO | None = None) -> int:
     """Build the topology, start target and agent, apply from the guest, send traffic."""
     out = out or sys.stdout
 
