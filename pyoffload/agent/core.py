@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TypeVar
 
 import attrs
 import grpc
@@ -52,6 +53,7 @@ from pyoffload.p4runtime.entities import EntityKey, entity_key
 from pyoffload.rules import OffloadRequest, RuleError, validate_for_vnic
 
 _log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 HANDOVER_CHUNK = 2_500
 """Connections per chunk of a streamed export (~300 KiB of JSON): small enough that
@@ -608,7 +610,8 @@ class Agent:
                         used[table] = used.get(table, 0) + count
         return {table: (count, self._size(table, "table")) for table, count in used.items()}
 
-    def with_client(self, action: Callable[[P4RuntimeClient], object]) -> object:
+    def with_client(self, action: Callable[[P4RuntimeClient], T]) -> T:
+        """``action`` run with the agent's live P4Runtime client (its connection, primary)."""
         client, _installer = self._live()
         return action(client)
 

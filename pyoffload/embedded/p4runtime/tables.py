@@ -4,8 +4,9 @@ The store keeps, per table, a dict from the entry's P4Runtime key (decoded
 match values plus priority) to what the engine was given and what a Read must
 return. Writes are the hot path of the whole server: one dict lookup per id,
 one decode per field, one engine call, no protobuf copies. Reads by key
-decode only the store key (no engine key) and answer from a serialized copy
-of the entry made at its first read (`Entry.read_back`).
+decode only the store key (no engine key); an entry's answer is joined from
+cached serialized pieces at its first read (answers.py) and kept
+(`Entry.read_back`).
 
 Priorities: P4Runtime says a larger number wins; the engine (like BMv2's
 runtime) is given the same number, see `engine_priority`.
@@ -22,6 +23,7 @@ from finsy.proto import p4r
 from ..engine.keys import Exact, KeyValue, Lpm, Optional_, Range, Ternary, Wildcard
 from .action_profiles import ActionProfileStore
 from .actions import ActionCodec
+from .answers import AnswerPieces
 from .codec import decode_uint, encode_uint
 from .engine_api import PipelineStateLike, TableStateLike
 from .errors import P4RuntimeError, already_exists, invalid, not_found, permission_denied
@@ -62,11 +64,11 @@ class Entry:
     idle_since_ns: int
     """Start of the current idle period: insert time or last notification."""
     read_back: bytes | None = None
-    """The serialized Entity a Read returns (without counter, meter or idle data).
+    """The serialized TableEntry a Read returns (without counter, meter or idle data).
 
-    Built by the first read, so that later reads parse it in one C call instead
-    of building the message field by field; every change to the fields above
-    that a Read returns resets it to None.
+    Built by the first read from cached pieces (see answers.py) and kept, so that
+    later reads only parse it; every change to the fields above that a Read
+    returns resets it to None.
     """
 
 
@@ -102,6 +104,8 @@ class KeyCodec:
     by_id: dict[int, FieldCodec]
     exact_positions: tuple[int, ...]
     """Fields that cannot be left out (exact match)."""
+    encoders: tuple[Callable[[AddMatch, Any], None], ...]
+    """Each field's ``encode``, in key order (what read answers are built with)."""
 
     @classmethod
     def of(cls, info: TableInfo) -> KeyCodec:
@@ -110,6 +114,7 @@ class KeyCodec:
             fields,
             {f.id: c for f, c in zip(info.match_fields, fields, strict=True)},
             tuple(f.position for f in info.match_fields if f.match_type == _EXACT),
+            tuple(f.encode for f in fields),
         )
 
 
@@ -216,6 +221,7 @@ class TableStore:
         self._clock = clock
         self.entries: dict[int, dict[Key, Entry]] = {t: {} for t in index.tables}
         self._codecs = {t: KeyCodec.of(info) for t, info in index.tables.items()}
+        self._pieces = AnswerPieces(actions)
         self._engine: dict[int, TableStateLike] = {}
         self.defaults: dict[int, Entry] = {}
         """Tables whose default action was modified, with the entry a Read returns."""
@@ -557,13 +563,15 @@ class TableStore:
         return found
 
     def _entity(self, info: TableInfo, key: Key, entry: Entry) -> p4r.Entity:
-        """A new Entity holding what a Read returns for an entry, from `read_back` if built."""
+        """A new Entity holding what a Read returns for an entry (see `read_back`)."""
         wire = entry.read_back
-        if wire is not None:
-            return p4r.Entity.FromString(wire)
+        if wire is None:
+            wire = entry.read_back = self._pieces.table_entry(
+                info.id, self._codecs[info.id].encoders, key,
+                (entry.action_id, tuple(entry.args), entry.member_id, entry.group_id),
+                (entry.controller_metadata, entry.metadata, entry.idle_timeout_ns))
         entity = p4r.Entity()
-        self.fill(info, key, entry, entity.table_entry)
-        entry.read_back = entity.SerializeToString()
+        entity.table_entry.MergeFromString(wire)
         return entity
 
     def _read_const(self, info: TableInfo, te: p4r.TableEntry) -> Iterator[p4r.Entity]:
