@@ -254,7 +254,12 @@ class Installer:
         sizes = self._table_entries - _table_sizes(current) + _table_sizes(plan.wanted)
         if self.verify:
             written = [c.entity for c in done if c.label != "delete"]
-            missing = [e for check in self._read_back(written, sizes) for e in check.missing()]
+            try:
+                missing = [e for check in self._read_back(written, sizes)
+                           for e in check.missing()]
+            except BaseException:  # not even read back (the connection went away...)
+                self._undo(done)
+                raise
             if missing:
                 self._undo(done)
                 raise InstallError(

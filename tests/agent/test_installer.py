@@ -186,3 +186,21 @@ def test_a_table_mostly_written_is_read_back_whole_else_by_key(target: RunningTa
         # With the table empty again, a new VNIC's rules are all of it.
         installer.install("b", [])
         assert acl_reads("c", allow_ports(3, 5)) == [0]
+
+
+class UnreadableClient(P4RuntimeClient):
+    """A target whose reads fail with something other than a P4Runtime error."""
+
+    def read_async(self, entities: Iterable[p4r.Entity]
+                   ) -> concurrent.futures.Future[list[p4r.Entity]]:
+        raise RuntimeError("cannot schedule new futures after shutdown")
+
+
+def test_a_read_back_that_cannot_even_start_undoes_the_apply(target: RunningTarget) -> None:
+    client = UnreadableClient(target.grpc_address, device_id=target.device_id)
+    with client:
+        schema = client.set_pipeline(ARTIFACTS.p4info, ARTIFACTS.bmv2_json)
+        installer = Installer(client=client, schema=schema)
+        with pytest.raises(RuntimeError):
+            installer.install("v", web_server().entities)
+        assert_nothing_installed(client, schema, installer)
