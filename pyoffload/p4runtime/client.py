@@ -27,6 +27,11 @@ from pyoffload.p4runtime.errors import P4RuntimeError
 
 _STREAM_END = object()
 
+MAX_MESSAGE = 256 * 1024 * 1024
+"""Largest answer accepted: a wildcard read of a full table comes back in one
+ReadResponse from some targets (BMv2's PI server), which can pass gRPC's
+4 MiB default."""
+
 
 class UpdateType(enum.IntEnum):
     """Kinds of P4Runtime update (named, so callers never pass bare ints)."""
@@ -71,7 +76,8 @@ class P4RuntimeClient:
 
     def open(self, timeout: float = 10.0) -> P4RuntimeClient:
         """Connect, wait for the channel, and become primary."""
-        self._channel = grpc.insecure_channel(self.address)
+        self._channel = grpc.insecure_channel(
+            self.address, options=[("grpc.max_receive_message_length", MAX_MESSAGE)])
         try:
             grpc.channel_ready_future(self._channel).result(timeout=timeout)
         except grpc.FutureTimeoutError:
