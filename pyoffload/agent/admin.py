@@ -191,9 +191,12 @@ def serve_admin(agent: Agent, address: str = DEFAULT_ADMIN) -> grpc.Server:
                 document = document if isinstance(document, dict) else {}
                 if "abort" in document:
                     raise ExportBrokeOff(str(document["abort"]))
-                vnic.append(str(document.get("vnic", "")))
+                if "vnic" in document or not vnic:
+                    vnic.append(str(document.get("vnic", "")))
                 if vnic[0] != vnic[-1]:
                     raise ValueError(f"chunks name VNICs {vnic[0]!r} and {vnic[-1]!r}")
+                if set(document) == {"vnic"}:
+                    continue  # the header naming the VNIC (chunks may then leave it out)
                 yield from_document(document)
 
         stream = chunks()
@@ -252,32 +255,33 @@ def migrate(vnic: str, source: str, destination: str, timeout: float = 600.0
     """Stream a VNIC's connections from one agent into another: (exported, import result).
 
     The source's chunks are forwarded as they arrive, so the destination writes
-    the first while the source reads the next. The import is all or nothing.
+    the first while the source reads the next; they pass through as the bytes
+    the source sent (decoding and re-encoding 100,000 rows here would cost
+    ~0.3 s of CPU), after a first message naming the VNIC. The import is all
+    or nothing.
     """
-    exported = 0
     with grpc.insecure_channel(source, options=MESSAGE_LIMITS) as src, \
             grpc.insecure_channel(destination, options=MESSAGE_LIMITS) as dst:
         export = src.unary_stream(f"/{SERVICE}/ExportStream", request_serializer=encode_json,
-                                  response_deserializer=decode_json)
-        import_ = dst.stream_unary(f"/{SERVICE}/ImportStream", request_serializer=encode_json,
+                                  response_deserializer=None)
+        import_ = dst.stream_unary(f"/{SERVICE}/ImportStream", request_serializer=None,
                                    response_deserializer=decode_json)
 
         failure: list[grpc.RpcError] = []
 
-        def chunks() -> Iterator[dict[str, Any]]:
-            nonlocal exported
+        def chunks() -> Iterator[bytes]:
+            yield encode_json({"vnic": vnic})
             sent = False
             try:
                 for document in export({"vnic": vnic}, timeout=timeout):
-                    exported += len(document["connections"])
                     sent = True
-                    yield {"vnic": vnic, **document}
+                    yield document
             except grpc.RpcError as exc:  # tell the destination to drop what it has
                 failure.append(exc)
-                yield {"vnic": vnic, "abort": f"{exc.code().name}: {exc.details()}"}
+                yield encode_json({"abort": f"{exc.code().name}: {exc.details()}"})
                 return
             if not sent:  # nothing live: still one (empty) chunk, so the import answers
-                yield {"vnic": vnic, **to_document([])}
+                yield encode_json(to_document([]))
 
         try:
             result: dict[str, Any] = import_(chunks(), timeout=timeout)
@@ -285,6 +289,8 @@ def migrate(vnic: str, source: str, destination: str, timeout: float = 600.0
             if failure:
                 raise failure[0] from None  # the source's error is the one to show
             raise
+    # Every connection sent was imported, found already there, or skipped (and why).
+    exported = result["imported"] + result["present"] + len(result["skipped"])
     return exported, result
 
 
