@@ -45,6 +45,7 @@ from pyoffload.agent.slowpath import Tuple5
 from pyoffload.bulk import no_cyclic_gc
 from pyoffload.compiler import names
 from pyoffload.p4runtime import P4RuntimeClient, UpdateType
+from pyoffload.p4runtime.encoder import EntityEncoder
 
 INFO_KEEP = 0x0000FFFF
 """ct_info bits a slot carries over: state, originator, kind, rewrites, FINs (not the profile)."""
@@ -299,7 +300,8 @@ class ImportSession:
     def __init__(self, registers: RegisterAccess, client: P4RuntimeClient, schema: P4Schema,
                  overflow: OverflowSlots, *, vnic_id: int, slots: int,
                  flow_ids: dict[str, int], profiles: dict[str, int]) -> None:
-        self.registers, self.client, self.schema = registers, client, schema
+        self.registers, self.client = registers, client
+        self.encoder = EntityEncoder(schema)
         self.overflow_slots, self.vnic_id, self.slots = overflow, vnic_id, slots
         self.flow_ids, self.profiles = flow_ids, profiles
         self.claimed: set[int] = set()
@@ -363,7 +365,7 @@ class ImportSession:
                                         hi_port=s.hi_port, slot=placed[0].index))
         if entries:
             self.client.write_entities(UpdateType.INSERT,
-                                       [e.encode(self.schema) for e in entries])
+                                       [self.encoder.encode(e) for e in entries])
             self.entries_written += entries
         self.registers.write(cells)
         self.registers.write(infos)
@@ -413,7 +415,7 @@ class ImportSession:
                 self.registers.write([(INFO, i, 0) for i in sorted(self.claimed)])
             if self.entries_written:
                 self.client.write_entities(UpdateType.DELETE, [
-                    e.encode(self.schema) for e in self.entries_written])
+                    self.encoder.encode(e) for e in self.entries_written])
         finally:
             for key in self.overflow_keys:
                 self.overflow_slots.release_overflow(self.vnic_id, key)
