@@ -23,7 +23,6 @@ Figures, not assertions: nothing here fails on a slow machine.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import statistics
@@ -39,7 +38,7 @@ from finsy.proto import p4r
 from guest_shim.client import Channel
 
 from bmv2_env.bench_wire import median_ratio
-from bmv2_env.targets import start_target
+from bmv2_env.targets import pin_process, start_target
 from guest_shim import offload_pb2 as pb
 from pyoffload.agent import Agent
 from pyoffload.agent.channel import serve_channel
@@ -75,13 +74,6 @@ def big_request(
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
-
-
-def pin(pid: int, cpu: int) -> None:
-    """Every thread of process ``pid`` on ``cpu`` (threads it starts later inherit it)."""
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        with contextlib.suppress(ProcessLookupError):  # a thread that just ended
-            os.sched_setaffinity(int(tid), {cpu})
 
 
 def raw_round(client: P4RuntimeClient, schema: P4Schema, compiled: list[P4Entity]
@@ -120,8 +112,8 @@ def run(kind: str, updates: int, rounds: int, pinned: bool) -> dict[str, Any]:
             results["target"] = target.kind
             results["pinned"] = pinned
             if pinned:
-                pin(target.process.pid, 0)
-                pin(os.getpid(), 1)
+                pin_process(target.process.pid, 0)
+                pin_process(os.getpid(), 1)
             agent = Agent(config, target.grpc_address, device_id=target.device_id,
                           reconnect=False).start()
             address = config.vnic("bench").channel

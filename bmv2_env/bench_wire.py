@@ -1,7 +1,7 @@
 """Benchmarks (b) and (c): end-to-end throughput on veth ports.
 
 As DESIGN.md "How we measure" says: each target runs pinned to CPU 0
-(``taskset -a``, all its threads), the sender (``bench_sender``, its own
+(all its threads, ``targets.pin_process``), the sender (``bench_sender``, its own
 process) pinned to CPU 1; 4,096 UDP flows of distinct 5-tuples are offered at
 saturation into the guest port for a fixed window, and delivered frames are
 the kernel's ``rx_packets`` of the uplink veth's test end, sampled after a
@@ -27,7 +27,7 @@ from pathlib import Path
 from bmv2_env.bench_entries import GUEST_PORT, TRAFFIC_DPORT, UPLINK_PORT, acl_rules, vnic_entities
 from bmv2_env.bench_sender import write_frames
 from bmv2_env.corpus import flow_frames
-from bmv2_env.targets import RunningTarget, start_wired_target
+from bmv2_env.targets import RunningTarget, pin_process, start_wired_target
 from bmv2_env.topology import run_tag
 from pyoffload.embedded.ports import RawSocketPort
 from pyoffload.p4artifacts import Artifacts, load_constants
@@ -65,8 +65,7 @@ class Bench:
                                    guest_port=GUEST_PORT, uplink_port=UPLINK_PORT)
         self.target: RunningTarget = wired.target
         self.send_if, self.recv_if = wired.guest_if, wired.uplink_if
-        subprocess.run(["taskset", "-a", "-p", "-c", str(TARGET_CPU),
-                        str(self.target.process.pid)], check=True, capture_output=True)
+        pin_process(self.target.process.pid, TARGET_CPU)
 
     def _warm(self, frames: list[bytes], timeout: float = 60.0) -> int:
         """Send each flow once, 64 at a time, each group waited for; flows delivered."""

@@ -40,6 +40,16 @@ def free_tcp_port() -> int:
         return port
 
 
+def pin_process(pid: int, cpu: int) -> None:
+    """Every thread of process ``pid`` on ``cpu`` (threads it starts later inherit it),
+    so benchmarks keep a target and its load on cores of their own."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            os.sched_setaffinity(int(tid), {cpu})
+        except ProcessLookupError:  # a thread that just ended
+            continue
+
+
 def bmv2_path() -> str | None:
     """``$PYOFFLOAD_BMV2`` (e.g. a performance build elsewhere), else simple_switch_grpc on PATH."""
     override = os.environ.get("PYOFFLOAD_BMV2")

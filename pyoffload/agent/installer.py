@@ -24,7 +24,7 @@ import concurrent.futures
 import contextlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import attrs
 from finsy import P4Schema
@@ -42,6 +42,8 @@ from pyoffload.p4runtime.entities import (
 
 BATCH_SIZE = 1000
 """Updates per Write request."""
+
+T = TypeVar("T")
 
 def _is_modify_only(entity: p4r.Entity) -> bool:
     return entity.WhichOneof("entity") == "meter_entry"
@@ -128,8 +130,9 @@ class Plan:
                 yield Change("delete", UpdateType.DELETE, old, UpdateType.INSERT, old)
 
 
-def _batches(items: Iterable[Change], size: int) -> Iterator[list[Change]]:
-    batch: list[Change] = []
+def _batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """``items`` in lists of ``size`` (the last may be shorter), taken as they come."""
+    batch: list[T] = []
     for item in items:
         batch.append(item)
         if len(batch) == size:
@@ -300,27 +303,15 @@ class Installer:
                 reads.append(_ReadBack(entities, self.client.read_async([wildcard])))
             else:
                 by_key.extend(entities)
-        for start in range(0, len(by_key), self.batch_size):
-            chunk = by_key[start:start + self.batch_size]
+        for chunk in _batches(by_key, self.batch_size):
             reads.append(_ReadBack(chunk, self.client.read_async(
                 [read_query(e) for e in chunk])))
         return reads
 
-    def forget(self, vnic: str) -> None:
-        """Drop what we remember for ``vnic`` (after the target lost its state)."""
-        self._table_entries -= _table_sizes(self._installed.pop(vnic, {}))
-
-    def reinstall(self, vnic: str) -> ApplyResult:
-        """Write everything ``vnic`` should hold again (a restarted target)."""
-        desired = self.installed(vnic)
-        self.forget(vnic)
-        return self.apply(vnic, desired)
-
     def _undo(self, done: list[Change]) -> None:
-        undo = [c.undo() for c in reversed(done)]
-        for start in range(0, len(undo), self.batch_size):
+        for batch in _batches((c.undo() for c in reversed(done)), self.batch_size):
             try:
-                self.client.write(undo[start:start + self.batch_size])
+                self.client.write(batch)
             except P4RuntimeError:
                 # Keep undoing the rest: the more of the old state comes back, the better.
                 continue

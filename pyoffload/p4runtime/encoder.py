@@ -52,18 +52,14 @@ class EntityEncoder:
         self._table_ids: dict[str, int | None] = {}
 
     def encode(self, entity: P4Entity) -> p4r.Entity:
-        if type(entity) is P4TableEntry:
-            fast = self._table_entry(entity)
-            if fast is not None:
-                return fast[1]
-        return entity.encode(self.schema)
+        fast = self._fast(entity)
+        return entity.encode(self.schema) if fast is None else fast[1]
 
     def encode_keyed(self, entity: P4Entity) -> tuple[EntityKey, p4r.Entity]:
         """The entity's key (see ``entity_key``) and its encoding."""
-        if type(entity) is P4TableEntry:
-            fast = self._table_entry(entity)
-            if fast is not None:
-                return fast
+        fast = self._fast(entity)
+        if fast is not None:
+            return fast
         encoded = entity.encode(self.schema)
         return entity_key(encoded), encoded
 
@@ -79,8 +75,11 @@ class EntityEncoder:
             self._table_ids[table] = None if info.action_profile is not None else info.id
         return self._table_ids[table]
 
-    def _table_entry(self, entry: P4TableEntry) -> tuple[EntityKey, p4r.Entity] | None:
-        """The fast encoding, or None when the entry is not of the common shape."""
+    def _fast(self, entry: P4Entity) -> tuple[EntityKey, p4r.Entity] | None:
+        """The fast encoding, or None when the entity is not a table entry of the
+        common shape."""
+        if type(entry) is not P4TableEntry:
+            return None
         table = entry.table_id
         action = entry.action
         if (not table or not entry.match or type(action) is not P4TableAction

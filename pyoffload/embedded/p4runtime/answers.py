@@ -25,6 +25,7 @@ CACHE_LIMIT = 200_000
 """Pieces kept before the cache starts again (bounds the memory of a long run)."""
 
 AddMatch = Callable[..., p4r.FieldMatch]
+"""The bound ``match.add`` of the TableEntry being filled."""
 FieldEncoder = Callable[[AddMatch, Any], None]
 """Appends the canonical FieldMatch of a store value (see tables.FieldCodec.encode)."""
 

@@ -23,7 +23,7 @@ from finsy.proto import p4r
 from ..engine.keys import Exact, KeyValue, Lpm, Optional_, Range, Ternary, Wildcard
 from .action_profiles import ActionProfileStore
 from .actions import ActionCodec
-from .answers import AnswerPieces
+from .answers import AddMatch, AnswerPieces, FieldEncoder
 from .codec import decode_uint, encode_uint
 from .engine_api import PipelineStateLike, TableStateLike
 from .errors import P4RuntimeError, already_exists, invalid, not_found, permission_denied
@@ -72,10 +72,6 @@ class Entry:
     """
 
 
-AddMatch = Callable[..., p4r.FieldMatch]
-"""The bound `match.add` of the TableEntry being filled."""
-
-
 @dataclass(frozen=True, slots=True)
 class FieldCodec:
     """How one match field is decoded, encoded and keyed in the engine.
@@ -90,7 +86,7 @@ class FieldCodec:
     """The FieldMatch oneof a request must use (None for a non-standard match type)."""
     decode: Callable[[p4r.FieldMatch], Any]
     """The store value of a FieldMatch of the right kind, validated."""
-    encode: Callable[[AddMatch, Any], None]
+    encode: FieldEncoder
     """Append the canonical FieldMatch of a store value."""
     engine: Callable[[Any], KeyValue]
     """The engine key value of a store value."""
@@ -104,7 +100,7 @@ class KeyCodec:
     by_id: dict[int, FieldCodec]
     exact_positions: tuple[int, ...]
     """Fields that cannot be left out (exact match)."""
-    encoders: tuple[Callable[[AddMatch, Any], None], ...]
+    encoders: tuple[FieldEncoder, ...]
     """Each field's ``encode``, in key order (what read answers are built with)."""
 
     @classmethod
