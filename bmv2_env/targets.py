@@ -142,10 +142,12 @@ class RunningTarget:
                         f"{self.kind} target exited with code {self.process.returncode} "
                         f"before serving P4Runtime:\n{self.output_tail()}"
                     )
+                ready = grpc.channel_ready_future(channel)
                 try:
-                    grpc.channel_ready_future(channel).result(timeout=0.5)
+                    ready.result(timeout=0.5)
                     return
                 except grpc.FutureTimeoutError:
+                    ready.cancel()  # else its poller thread outlives the channel
                     if time.monotonic() > deadline:
                         self.stop()
                         raise TargetUnavailable(

@@ -78,9 +78,11 @@ class P4RuntimeClient:
         """Connect, wait for the channel, and become primary."""
         self._channel = grpc.insecure_channel(
             self.address, options=[("grpc.max_receive_message_length", MAX_MESSAGE)])
+        ready = grpc.channel_ready_future(self._channel)
         try:
-            grpc.channel_ready_future(self._channel).result(timeout=timeout)
+            ready.result(timeout=timeout)
         except grpc.FutureTimeoutError:
+            ready.cancel()  # else its poller thread outlives the channel
             self._channel.close()
             raise P4RuntimeError(
                 "connect",
