@@ -27,7 +27,7 @@ def param(name: str) -> Any:
     if value is None:
         raise RuntimeError(
             f"PTF test parameter {name!r} is missing: run the tests with "
-            "`python -m bmv2_env.ptf_runner`, which sets it"
+            "`python -m ptf_tests.runner`, which sets it"
         )
     return value
 

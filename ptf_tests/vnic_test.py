@@ -22,8 +22,8 @@ from ptf_tests.p4runtime_test import P4RuntimeTest
 from ptf_tests.packets import Packet
 from pyoffload.compiler import CompiledRequest, ResourcePool, VnicTarget, compile_request
 from pyoffload.compiler.names import DROP_COUNTER, EARLY_DROP_COUNTER
-from pyoffload.p4artifacts import load_constants
 from pyoffload.p4runtime.entities import entity_key
+from pyoffload.pipeline.artifacts import load_constants
 from pyoffload.rules import OffloadRequest, load_text
 
 CONST = load_constants()

@@ -9,18 +9,10 @@ from pathlib import Path
 
 import grpc
 
-from bmv2_env.targets import TargetUnavailable
-from bmv2_env.topology import TopologyError
+from pyoffload import __version__
 from pyoffload.agent.admin import DEFAULT_ADMIN, migrate, query
-from pyoffload.agent.config import ConfigError
-from pyoffload.agent.core import AgentError
-from pyoffload.p4artifacts import ArtifactError
-from pyoffload.p4runtime import P4RuntimeError
+from pyoffload.errors import PyoffloadError
 from pyoffload.render import render_flows, render_status
-
-EXPECTED = (TopologyError, TargetUnavailable, ArtifactError, P4RuntimeError, ConfigError,
-            AgentError)
-
 
 MIGRATE_TIMEOUT = 600.0
 """Seconds an export or import may take (a million connections take tens of seconds)."""
@@ -49,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="pyoffload",
         description="Offload a guest's stateful network services into its VNIC's P4 pipeline.",
     )
+    parser.add_argument("--version", action="version", version=f"pyoffload {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="run the target, the agent and the guest channels")
     up.add_argument("config", nargs="?", type=Path,
@@ -107,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(render_flows(doc) if args.command == "flows" else render_status(doc))
         return 0
-    except EXPECTED as exc:
+    except PyoffloadError as exc:
         print(f"pyoffload {args.command}: {exc}", file=sys.stderr)
         return 2
 

@@ -14,22 +14,24 @@ from typing import TextIO
 
 import attrs
 
-from bmv2_env.targets import start_target
-from bmv2_env.topology import Topology, require_root
-from bmv2_env.traffic import EchoServer, echo_exchange, netns_cmd, ping
 from pyoffload.agent import Agent, AgentError
 from pyoffload.agent.admin import flows_document
 from pyoffload.agent.channel import serve_channel
 from pyoffload.agent.config import parse_config
-from pyoffload.p4artifacts import REPO_ROOT, check_fresh
+from pyoffload.examples import example_path
+from pyoffload.pipeline.artifacts import Artifacts
+from pyoffload.playground.topology import Topology, require_root
+from pyoffload.playground.traffic import EchoServer, echo_exchange, netns_cmd, ping
 from pyoffload.render import render_flows
+from pyoffload.targets import start_target
 
 GUEST_IP = "10.77.0.1"
 UPLINK_IP = "10.77.0.2"
 GUEST_PORT = 1
 UPLINK_PORT = 2
 VNIC = "demo-vm"
-RULES = REPO_ROOT / "examples" / "demo.yaml"
+RULES = "demo.yaml"
+"""The example rule file the guest applies (installed with pyoffload)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -93,7 +95,8 @@ def run_demo(target: str = "embedded", out: TextIO | None = None) -> int:
         print(text, file=out, flush=True)
 
     require_root("the demo")
-    check_fresh()
+    artifacts = Artifacts.packaged()
+    rules = example_path(RULES)
     with Topology() as topo, tempfile.TemporaryDirectory(prefix="pyoffload-demo-") as tmp:
         guest_ns, uplink_ns = topo.add_guest_and_uplink(
             f"{GUEST_IP}/24", f"{UPLINK_IP}/24", guest_port=GUEST_PORT, uplink_port=UPLINK_PORT)
@@ -109,12 +112,12 @@ def run_demo(target: str = "embedded", out: TextIO | None = None) -> int:
             say(f"pyoffload demo: {running.kind} target, P4Runtime at {running.grpc_address}")
             say(f"  VNIC {VNIC}: guest namespace {GUEST_IP} <-> uplink namespace {UPLINK_IP}")
             agent = Agent(config, running.grpc_address, device_id=running.device_id,
-                          thrift_address=running.thrift_address).start()
+                          thrift_address=running.thrift_address, artifacts=artifacts).start()
             server = serve_channel(agent, VNIC, config.vnic(VNIC).channel)  # type: ignore[arg-type]
             try:
                 say(f"  agent serving the guest channel on {channel}")
-                say(f"\n  [guest] guest-shim apply {RULES.relative_to(REPO_ROOT)}")
-                say(_indent(guest_shim(guest_ns, channel, "apply", str(RULES)), 4))
+                say(f"\n  [guest] guest-shim apply {rules}")
+                say(_indent(guest_shim(guest_ns, channel, "apply", str(rules)), 4))
                 checks = run_checks(guest_ns, uplink_ns)
                 say("")
                 for check in checks:

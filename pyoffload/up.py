@@ -17,13 +17,14 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import TextIO
 
-from bmv2_env.targets import RunningTarget, start_target
-from bmv2_env.topology import Topology, require_root
 from pyoffload.agent import Agent
 from pyoffload.agent.admin import DEFAULT_ADMIN, serve_admin
 from pyoffload.agent.channel import serve_all
 from pyoffload.agent.config import HostConfig, load_config, parse_config
-from pyoffload.p4artifacts import check_fresh
+from pyoffload.examples import example_path
+from pyoffload.pipeline.artifacts import Artifacts
+from pyoffload.playground.topology import Topology, require_root
+from pyoffload.targets import RunningTarget, start_target
 
 PLAYGROUND_CHANNEL = "unix:/run/pyoffload/vnic-1.sock"
 
@@ -36,7 +37,7 @@ def playground(stack: ExitStack, say: TextIO) -> HostConfig:
     print(f"playground: guest namespace {guest} (10.77.0.1), uplink namespace {uplink} "
           "(10.77.0.2)", file=say)
     print(f"  try: ip netns exec {guest} guest-shim --channel {PLAYGROUND_CHANNEL} "
-          "apply examples/demo.yaml", file=say)
+          f"apply {example_path('demo.yaml')}", file=say)
     return parse_config({
         "target": {"kind": "embedded",
                    "ports": {p: pair.switch_end for p, pair in topo.pairs.items()}},
@@ -54,7 +55,7 @@ def run_up(config_path: Path | None, admin: str = DEFAULT_ADMIN,
         config = load_config(config_path) if config_path else playground(stack, out)
         target = config.target
         variant = "" if target.pipeline == "default" else target.pipeline
-        artifacts = check_fresh(variant=variant)
+        artifacts = Artifacts.packaged(variant)
         thrift = target.thrift_address
         if target.kind == "remote":
             assert target.address is not None

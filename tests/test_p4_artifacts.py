@@ -11,30 +11,25 @@ from pathlib import Path
 
 import pytest
 
-from pyoffload import p4artifacts
-from pyoffload.p4artifacts import (
-    REBUILD_COMMAND,
-    ArtifactError,
-    Artifacts,
-    check_fresh,
-    parse_constants,
-    stale_reasons,
-)
+from devtools import p4stamp
+from devtools.p4stamp import REBUILD_COMMAND, check_fresh, parse_constants, stale_reasons
+from pyoffload.pipeline import artifacts as p4artifacts
+from pyoffload.pipeline.artifacts import ArtifactError, Artifacts, build_dir
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.parametrize("variant", ["", *p4artifacts.VARIANTS])
 def test_committed_artifacts_match_sources(variant: str) -> None:
-    reasons = stale_reasons(artifacts=Artifacts.in_dir(p4artifacts.BUILD_DIR / variant))
+    reasons = stale_reasons(artifacts=Artifacts.in_dir(build_dir(variant)))
     assert not reasons, (
-        f"p4src/build/{variant} is stale ({'; '.join(reasons)}): run `{REBUILD_COMMAND}` "
-        "and commit"
+        f"pyoffload/pipeline/build/{variant} is stale ({'; '.join(reasons)}): "
+        f"run `{REBUILD_COMMAND}` and commit"
     )
 
 
 def test_large_variant_tracks_a_million_connections() -> None:
-    bmv2 = json.loads(Artifacts.in_dir(p4artifacts.LARGE_DIR).bmv2_json.read_text())
+    bmv2 = json.loads(Artifacts.packaged("large").bmv2_json.read_text())
     sizes = {r["name"]: r["size"] for r in bmv2["register_arrays"]}
     assert sizes["vnic.ct_info"] == 1_048_576 + 16_384
     tables = {t["name"]: t["max_size"] for pipe in bmv2["pipelines"] for t in pipe["tables"]}
@@ -43,27 +38,26 @@ def test_large_variant_tracks_a_million_connections() -> None:
 
 def test_stale_source_is_named_with_the_command(tmp_path: Path) -> None:
     copy = tmp_path / "p4src"
-    shutil.copytree(p4artifacts.P4SRC_DIR, copy)
+    shutil.copytree(p4stamp.P4SRC_DIR, copy)
+    built = Artifacts.in_dir(shutil.copytree(build_dir(), tmp_path / "build"))
     stage = copy / "stages" / "port_map.p4"
     stage.write_text(stage.read_text() + "\n// changed\n")
     (copy / "stages" / "extra.p4").write_text("// new stage\n")
-    reasons = stale_reasons(copy)
+    reasons = stale_reasons(copy, built)
     assert "source stages/port_map.p4 changed" in reasons
     assert "source stages/extra.p4 is new" in reasons
     with pytest.raises(ArtifactError, match=REBUILD_COMMAND):
-        check_fresh(copy)
+        check_fresh(copy, built)
 
 
 def test_hand_edited_output_is_detected(tmp_path: Path) -> None:
-    copy = tmp_path / "p4src"
-    shutil.copytree(p4artifacts.P4SRC_DIR, copy)
-    out = Artifacts.in_dir(copy / "build").p4info
-    out.write_text(out.read_text() + "\n")
-    assert any("vnic.p4info.txtpb differs" in r for r in stale_reasons(copy))
+    built = Artifacts.in_dir(shutil.copytree(build_dir(), tmp_path / "build"))
+    built.p4info.write_text(built.p4info.read_text() + "\n")
+    assert any("vnic.p4info.txtpb differs" in r for r in stale_reasons(artifacts=built))
 
 
 def test_constants_are_the_compiled_defines() -> None:
-    defines = (p4artifacts.P4SRC_DIR / "include" / "defines.p4").read_text()
+    defines = (p4stamp.P4SRC_DIR / "include" / "defines.p4").read_text()
     constants = p4artifacts.load_constants()
     assert constants == parse_constants(defines)
     assert constants["CPU_PORT"] == 510
@@ -80,7 +74,7 @@ def test_every_p4runtime_name_is_stable() -> None:
     moving code between controls never renames them in the P4Info."""
     from finsy import P4Schema
 
-    schema = P4Schema(Artifacts.in_dir().p4info)
+    schema = P4Schema(Artifacts.packaged().p4info)
     p4info = schema.p4info
     named = [
         *(t.preamble.name for t in p4info.tables),
@@ -98,8 +92,8 @@ def test_every_p4runtime_name_is_stable() -> None:
 
 
 def test_capacities_come_from_sizes_header() -> None:
-    bmv2 = json.loads(Artifacts.in_dir().bmv2_json.read_text())
-    sizes_text = (p4artifacts.P4SRC_DIR / "include" / "sizes.p4").read_text()
+    bmv2 = json.loads(Artifacts.packaged().bmv2_json.read_text())
+    sizes_text = (p4stamp.P4SRC_DIR / "include" / "sizes.p4").read_text()
     sizes = dict(
         (name, int(value))
         for name, value in (
@@ -119,17 +113,17 @@ def test_capacities_come_from_sizes_header() -> None:
 
 
 def test_build_without_p4c_says_so_and_changes_nothing(tmp_path: Path) -> None:
-    before = {p: p.read_bytes() for p in p4artifacts.BUILD_DIR.rglob("*") if p.is_file()}
+    before = {p: p.read_bytes() for p in build_dir().rglob("*") if p.is_file()}
     env = dict(os.environ, PATH=str(tmp_path))  # no p4c-bm2-ss on this PATH
     result = subprocess.run(
-        [sys.executable, "-m", "pyoffload.p4build"],
+        [sys.executable, "-m", "devtools.p4build"],
         cwd=REPO, env=env, capture_output=True, text=True,
     )
     assert result.returncode == 1
     assert "p4c-bm2-ss is not installed" in result.stderr
     assert "nothing was changed" in result.stderr
     assert "Traceback" not in result.stderr
-    after = {p: p.read_bytes() for p in p4artifacts.BUILD_DIR.rglob("*") if p.is_file()}
+    after = {p: p.read_bytes() for p in build_dir().rglob("*") if p.is_file()}
     assert before == after
 
 
@@ -137,9 +131,9 @@ def test_build_without_p4c_says_so_and_changes_nothing(tmp_path: Path) -> None:
 @pytest.mark.skipif(shutil.which("p4c-bm2-ss") is None, reason="p4c-bm2-ss is not installed")
 @pytest.mark.parametrize("variant", ["", *p4artifacts.VARIANTS])
 def test_artifacts_are_exactly_what_p4c_produces(tmp_path: Path, variant: str) -> None:
-    from pyoffload.p4build import compile_into
+    from devtools.p4build import compile_into
 
     compile_into(tmp_path, defines=p4artifacts.VARIANTS.get(variant, ()))
-    committed = Artifacts.in_dir(p4artifacts.BUILD_DIR / variant)
+    committed = Artifacts.in_dir(build_dir(variant))
     for name, path in committed.outputs().items():
         assert (tmp_path / name).read_bytes() == path.read_bytes(), f"{variant}/{name} differs"

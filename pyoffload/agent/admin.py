@@ -19,6 +19,7 @@ import grpc
 
 from pyoffload.agent.core import Agent, AgentError
 from pyoffload.agent.handover import ImportResult, from_document, to_document
+from pyoffload.errors import PyoffloadError
 from pyoffload.rules import Dnat, LoadBalance, Snat, Verdict
 
 SERVICE = "pyoffload.admin.v1.Admin"
@@ -29,7 +30,7 @@ MESSAGE_LIMITS = [("grpc.max_send_message_length", 1 << 30),
 The endpoint is a local, root-only socket, so a large limit exposes nothing."""
 
 
-class ExportBrokeOff(Exception):
+class ExportBrokeOff(PyoffloadError):
     """The source of a streamed import failed midway (its error is the message)."""
 
 

@@ -34,13 +34,14 @@ import yaml
 from guest_shim.address import ChannelAddress, parse_address
 from guest_shim.errors import ChannelAddressError
 
-from pyoffload.p4artifacts import VARIANTS
+from pyoffload.errors import PyoffloadError
+from pyoffload.pipeline.artifacts import VARIANTS
 
 TARGET_KINDS = ("embedded", "bmv2", "remote")
 POLICIES = ("allow", "deny", "punt")
 
 
-class ConfigError(Exception):
+class ConfigError(PyoffloadError):
     """The host configuration is wrong; the message says where and why."""
 
 
@@ -95,7 +96,7 @@ class TargetConfig:
     for a BMv2 it starts."""
     pipeline: str = "default"
     """Which committed build of the VNIC program: ``default`` (p4src/build) or a variant
-    of ``p4artifacts.VARIANTS`` (``large``: p4src/build/large)."""
+    of ``pyoffload.pipeline.artifacts.VARIANTS`` (``large``: a million connections)."""
 
 
 @attrs.frozen(kw_only=True)

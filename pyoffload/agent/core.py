@@ -47,9 +47,10 @@ from pyoffload.compiler import (
     names,
 )
 from pyoffload.compiler.compile import ternary_port_fields
-from pyoffload.p4artifacts import Artifacts, load_constants
+from pyoffload.errors import PyoffloadError
 from pyoffload.p4runtime import P4RuntimeClient, P4RuntimeError
 from pyoffload.p4runtime.entities import EntityKey, entity_key
+from pyoffload.pipeline.artifacts import Artifacts, load_constants
 from pyoffload.rules import OffloadRequest, RuleError, validate_for_vnic
 
 _log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ the destination is soon busy writing while the source reads the next ones."""
 Kind = pb.Event.Kind
 
 
-class AgentError(Exception):
+class AgentError(PyoffloadError):
     """A request the agent refused; ``code`` is the gRPC status to report."""
 
     def __init__(self, code: grpc.StatusCode, message: str) -> None:
@@ -143,7 +144,7 @@ class Agent:
         """BMv2's Thrift runtime address: its registers are not served over P4Runtime."""
         self._thrift: ThriftRegisters | None = None
         self.device_id = config.target.device_id if device_id is None else device_id
-        self.artifacts = artifacts or Artifacts.in_dir()
+        self.artifacts = artifacts or Artifacts.packaged()
         self.const = load_constants(self.artifacts)
         self.schema = P4Schema(self.artifacts.p4info, self.artifacts.bmv2_json)
         self.events = EventHub()

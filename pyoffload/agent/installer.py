@@ -31,6 +31,7 @@ from finsy import P4Schema
 from finsy.p4entity import P4Entity
 from finsy.proto import p4r
 
+from pyoffload.errors import PyoffloadError
 from pyoffload.p4runtime import P4RuntimeClient, P4RuntimeError, UpdateType
 from pyoffload.p4runtime.encoder import EntityEncoder
 from pyoffload.p4runtime.entities import (
@@ -83,7 +84,7 @@ class ApplyResult:
         return self.inserted + self.modified + self.deleted
 
 
-class InstallError(Exception):
+class InstallError(PyoffloadError):
     """An apply failed and was undone; ``error`` holds the target's answer."""
 
     def __init__(self, message: str, error: P4RuntimeError | None = None,

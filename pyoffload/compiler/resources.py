@@ -16,8 +16,10 @@ from collections.abc import Hashable
 
 import attrs
 
+from pyoffload.errors import PyoffloadError
 
-class ResourceExhausted(Exception):
+
+class ResourceExhausted(PyoffloadError):
     """No free number is left in a space (the message names it and its size)."""
 
 

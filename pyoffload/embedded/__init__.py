@@ -7,7 +7,7 @@
 - `cli`: `pyoffload-target`, a drop-in for BMv2's `simple_switch_grpc`.
 """
 
-from .p4runtime import P4RuntimeServer
+from .p4runtime.server import P4RuntimeServer
 from .ports import MemoryPort, Port, PortError, RawSocketPort
 from .switch import Switch, SwitchError
 

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
+from pyoffload.errors import PyoffloadError
+
 PROG = "pyoffload-target"
 DEFAULT_GRPC_ADDRESS = "127.0.0.1:9559"
 _LOG_LEVELS = {
@@ -43,7 +45,7 @@ _IGNORED_WITH_VALUE = ("--thrift-port", "--nanolog", "--notifications-addr", "--
 _IGNORED_FLAGS = ("--debugger", "--log-flush", "--enable-swap", "--dump-packet-data")
 
 
-class UsageError(Exception):
+class UsageError(PyoffloadError):
     """A bad command line: reported as one line, exit status 2."""
 
 
@@ -267,9 +269,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     if "version requested" in opts.notices:
-        from importlib.metadata import version
+        from pyoffload import __version__
 
-        print(f"{PROG} {version('pyoffload')}")
+        print(f"{PROG} {__version__}")
         return 0
     for notice in opts.notices:
         print(f"{PROG}: note: {notice}", file=sys.stderr)

@@ -22,6 +22,8 @@ import socket
 import struct
 from typing import Protocol
 
+from pyoffload.errors import PyoffloadError
+
 
 class Port(Protocol):
     """What the switch needs from a port."""
@@ -122,7 +124,7 @@ def _with_vlan_tag(frame: bytes, ancillary: list[tuple[int, int, bytes]]) -> byt
     return frame
 
 
-class PortError(Exception):
+class PortError(PyoffloadError):
     """A port could not be opened (missing interface, no permission)."""
 
 

@@ -20,6 +20,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from pyoffload.errors import PyoffloadError
+
 from .p4runtime.packet_io import CpuHeaders
 from .ports import Port
 
@@ -69,7 +71,7 @@ class SwitchStats:
     errors: int = 0
 
 
-class SwitchError(Exception):
+class SwitchError(PyoffloadError):
     """A switch operation cannot be done (bad port number, no CPU port...)."""
 
 

@@ -13,6 +13,8 @@ import attrs
 import grpc
 from finsy.proto import p4r, rpc_status
 
+from pyoffload.errors import PyoffloadError
+
 
 @attrs.frozen(kw_only=True)
 class UpdateError:
@@ -38,7 +40,7 @@ def status_code(value: int) -> grpc.StatusCode:
     return _CODES.get(value, grpc.StatusCode.UNKNOWN)
 
 
-class P4RuntimeError(Exception):
+class P4RuntimeError(PyoffloadError):
     """A P4Runtime RPC failed; ``details`` lists failed updates by index."""
 
     def __init__(

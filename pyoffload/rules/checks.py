@@ -9,12 +9,11 @@ could never act and is refused rather than installed as dead weight.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeGuard
 
 import attrs
 
 from guest_shim import syntax
-from pyoffload.rules import model
 from pyoffload.rules.errors import RuleError
 from pyoffload.rules.values import (
     PORT_PROTOCOLS,
@@ -30,6 +29,9 @@ from pyoffload.rules.values import (
 
 if TYPE_CHECKING:
     from pyoffload.rules.model import (
+        Action,
+        Backend,
+        Dnat,
         Flow,
         FlowConfig,
         FlowMatch,
@@ -37,7 +39,24 @@ if TYPE_CHECKING:
         OffloadRequest,
         Rule,
         RuleMatch,
+        Snat,
     )
+
+# The model's classes call these checks from their post-init hooks, so this module
+# cannot import the model at run time (the two would import each other); the
+# actions and backends say what they are instead (their ``kind``).
+
+
+def is_load_balance(action: Action) -> TypeGuard[LoadBalance]:
+    return getattr(action, "kind", None) == "load_balance"
+
+
+def is_nat(action: Action) -> TypeGuard[Snat | Dnat]:
+    return getattr(action, "kind", None) in ("snat", "dnat")
+
+
+def is_backend(value: object) -> TypeGuard[Backend]:
+    return getattr(value, "kind", None) == "backend"
 
 
 def ip_version(match: FlowMatch | RuleMatch) -> int | None:
@@ -70,8 +89,6 @@ def check_l34(match: FlowMatch | RuleMatch) -> None:
                 raise RuleError("icmp is IPv4; use icmpv6 with IPv6 prefixes", field="protocol")
             if match.protocol == PROTO_ICMPV6 and family.version == 4:
                 raise RuleError("icmpv6 is IPv6; use icmp with IPv4 prefixes", field="protocol")
-    if isinstance(match, model.FlowMatch):
-        check_ports(match, match.protocol)
 
 
 def check_ports(match: FlowMatch | RuleMatch, protocol: int | None) -> None:
@@ -80,7 +97,7 @@ def check_ports(match: FlowMatch | RuleMatch, protocol: int | None) -> None:
     A rule's protocol is its own or, when it has none, its flow's: the rules
     only ever see packets of their flow.
     """
-    if isinstance(match, model.RuleMatch) and match.tcp_flags is not None and protocol != PROTO_TCP:
+    if getattr(match, "tcp_flags", None) is not None and protocol != PROTO_TCP:
         raise RuleError(
             f"TCP flags need protocol tcp (the match has {protocol_name(protocol)})",
             field="tcp_flags",
@@ -139,19 +156,17 @@ def check_rule(rule: Rule) -> None:
                 field="rate_limit",
             )
         return
-    kind = "load_balance" if isinstance(action, model.LoadBalance) else (
-        "snat" if isinstance(action, model.Snat) else "dnat"
-    )
-    if not isinstance(action, model.Snat | model.Dnat | model.LoadBalance):
+    if not (is_nat(action) or is_load_balance(action)):
         raise RuleError(f"{action!r} is not a verdict, snat, dnat or load_balance")
+    kind = action.kind
     if rule.rate_limit is not None:
         raise RuleError(
             f"rate limits are for verdict rules (the {kind} table has no meter)",
             field="rate_limit",
         )
     match = rule.match
-    if isinstance(action, model.LoadBalance):
-        if match != model.RuleMatch():
+    if is_load_balance(action):
+        if match != type(match)():
             raise RuleError(
                 "a load_balance rule matches on its vip, port and protocol only; "
                 "leave match empty",
@@ -180,7 +195,7 @@ def check_backends(lb: LoadBalance) -> None:
         raise RuleError("is empty (a VIP needs at least one backend)", field="backends")
     seen: set[tuple[object, int]] = set()
     for index, backend in enumerate(lb.backends):
-        if not isinstance(backend, model.Backend):
+        if not is_backend(backend):
             raise RuleError(f"{backend!r} is not a Backend", field=f"backends[{index}]")
         key = (backend.address, backend.port)
         if key in seen:
@@ -233,10 +248,11 @@ def _check_rule_in_flow(
         if action is Verdict.ALLOW_TRACK and Service.CONNTRACK not in services:
             raise RuleError("allow-track needs the flow's conntrack service", field="verdict")
         return
-    if isinstance(action, model.LoadBalance):
+    if is_load_balance(action):
         _check_lb_in_flow(action, flow, services)
         return
-    kind = "snat" if isinstance(action, model.Snat) else "dnat"
+    assert is_nat(action)
+    kind = action.kind
     if Service.NAT not in services:
         raise RuleError(f"{kind} needs the flow's nat service", field=kind)
     if flow_version == 6:
@@ -286,7 +302,7 @@ def check_request(request: OffloadRequest) -> None:
             raise RuleError("duplicate flow id", flow=flow.id, field="id")
         seen.add(flow.id)
         for rule in flow.rules:
-            if isinstance(rule.action, model.LoadBalance):
+            if is_load_balance(rule.action):
                 lb = rule.action
                 key = (lb.vip, lb.protocol, lb.port)
                 if key in vips:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from guest_shim.errors import describe
 
+from pyoffload.errors import PyoffloadError
 
-class RuleError(ValueError):
+
+class RuleError(PyoffloadError, ValueError):
     """An offload request the pipeline cannot (or must not) carry out.
 
     ``flow`` and ``rule`` are ids (or ``#N`` positions), ``field`` a dotted path

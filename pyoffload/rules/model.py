@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Iterable
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import attrs
 
@@ -182,6 +182,7 @@ class FlowMatch:
 
     def __attrs_post_init__(self) -> None:
         checks.check_l34(self)
+        checks.check_ports(self, self.protocol)
 
     @property
     def ip_version(self) -> int | None:
@@ -245,6 +246,8 @@ class RuleMatch:
 class Snat:
     """Rewrite the source of new connections (IPv4, TCP/UDP)."""
 
+    kind: ClassVar[str] = "snat"
+
     address: ipaddress.IPv4Address = attrs.field(validator=_ipv4)
     """The new source address."""
     ports: PortRange
@@ -259,6 +262,8 @@ class Snat:
 class Dnat:
     """Rewrite the destination of new connections (IPv4, TCP/UDP)."""
 
+    kind: ClassVar[str] = "dnat"
+
     address: ipaddress.IPv4Address = attrs.field(validator=_ipv4)
     """The new destination address."""
     port: int | None = attrs.field(default=None, validator=_optional_in_range(1, 65535))
@@ -268,6 +273,8 @@ class Dnat:
 @attrs.frozen(kw_only=True)
 class Backend:
     """One server behind a load-balanced VIP."""
+
+    kind: ClassVar[str] = "backend"
 
     address: ipaddress.IPv4Address = attrs.field(validator=_ipv4)
     """The backend's address."""
@@ -280,6 +287,8 @@ class Backend:
 @attrs.frozen(kw_only=True)
 class LoadBalance:
     """A VIP spread over weighted backends (a ``vnic.lb_vip`` entry and group)."""
+
+    kind: ClassVar[str] = "load_balance"
 
     vip: ipaddress.IPv4Address = attrs.field(validator=_ipv4)
     """The virtual address clients connect to."""

@@ -10,9 +10,9 @@ import pytest
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
-from bmv2_env.targets import RunningTarget, start_target
-from bmv2_env.topology import Topology
-from bmv2_env.traffic import RawWire
+from pyoffload.playground.topology import Topology
+from pyoffload.playground.traffic import RawWire
+from pyoffload.targets import RunningTarget, start_target
 
 
 @pytest.fixture

@@ -17,17 +17,17 @@ from finsy import P4Schema, P4TableEntry
 from guest_shim.client import Channel
 from guest_shim.errors import GuestShimError
 
-from bmv2_env.targets import RunningTarget
 from guest_shim import offload_pb2 as pb
 from pyoffload.agent import Agent
 from pyoffload.agent.channel import serve_channel
 from pyoffload.agent.config import parse_config
 from pyoffload.compiler import names
-from pyoffload.p4artifacts import Artifacts
 from pyoffload.p4runtime import P4RuntimeClient
+from pyoffload.pipeline.artifacts import Artifacts
 from pyoffload.rules import load_file
+from pyoffload.targets import RunningTarget
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "pyoffload" / "examples"
 
 
 def host_config(tmp_path: Path, **quotas: int) -> dict[str, object]:
@@ -55,7 +55,7 @@ def agent(target: RunningTarget, tmp_path: Path) -> Iterator[Agent]:
 
 def read_table(target: RunningTarget, table: str) -> list[P4TableEntry]:
     """Everything the target holds in ``table``, read with a second controller role."""
-    schema = P4Schema(Artifacts.in_dir().p4info)
+    schema = P4Schema(Artifacts.packaged().p4info)
     with P4RuntimeClient(target.grpc_address, device_id=target.device_id,
                          election_id=2) as client:
         query = P4TableEntry(table).encode(schema)
@@ -178,7 +178,7 @@ def test_watch_reports_applied_generations(agent: Agent, tmp_path: Path) -> None
 
 
 def test_target_restart_reinstalls(tmp_path: Path) -> None:
-    from bmv2_env.targets import start_target
+    from pyoffload.targets import start_target
 
     out = tmp_path / "t1.log"
     first = start_target("embedded", {}, output=out)
@@ -204,7 +204,7 @@ def test_target_restart_reinstalls(tmp_path: Path) -> None:
 
 
 def test_tcp_loopback_channel(target: RunningTarget, tmp_path: Path) -> None:
-    from bmv2_env.targets import free_tcp_port
+    from pyoffload.targets import free_tcp_port
 
     port = free_tcp_port()
     data = host_config(tmp_path)

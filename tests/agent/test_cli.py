@@ -41,7 +41,7 @@ def test_up_serves_channels_and_status_reports(tmp_path: Path) -> None:
                 break
         assert any("admin endpoint" in line for line in lines), "".join(lines)
         applied = run(str(BIN / "guest-shim"), "--channel", channel, "apply",
-                      str(REPO / "examples" / "stateful-web-server.yaml"))
+                      str(REPO / "pyoffload" / "examples" / "stateful-web-server.yaml"))
         assert applied.returncode == 0, applied.stderr
         status = run(str(BIN / "pyoffload"), "status", "--admin", admin)
         assert status.returncode == 0, status.stderr

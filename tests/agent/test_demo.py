@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bmv2_env.targets import bmv2_path
+from pyoffload.targets import bmv2_path
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent

@@ -18,16 +18,16 @@ import pytest
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 
-from bmv2_env.targets import bmv2_path, start_target
-from bmv2_env.topology import Topology
-from bmv2_env.traffic import RawWire
 from pyoffload.agent import Agent
 from pyoffload.agent.admin import SERVICE, decode_json, encode_json, serve_admin
 from pyoffload.agent.config import parse_config
 from pyoffload.agent.core import AgentError
 from pyoffload.agent.handover import from_document, slot_hash, to_document
 from pyoffload.agent.slowpath import Tuple5
+from pyoffload.playground.topology import Topology
+from pyoffload.playground.traffic import RawWire
 from pyoffload.rules import load_data
+from pyoffload.targets import bmv2_path, start_target
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for veth pairs")
 

@@ -11,14 +11,13 @@ import pytest
 from finsy import P4Schema, P4TableEntry
 from finsy.proto import p4r
 
-from bmv2_env.targets import RunningTarget
 from pyoffload.agent import Agent, AgentError
 from pyoffload.agent.config import parse_config
 from pyoffload.agent.installer import WILDCARD_FACTOR, Installer, InstallError
 from pyoffload.compiler import CompiledRequest, ResourcePool, VnicTarget, compile_request, names
-from pyoffload.p4artifacts import Artifacts, load_constants
 from pyoffload.p4runtime import P4RuntimeClient, UpdateType
 from pyoffload.p4runtime.entities import EntityKey, entity_key
+from pyoffload.pipeline.artifacts import Artifacts, load_constants
 from pyoffload.rules import (
     Flow,
     FlowConfig,
@@ -30,9 +29,10 @@ from pyoffload.rules import (
     Verdict,
     load_file,
 )
+from pyoffload.targets import RunningTarget
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-ARTIFACTS = Artifacts.in_dir()
+EXAMPLES = Path(__file__).resolve().parents[2] / "pyoffload" / "examples"
+ARTIFACTS = Artifacts.packaged()
 
 
 def count(client: P4RuntimeClient, schema: P4Schema, table: str) -> int:

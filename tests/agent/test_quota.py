@@ -11,11 +11,11 @@ from collections.abc import Callable
 
 import pytest
 
-from bmv2_env.targets import RunningTarget
 from guest_shim import offload_pb2 as pb
 from pyoffload.agent import Agent
 from pyoffload.agent.config import parse_config
 from pyoffload.rules import load_data
+from pyoffload.targets import RunningTarget
 from tests.agent.conftest import Wire, udp
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for veth pairs")

@@ -8,12 +8,12 @@ import os
 
 import pytest
 
-from bmv2_env.targets import RunningTarget
 from pyoffload.agent import Agent
 from pyoffload.agent.config import parse_config
 from pyoffload.agent.handover import SlotState, slot_hash
 from pyoffload.agent.slowpath import Tuple5, normalised_tuple
 from pyoffload.rules import load_data
+from pyoffload.targets import RunningTarget
 from tests.agent.conftest import Wire, udp
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for veth pairs")

@@ -9,7 +9,7 @@ from finsy import P4Schema, P4TableEntry
 
 from pyoffload.compiler import ResourcePool, VnicTarget, compile_request, names
 from pyoffload.compiler.matches import covers
-from pyoffload.p4artifacts import Artifacts, load_constants
+from pyoffload.pipeline.artifacts import Artifacts, load_constants
 from pyoffload.rules import (
     CtState,
     Direction,
@@ -23,8 +23,8 @@ from pyoffload.rules import (
     load_file,
 )
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-SCHEMA = P4Schema(Artifacts.in_dir().p4info)
+EXAMPLES = Path(__file__).resolve().parents[2] / "pyoffload" / "examples"
+SCHEMA = P4Schema(Artifacts.packaged().p4info)
 CONST = load_constants()
 TARGET = VnicTarget(name="web-1", vnic_id=7)
 

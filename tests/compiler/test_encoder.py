@@ -17,14 +17,14 @@ from finsy import (
 from finsy.p4entity import P4Entity
 
 from pyoffload.compiler import ResourcePool, VnicTarget, compile_request, names
-from pyoffload.p4artifacts import Artifacts, load_constants
 from pyoffload.p4runtime.encoder import CACHE_LIMIT, EntityEncoder
 from pyoffload.p4runtime.entities import entity_key
+from pyoffload.pipeline.artifacts import Artifacts, load_constants
 from pyoffload.rules import Verdict, load_file
 
 ALLOW = names.ACL_ACTIONS[Verdict.ALLOW]
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-SCHEMA = P4Schema(Artifacts.in_dir().p4info)
+EXAMPLES = Path(__file__).resolve().parents[2] / "pyoffload" / "examples"
+SCHEMA = P4Schema(Artifacts.packaged().p4info)
 CONST = load_constants()
 
 

@@ -10,7 +10,7 @@ from finsy.proto import p4i
 from pyoffload.compiler import ResourcePool, VnicTarget, compile_request, names
 from pyoffload.compiler.compile import ternary_port_fields
 from pyoffload.compiler.matches import range_to_prefixes
-from pyoffload.p4artifacts import Artifacts, load_constants
+from pyoffload.pipeline.artifacts import Artifacts, load_constants
 from pyoffload.rules import (
     Flow,
     FlowConfig,
@@ -44,7 +44,7 @@ def ternary_port_schema() -> P4Schema:
     info = p4i.P4Info()
     from google.protobuf import text_format
 
-    text_format.Parse(Artifacts.in_dir().p4info.read_text(), info)
+    text_format.Parse(Artifacts.packaged().p4info.read_text(), info)
     for table in info.tables:
         for field in table.match_fields:
             if field.name in ("src_port", "dst_port"):

@@ -49,12 +49,12 @@ def test_vnic_fused_equals_graph() -> None:
     pytest.importorskip("finsy")
     from finsy import P4Schema
 
-    from bmv2_env.bench_entries import engine_install, vnic_entities
-    from bmv2_env.corpus import build_corpus
-    from pyoffload.p4artifacts import ArtifactError, check_fresh, load_constants
+    from benchmarks.bench_entries import engine_install, vnic_entities
+    from benchmarks.corpus import build_corpus
+    from pyoffload.pipeline.artifacts import ArtifactError, Artifacts, load_constants
 
     try:
-        art = check_fresh()
+        art = Artifacts.packaged()
     except ArtifactError as exc:
         pytest.skip(str(exc))
     schema = P4Schema(art.p4info)

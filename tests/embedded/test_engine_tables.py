@@ -21,7 +21,7 @@ from pyoffload.embedded.engine import (
     Optional_,
     Pipeline,
     Range,
-    ResourceExhausted,
+    TableFull,
     Ternary,
     Wildcard,
 )
@@ -110,7 +110,7 @@ def test_table_full() -> None:
     assert t.size == 32
     for i in range(t.size):
         t.add([Ternary(i, 0xFFFF)], "TIngress.out1", [], priority=1)
-    with pytest.raises(ResourceExhausted):
+    with pytest.raises(TableFull):
         t.add([Ternary(0xFFFF, 0xFFFF)], "TIngress.out1", [], priority=1)
     assert len(t.entries()) == 32
     t.clear()

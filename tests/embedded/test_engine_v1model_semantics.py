@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pyoffload.embedded.engine import InvalidValue, NotFound, Pipeline, ResourceExhausted
+from pyoffload.embedded.engine import InvalidValue, NotFound, Pipeline, TableFull
 
 PROGRAMS = Path(__file__).parent / "programs"
 
@@ -346,7 +346,7 @@ def test_parser_value_set_checks_width_and_capacity() -> None:
     for v in range(4):
         vset.add(0x9100 + v)
     vset.add(0x9100)  # already there: not a new entry
-    with pytest.raises(ResourceExhausted, match="full"):
+    with pytest.raises(TableFull, match="full"):
         vset.add(0x9200)
     vset.remove(0x9100)
     vset.add(0x9200)

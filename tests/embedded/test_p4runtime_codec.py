@@ -6,7 +6,7 @@ import pytest
 from finsy.proto import rpc_code
 
 from pyoffload.embedded.p4runtime.codec import decode_int, decode_uint, encode_int, encode_uint
-from pyoffload.embedded.p4runtime.errors import P4RuntimeError
+from pyoffload.embedded.p4runtime.errors import StatusError
 
 
 @pytest.mark.parametrize(
@@ -33,7 +33,7 @@ def test_valid_unsigned(width: int, data: bytes, value: int) -> None:
      (12, b"\x01\x00\x63"), (12, b"\x00\x40\x63"), (9, b"\x02\x00")],
 )
 def test_invalid_unsigned_names_the_field(width: int, data: bytes) -> None:
-    with pytest.raises(P4RuntimeError) as info:
+    with pytest.raises(StatusError) as info:
         decode_uint(data, width, "table t: match field 'hdr.x'")
     assert info.value.code == rpc_code.INVALID_ARGUMENT
     assert "hdr.x" in info.value.message
@@ -50,7 +50,7 @@ def test_valid_signed(width: int, data: bytes, value: int) -> None:
 
 @pytest.mark.parametrize(("width", "data"), [(8, b"\x00\x9d"), (12, b"\x8d\x1d"), (16, b"")])
 def test_invalid_signed(width: int, data: bytes) -> None:
-    with pytest.raises(P4RuntimeError):
+    with pytest.raises(StatusError):
         decode_int(data, width, "f")
 
 

@@ -6,7 +6,7 @@ import pytest
 from finsy.proto import p4i, rpc_code
 from google.protobuf import text_format
 
-from pyoffload.embedded.p4runtime.errors import P4RuntimeError
+from pyoffload.embedded.p4runtime.errors import StatusError
 from pyoffload.embedded.p4runtime.p4info import P4InfoIndex
 
 P4INFO = """
@@ -69,11 +69,11 @@ def test_tables_by_id_and_name(index: P4InfoIndex) -> None:
 
 
 def test_unknown_id_and_name_give_helpful_errors(index: P4InfoIndex) -> None:
-    with pytest.raises(P4RuntimeError) as info:
+    with pytest.raises(StatusError) as info:
         index.table(99)
     assert info.value.code == rpc_code.INVALID_ARGUMENT
     assert "99" in info.value.message
-    with pytest.raises(P4RuntimeError) as info:
+    with pytest.raises(StatusError) as info:
         index.id_of("ingress.acll")
     assert "did you mean 'ingress.acl'" in info.value.message
 

@@ -7,9 +7,9 @@ import subprocess
 
 import pytest
 
-from bmv2_env.targets import TargetUnavailable, resolve_kind
-from bmv2_env.topology import Topology, TopologyError, require_root, run_ip
-from bmv2_env.traffic import EchoServer, echo_exchange, ping
+from pyoffload.playground.topology import Topology, TopologyError, require_root, run_ip
+from pyoffload.playground.traffic import EchoServer, echo_exchange, ping
+from pyoffload.targets import TargetUnavailable, resolve_kind
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for veth pairs")
 

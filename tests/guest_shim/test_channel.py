@@ -22,7 +22,7 @@ from guest_shim.service import add_servicer
 from guest_shim import GuestShimError, connect, parse_file
 from guest_shim import offload_pb2 as pb
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "pyoffload" / "examples"
 SHIM_CLI = Path(sys.executable).parent / "guest-shim"
 
 

@@ -40,7 +40,7 @@ def test_pip_install_alone(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "apply" in done.stdout and "watch" in done.stdout
     check = subprocess.run(
-        [str(shim), "apply", "--check", str(ROOT / "examples" / "snat.yaml")],
+        [str(shim), "apply", "--check", str(ROOT / "pyoffload" / "examples" / "snat.yaml")],
         capture_output=True,
         text=True,
         cwd=tmp_path,

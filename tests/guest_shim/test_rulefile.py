@@ -10,7 +10,7 @@ from guest_shim.errors import RuleFileError
 from guest_shim import offload_pb2 as pb
 from guest_shim import parse_file, parse_text
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "pyoffload" / "examples"
 
 GOOD = """
 vnic: web-1

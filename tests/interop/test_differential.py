@@ -2,7 +2,7 @@
 
 DESIGN.md makes BMv2 the reference: "the embedded target must agree with it
 packet for packet". Both targets get the same pipeline, the same entries
-(``entries.py``) and the same corpus (``bmv2_env.corpus``), each on veth pairs
+(``entries.py``) and the same corpus (``benchmarks.corpus``), each on veth pairs
 of its own, and every input frame must produce the same multiset of
 (egress port, bytes) on both, packet-ins to the controller included (their
 metadata and payload, as port CPU_PORT). The corpus is sent in order through each VNIC,
@@ -22,12 +22,12 @@ import attrs
 import pytest
 from finsy import P4CounterEntry
 
-from bmv2_env.corpus import CorpusFrame, build_corpus
-from bmv2_env.targets import bmv2_path, start_target
-from bmv2_env.topology import Topology
+from benchmarks.corpus import CorpusFrame, build_corpus
 from pyoffload.compiler import names
-from pyoffload.p4artifacts import check_fresh, load_constants
 from pyoffload.p4runtime import P4RuntimeClient, UpdateType
+from pyoffload.pipeline.artifacts import Artifacts, load_constants
+from pyoffload.playground.topology import Topology
+from pyoffload.targets import bmv2_path, start_target
 from tests.interop.entries import PEERS, SIDES, differential_entities
 from tests.interop.wire import Output, Wire
 
@@ -47,7 +47,7 @@ class Run:
 
 def run_corpus(kind: str, corpus: list[CorpusFrame], workdir: Path) -> Run:
     """Start ``kind`` on four fresh veth pairs, configure it, send the corpus."""
-    artifacts = check_fresh()
+    artifacts = Artifacts.packaged()
     const = load_constants()
     outputs: dict[str, Counter[Output]] = {}
     with Topology() as topo:

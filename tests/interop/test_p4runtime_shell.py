@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from bmv2_env.targets import RunningTarget, TargetUnavailable, start_target
-from pyoffload.p4artifacts import Artifacts, check_fresh
+from pyoffload.pipeline.artifacts import Artifacts
+from pyoffload.targets import RunningTarget, TargetUnavailable, start_target
 from tests.interop.shell_venv import ShellVenvUnavailable, ensure_shell_venv
 
 CLIENT = Path(__file__).with_name("p4rt_shell_client.py")
@@ -32,7 +32,7 @@ def shell_python() -> Path:
 
 @pytest.fixture(scope="session")
 def artifacts() -> Artifacts:
-    return check_fresh()
+    return Artifacts.packaged()
 
 
 @pytest.fixture

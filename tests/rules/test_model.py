@@ -39,7 +39,7 @@ from pyoffload.rules import (
     validate_for_vnic,
 )
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "pyoffload" / "examples"
 DEFINES = Path(__file__).resolve().parents[2] / "p4src" / "include" / "defines.p4"
 net = ipaddress.ip_network
 addr = ipaddress.IPv4Address

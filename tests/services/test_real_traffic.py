@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from bmv2_env.targets import RunningTarget, start_target
-from bmv2_env.topology import Topology, run_ip
-from bmv2_env.traffic import EchoServer, echo_exchange, netns_cmd
 from pyoffload.agent import Agent
 from pyoffload.agent.config import parse_config
+from pyoffload.playground.topology import Topology, run_ip
+from pyoffload.playground.traffic import EchoServer, echo_exchange, netns_cmd
 from pyoffload.rules import load_data
+from pyoffload.targets import RunningTarget, start_target
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces")
 

@@ -10,7 +10,7 @@ from .errors import (
     InvalidValue,
     NotFound,
     PipelineLoadError,
-    ResourceExhausted,
+    TableFull,
     UnsupportedConstruct,
 )
 from .externs import MeterConfig
@@ -36,7 +36,7 @@ __all__ = [
     "PipelineState",
     "ProcessResult",
     "Range",
-    "ResourceExhausted",
+    "TableFull",
     "TableState",
     "Ternary",
     "UnsupportedConstruct",

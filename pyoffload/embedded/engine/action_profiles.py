@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .actions import Action
-from .errors import AlreadyExists, InvalidValue, NotFound, ResourceExhausted
+from .errors import AlreadyExists, InvalidValue, NotFound, TableFull
 from .packet import Pkt
 
 
@@ -66,7 +66,7 @@ class ActionProfile:
     def add_member(self, action: str, args: list[int], member_id: int | None = None) -> int:
         act, a = self._action(action, args)
         if len(self._members) >= self.size:
-            raise ResourceExhausted(f"action profile {self.name} is full ({self.size} members)")
+            raise TableFull(f"action profile {self.name} is full ({self.size} members)")
         if member_id is None:
             while self._next_member in self._members:
                 self._next_member += 1
@@ -129,7 +129,7 @@ class ActionProfile:
                 raise InvalidValue(f"action profile {self.name}: member {mid} listed twice")
             seen.add(mid)
         if g.max_size and sum(w for _, w in members) > g.max_size:
-            raise ResourceExhausted(
+            raise TableFull(
                 f"action profile {self.name}: group {group_id} holds at most {g.max_size}"
             )
         g.members = list(members)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from pyoffload.errors import PyoffloadError
 
-class EngineError(Exception):
+
+class EngineError(PyoffloadError):
     """Base class of every error the engine raises."""
 
 
@@ -34,7 +36,7 @@ class AlreadyExists(EngineError):
     """An entry with the same key (and priority) is already installed."""
 
 
-class ResourceExhausted(EngineError):
+class TableFull(EngineError):
     """A table, profile or group is full."""
 
 

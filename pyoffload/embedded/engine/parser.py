@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .errors import InvalidValue, PipelineLoadError, ResourceExhausted, UnsupportedConstruct
+from .errors import InvalidValue, PipelineLoadError, TableFull, UnsupportedConstruct
 from .expressions import ctx_of
 from .headers import HeaderCodec
 from .model import HeaderInst, Json, parse_hexstr
@@ -36,13 +36,13 @@ class ParseValueSet:
         self.values: set[int] = set()
 
     def add(self, value: int) -> None:
-        """Add a value; InvalidValue if it does not fit the key, ResourceExhausted when full."""
+        """Add a value; InvalidValue if it does not fit the key, TableFull when full."""
         if value < 0 or (self.bitwidth and value >> self.bitwidth):
             raise InvalidValue(
                 f"parser value set {self.name}: value {value:#x} does not fit {self.bitwidth} bits"
             )
         if value not in self.values and self.max_size and len(self.values) >= self.max_size:
-            raise ResourceExhausted(f"parser value set {self.name} is full ({self.max_size})")
+            raise TableFull(f"parser value set {self.name} is full ({self.max_size})")
         self.values.add(value)
 
     def remove(self, value: int) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from .action_profiles import ActionProfile
 from .actions import Action
 from .classifier import TupleSpace, make_rank
-from .errors import AlreadyExists, InvalidValue, NotFound, ResourceExhausted
+from .errors import AlreadyExists, InvalidValue, NotFound, TableFull
 from .externs import Meter, MeterConfig
 from .keys import Exact, KeyValue, Lpm, Optional_, Range, Ternary, Wildcard
 
@@ -318,7 +318,7 @@ class TableState:
         if e.canon in self._by_canon:
             raise AlreadyExists(f"table {self.name}: an entry with this key already exists")
         if len(self._entries) >= self.cfg.size and not _const:
-            raise ResourceExhausted(f"table {self.name} is full ({self.cfg.size} entries)")
+            raise TableFull(f"table {self.name} is full ({self.cfg.size} entries)")
         e.action, e.args = self._resolve_action(action, args, member, group)
         e.member, e.group, e.ttl_ns, e.const = member, group, ttl_ns, _const
         e.id = next(self._ids)

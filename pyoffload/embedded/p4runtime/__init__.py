@@ -1,7 +1,6 @@
-"""P4Runtime server of the embedded target: P4Info index, value codec, gRPC service."""
+"""P4Runtime server of the embedded target: P4Info index (``p4info``), value codec
+(``codec``), gRPC service (``service``) and server (``server``).
 
-from .errors import P4RuntimeError
-from .p4info import P4InfoIndex
-from .server import DEFAULT_ADDRESS, P4RuntimeServer, ServerError
-
-__all__ = ["DEFAULT_ADDRESS", "P4InfoIndex", "P4RuntimeError", "P4RuntimeServer", "ServerError"]
+Nothing is imported here: the switch uses ``packet_io`` and ``errors`` without
+pulling in the server, which itself is built on the switch.
+"""

@@ -15,7 +15,7 @@ from finsy.proto import p4r, rpc_code
 
 from .actions import ActionCodec
 from .engine_api import PipelineStateLike
-from .errors import P4RuntimeError, already_exists, invalid, not_found, resource_exhausted
+from .errors import StatusError, already_exists, invalid, not_found, resource_exhausted
 from .p4info import ActionProfileInfo, P4InfoIndex
 
 Undo = list[Callable[[], None]] | None
@@ -40,8 +40,8 @@ class Group:
     refs: int = 0
 
 
-def _in_use(what: str) -> P4RuntimeError:
-    return P4RuntimeError(rpc_code.FAILED_PRECONDITION, f"{what} is still referenced")
+def _in_use(what: str) -> StatusError:
+    return StatusError(rpc_code.FAILED_PRECONDITION, f"{what} is still referenced")
 
 
 class ActionProfileStore:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from finsy.proto import p4r, rpc_code, rpc_status
 from google.protobuf import any_pb2
 
-from .errors import P4RuntimeError, invalid, not_found
+from .errors import StatusError, invalid, not_found
 
 Send = Callable[[p4r.StreamMessageResponse], None]
 
@@ -84,12 +84,12 @@ class Arbiter:
                     raise not_found(f"unknown device_id {msg.device_id}")
             else:
                 if msg.device_id != ctrl.device_id:
-                    raise P4RuntimeError(
+                    raise StatusError(
                         rpc_code.FAILED_PRECONDITION,
                         f"device_id {msg.device_id} differs from this stream's {ctrl.device_id}",
                     )
                 if role_name != ctrl.role:
-                    raise P4RuntimeError(
+                    raise StatusError(
                         rpc_code.FAILED_PRECONDITION,
                         f"role {role_name!r} differs from this stream's {ctrl.role!r}",
                     )
@@ -136,7 +136,7 @@ class Arbiter:
                 raise not_found(f"unknown role {role_name!r}")
             primary = role.primary() if role else None
             if primary is None or election_id is None or primary.election_id != election_id:
-                raise P4RuntimeError(
+                raise StatusError(
                     rpc_code.PERMISSION_DENIED,
                     f"election_id {election_id} is not the primary of role {role_name!r} "
                     f"on device {device_id}",

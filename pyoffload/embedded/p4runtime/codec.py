@@ -7,7 +7,7 @@ strings from clients but always answers in the canonical (shortest) form, so
 that what a client reads back compares equal to what a well-behaved client
 wrote (read-write symmetry).
 
-Errors are raised as `P4RuntimeError(INVALID_ARGUMENT)` naming the field, as
+Errors are raised as `StatusError(INVALID_ARGUMENT)` naming the field, as
 BMv2's PI server does for out-of-range strings.
 """
 

@@ -23,7 +23,7 @@ from ..engine.errors import EngineError
 from ..switch import Switch
 from .codec import decode_uint
 from .engine_api import from_engine_error
-from .errors import P4RuntimeError, failed_precondition, invalid, not_found
+from .errors import StatusError, failed_precondition, invalid, not_found
 from .meters import MeterFactory
 from .p4info import P4InfoIndex
 from .packet_io import CpuHeaders
@@ -249,7 +249,7 @@ class Device:
                     continue
                 try:
                     new.store.apply(update, None)
-                except P4RuntimeError as exc:
+                except StatusError as exc:
                     raise invalid(f"cannot preserve forwarding state: {exc}") from None
         for table_id in old.store.tables.defaults:
             read = old.store.read(p4r.Entity(table_entry=p4r.TableEntry(
@@ -257,7 +257,7 @@ class Device:
             for entity in read:
                 try:
                     new.store.apply(p4r.Update(type=p4r.Update.MODIFY, entity=entity), None)
-                except P4RuntimeError as exc:
+                except StatusError as exc:
                     raise invalid(f"cannot preserve forwarding state: {exc}") from None
 
     def get_pipeline(self, response_type: int) -> p4r.GetForwardingPipelineConfigResponse:
@@ -281,12 +281,12 @@ class Device:
 
     # writes and reads ----------------------------------------------------------------
     def write(self, updates: Sequence[p4r.Update], atomicity: int
-              ) -> list[P4RuntimeError | None]:
+              ) -> list[StatusError | None]:
         """Apply a batch; one error (or None) per update, in order."""
         store = self.store
         if store is None:
             raise failed_precondition("no forwarding pipeline config has been set")
-        results: list[P4RuntimeError | None] = [None] * len(updates)
+        results: list[StatusError | None] = [None] * len(updates)
         atomic = atomicity in (p4r.WriteRequest.ROLLBACK_ON_ERROR,
                                p4r.WriteRequest.DATAPLANE_ATOMIC)
         if not atomic and atomicity != p4r.WriteRequest.CONTINUE_ON_ERROR:
@@ -297,16 +297,16 @@ class Device:
                 for i, update in enumerate(updates):
                     try:
                         apply(update, None)
-                    except P4RuntimeError as exc:
+                    except StatusError as exc:
                         results[i] = exc
                 return results
             undo: list[Callable[[], None]] = []
             for i, update in enumerate(updates):
                 try:
                     apply(update, undo)
-                except P4RuntimeError as exc:
+                except StatusError as exc:
                     self._rollback(undo)
-                    aborted = P4RuntimeError(rpc_code.ABORTED,
+                    aborted = StatusError(rpc_code.ABORTED,
                                              f"not applied: update {i} of the batch failed")
                     results = [aborted] * len(updates)
                     results[i] = exc
@@ -322,17 +322,17 @@ class Device:
                 _log.exception("rolling back a batch failed; state may differ from before")
 
     def read(self, entities: Sequence[p4r.Entity]) -> tuple[list[p4r.Entity],
-                                                          list[P4RuntimeError | None]]:
+                                                          list[StatusError | None]]:
         store = self.store
         if store is None:
             raise failed_precondition("no forwarding pipeline config has been set")
         found: list[p4r.Entity] = []
-        errors: list[P4RuntimeError | None] = [None] * len(entities)
+        errors: list[StatusError | None] = [None] * len(entities)
         with self.switch.lock:
             for i, entity in enumerate(entities):
                 try:
                     found.extend(store.read(entity))
-                except P4RuntimeError as exc:
+                except StatusError as exc:
                     errors[i] = exc
         return found, errors
 
@@ -365,7 +365,7 @@ class Device:
         except EngineError as exc:
             raise from_engine_error(exc) from exc
         except Exception as exc:
-            raise P4RuntimeError(rpc_code.FAILED_PRECONDITION, str(exc)) from exc
+            raise StatusError(rpc_code.FAILED_PRECONDITION, str(exc)) from exc
 
     def _on_digest(self, name: str, values: tuple[int, ...]) -> None:
         config = self._committed

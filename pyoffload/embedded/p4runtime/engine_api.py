@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Hashable, Sequence
 from typing import Any, Protocol
 
-from ..engine.errors import AlreadyExists, EngineError, InvalidValue, NotFound, ResourceExhausted
+from ..engine.errors import AlreadyExists, EngineError, InvalidValue, NotFound, TableFull
 from ..engine.keys import KeyValue
-from .errors import P4RuntimeError, already_exists, invalid, not_found, resource_exhausted
+from .errors import StatusError, already_exists, invalid, not_found, resource_exhausted
 
 EntryId = Hashable
 
@@ -115,15 +115,15 @@ class PipelineStateLike(Protocol):
     def pre(self) -> PreStateLike: ...
 
 
-def from_engine_error(exc: EngineError) -> P4RuntimeError:
+def from_engine_error(exc: EngineError) -> StatusError:
     """The P4Runtime status of an engine failure (nothing was applied)."""
     message = str(exc)
     if isinstance(exc, NotFound):
         return not_found(message)
     if isinstance(exc, AlreadyExists):
         return already_exists(message)
-    if isinstance(exc, ResourceExhausted):
+    if isinstance(exc, TableFull):
         return resource_exhausted(message)
     if isinstance(exc, InvalidValue):
         return invalid(message)
-    return P4RuntimeError(13, f"engine error: {message}")  # INTERNAL
+    return StatusError(13, f"engine error: {message}")  # INTERNAL

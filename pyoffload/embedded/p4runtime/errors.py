@@ -1,6 +1,6 @@
 """P4Runtime errors and their encoding as gRPC statuses.
 
-Every request-level problem is a `P4RuntimeError` carrying a canonical code;
+Every request-level problem is a `StatusError` carrying a canonical code;
 the service turns it into the gRPC status (and, for batches, into one
 `p4.v1.Error` per update inside a `google.rpc.Status`, as the spec's "Error
 Reporting" section requires).
@@ -14,8 +14,10 @@ import grpc
 from finsy.proto import p4r, rpc_code, rpc_status
 from google.protobuf import any_pb2
 
+from pyoffload.errors import PyoffloadError
 
-class P4RuntimeError(Exception):
+
+class StatusError(PyoffloadError):
     """A request failed with a canonical gRPC code and a message for humans."""
 
     def __init__(self, code: int, message: str) -> None:
@@ -31,33 +33,33 @@ class P4RuntimeError(Exception):
         return p4r.Error(canonical_code=self.code, message=self.message)
 
 
-def invalid(message: str) -> P4RuntimeError:
+def invalid(message: str) -> StatusError:
     """A malformed request: INVALID_ARGUMENT."""
-    return P4RuntimeError(rpc_code.INVALID_ARGUMENT, message)
+    return StatusError(rpc_code.INVALID_ARGUMENT, message)
 
 
-def not_found(message: str) -> P4RuntimeError:
-    return P4RuntimeError(rpc_code.NOT_FOUND, message)
+def not_found(message: str) -> StatusError:
+    return StatusError(rpc_code.NOT_FOUND, message)
 
 
-def already_exists(message: str) -> P4RuntimeError:
-    return P4RuntimeError(rpc_code.ALREADY_EXISTS, message)
+def already_exists(message: str) -> StatusError:
+    return StatusError(rpc_code.ALREADY_EXISTS, message)
 
 
-def unimplemented(message: str) -> P4RuntimeError:
-    return P4RuntimeError(rpc_code.UNIMPLEMENTED, message)
+def unimplemented(message: str) -> StatusError:
+    return StatusError(rpc_code.UNIMPLEMENTED, message)
 
 
-def failed_precondition(message: str) -> P4RuntimeError:
-    return P4RuntimeError(rpc_code.FAILED_PRECONDITION, message)
+def failed_precondition(message: str) -> StatusError:
+    return StatusError(rpc_code.FAILED_PRECONDITION, message)
 
 
-def permission_denied(message: str) -> P4RuntimeError:
-    return P4RuntimeError(rpc_code.PERMISSION_DENIED, message)
+def permission_denied(message: str) -> StatusError:
+    return StatusError(rpc_code.PERMISSION_DENIED, message)
 
 
-def resource_exhausted(message: str) -> P4RuntimeError:
-    return P4RuntimeError(rpc_code.RESOURCE_EXHAUSTED, message)
+def resource_exhausted(message: str) -> StatusError:
+    return StatusError(rpc_code.RESOURCE_EXHAUSTED, message)
 
 
 _GRPC_CODES = {code.value[0]: code for code in grpc.StatusCode}

@@ -15,7 +15,7 @@ from typing import TypeVar
 
 from finsy.proto import p4i, p4t
 
-from .errors import P4RuntimeError, invalid
+from .errors import StatusError, invalid
 
 MatchType = p4i.MatchField.MatchType
 
@@ -327,7 +327,7 @@ def validate_p4info(p4info: p4i.P4Info) -> P4InfoIndex:
     """Build the index, turning structural problems into INVALID_ARGUMENT."""
     try:
         return P4InfoIndex(p4info)
-    except P4RuntimeError:
+    except StatusError:
         raise
     except (ValueError, KeyError, TypeError) as exc:  # pragma: no cover - defensive
         raise invalid(f"P4Info cannot be indexed: {exc}") from exc

@@ -20,7 +20,7 @@ from .codec import (
     uint_from_signed_bits,
 )
 from .engine_api import PipelineStateLike, RegisterStateLike, TableStateLike
-from .errors import P4RuntimeError, invalid, unimplemented
+from .errors import StatusError, invalid, unimplemented
 from .meters import MeterCodec
 from .p4info import DataField, P4InfoIndex, RegisterInfo
 from .tables import Entry, TableStore
@@ -42,7 +42,7 @@ def _indices(msg: p4r.CounterEntry | p4r.MeterEntry | p4r.RegisterEntry, size: i
     if index < 0:
         raise invalid(f"{what}: negative index {index}")
     if index >= size:
-        raise P4RuntimeError(rpc_code.OUT_OF_RANGE, f"{what}: index {index} >= size {size}")
+        raise StatusError(rpc_code.OUT_OF_RANGE, f"{what}: index {index} >= size {size}")
     return range(index, index + 1)
 
 

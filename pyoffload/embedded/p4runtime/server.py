@@ -9,6 +9,8 @@ from concurrent import futures
 import grpc
 from finsy.proto import p4r, p4r_grpc
 
+from pyoffload.errors import PyoffloadError
+
 from ..switch import Switch
 from .arbitration import Arbiter
 from .device import Device, Loader, default_loader, default_meter_factory
@@ -20,7 +22,7 @@ MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 """Large enough for big P4Info/BMv2 JSON pushes and read responses."""
 
 
-class ServerError(Exception):
+class ServerError(PyoffloadError):
     """The server could not start (address in use, bad address)."""
 
 

@@ -22,7 +22,7 @@ from .device import Device
 from .errors import (
     OK_ERROR,
     STATUS_DETAILS_KEY,
-    P4RuntimeError,
+    StatusError,
     batch_status,
     grpc_code,
     not_found,
@@ -38,7 +38,7 @@ STREAM_BACKLOG = 10_000
 
 
 def _abort_batch(context: grpc.ServicerContext, what: str,
-                 errors: Sequence[P4RuntimeError | None]) -> None:
+                 errors: Sequence[StatusError | None]) -> None:
     failed = sum(1 for e in errors if e is not None)
     message = f"{what}: {failed} of {len(errors)} failed"
     first = next(e for e in errors if e is not None)
@@ -48,7 +48,7 @@ def _abort_batch(context: grpc.ServicerContext, what: str,
     context.abort(grpc.StatusCode.UNKNOWN, message)
 
 
-def _abort(context: grpc.ServicerContext, exc: P4RuntimeError) -> None:
+def _abort(context: grpc.ServicerContext, exc: StatusError) -> None:
     context.abort(grpc_code(exc.code), exc.message)
 
 
@@ -76,7 +76,7 @@ class P4RuntimeService(p4r_grpc.P4RuntimeServicer):
             self._arbiter.check_primary(request.device_id, request.role,
                                         election_id_of(request))
             errors = self._device.write(request.updates, request.atomicity)
-        except P4RuntimeError as exc:
+        except StatusError as exc:
             _abort(context, exc)
             raise  # unreachable: abort raises
         if any(e is not None for e in errors):
@@ -88,7 +88,7 @@ class P4RuntimeService(p4r_grpc.P4RuntimeServicer):
         try:
             self._check_device(request.device_id)
             entities, errors = self._device.read(request.entities)
-        except P4RuntimeError as exc:
+        except StatusError as exc:
             _abort(context, exc)
             return
         for start in range(0, len(entities), READ_CHUNK):
@@ -104,7 +104,7 @@ class P4RuntimeService(p4r_grpc.P4RuntimeServicer):
             self._arbiter.check_primary(request.device_id, request.role,
                                         election_id_of(request))
             self._device.set_pipeline(request)
-        except P4RuntimeError as exc:
+        except StatusError as exc:
             _log.warning("SetForwardingPipelineConfig refused: %s", exc)
             _abort(context, exc)
         return p4r.SetForwardingPipelineConfigResponse()
@@ -115,7 +115,7 @@ class P4RuntimeService(p4r_grpc.P4RuntimeServicer):
         try:
             self._check_device(request.device_id)
             return self._device.get_pipeline(request.response_type)
-        except P4RuntimeError as exc:
+        except StatusError as exc:
             _abort(context, exc)
             raise
 
@@ -124,14 +124,14 @@ class P4RuntimeService(p4r_grpc.P4RuntimeServicer):
         if request.device_id:
             try:
                 self._check_device(request.device_id)
-            except P4RuntimeError as exc:
+            except StatusError as exc:
                 _abort(context, exc)
         return p4r.CapabilitiesResponse(p4runtime_api_version=P4RUNTIME_API_VERSION)
 
     # stream ---------------------------------------------------------------------------
     def StreamChannel(self, request_iterator: Iterator[p4r.StreamMessageRequest],
                       context: grpc.ServicerContext) -> Iterator[p4r.StreamMessageResponse]:
-        outbox: queue.SimpleQueue[p4r.StreamMessageResponse | P4RuntimeError | None] = (
+        outbox: queue.SimpleQueue[p4r.StreamMessageResponse | StatusError | None] = (
             queue.SimpleQueue()
         )
 
@@ -150,7 +150,7 @@ class P4RuntimeService(p4r_grpc.P4RuntimeServicer):
                 item = outbox.get()
                 if item is None:
                     return
-                if isinstance(item, P4RuntimeError):
+                if isinstance(item, StatusError):
                     _abort(context, item)
                     return
                 yield item
@@ -158,7 +158,7 @@ class P4RuntimeService(p4r_grpc.P4RuntimeServicer):
             self._arbiter.remove(ctrl)
 
     def _read_stream(self, requests: Iterator[p4r.StreamMessageRequest], ctrl: Controller,
-                     outbox: queue.SimpleQueue[p4r.StreamMessageResponse | P4RuntimeError | None]
+                     outbox: queue.SimpleQueue[p4r.StreamMessageResponse | StatusError | None]
                      ) -> None:
         try:
             for request in requests:
@@ -166,7 +166,7 @@ class P4RuntimeService(p4r_grpc.P4RuntimeServicer):
                 if which == "arbitration":
                     try:
                         self._arbiter.update(ctrl, request.arbitration)
-                    except P4RuntimeError as exc:
+                    except StatusError as exc:
                         outbox.put(exc)
                         return
                 elif which == "packet":
@@ -191,10 +191,10 @@ class P4RuntimeService(p4r_grpc.P4RuntimeServicer):
     def _stream_packet_out(self, ctrl: Controller, packet: p4r.PacketOut) -> None:
         try:
             if not self._is_primary(ctrl):
-                raise P4RuntimeError(rpc_code.PERMISSION_DENIED,
+                raise StatusError(rpc_code.PERMISSION_DENIED,
                                      "only the primary controller may send packet-out")
             self._device.packet_out(packet)
-        except P4RuntimeError as exc:
+        except StatusError as exc:
             error = p4r.StreamError(canonical_code=exc.code, message=exc.message)
             error.packet_out.packet_out.CopyFrom(packet)
             ctrl.send(p4r.StreamMessageResponse(error=error))
@@ -202,10 +202,10 @@ class P4RuntimeService(p4r_grpc.P4RuntimeServicer):
     def _stream_digest_ack(self, ctrl: Controller, ack: p4r.DigestListAck) -> None:
         try:
             if not self._is_primary(ctrl):
-                raise P4RuntimeError(rpc_code.PERMISSION_DENIED,
+                raise StatusError(rpc_code.PERMISSION_DENIED,
                                      "only the primary controller may acknowledge digests")
             self._device.digest_ack(ack)
-        except P4RuntimeError as exc:
+        except StatusError as exc:
             error = p4r.StreamError(canonical_code=exc.code, message=exc.message)
             error.digest_list_ack.digest_list_ack.CopyFrom(ack)
             ctrl.send(p4r.StreamMessageResponse(error=error))

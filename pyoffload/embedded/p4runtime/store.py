@@ -85,7 +85,7 @@ class EntityStore:
         }
 
     def apply(self, update: p4r.Update, undo: Undo) -> None:
-        """Apply one update, all or nothing; raise P4RuntimeError on failure."""
+        """Apply one update, all or nothing; raise StatusError on failure."""
         kind = update.type
         if kind not in _TYPES:
             raise invalid("update type must be INSERT, MODIFY or DELETE")

@@ -26,7 +26,7 @@ from .actions import ActionCodec
 from .answers import AddMatch, AnswerPieces, FieldEncoder
 from .codec import decode_uint, encode_uint
 from .engine_api import PipelineStateLike, TableStateLike
-from .errors import P4RuntimeError, already_exists, invalid, not_found, permission_denied
+from .errors import StatusError, already_exists, invalid, not_found, permission_denied
 from .meters import MeterCodec
 from .p4info import MatchFieldInfo, MatchType, P4InfoIndex, TableInfo
 
@@ -303,7 +303,7 @@ class TableStore:
                 raise invalid(f"{info.name}: groups need an action selector")
             self._profiles.group(profile_id, te.action.action_profile_group_id)
             return "", [], 0, 0, te.action.action_profile_group_id
-        raise P4RuntimeError(12, f"{info.name}: one-shot action selector programming "
+        raise StatusError(12, f"{info.name}: one-shot action selector programming "
                                  "is not supported")
 
     def _ref(self, info: TableInfo, member_id: int, group_id: int, delta: int) -> None:
@@ -344,7 +344,7 @@ class TableStore:
             if old is not None:
                 raise already_exists(f"{info.name}: an entry with this key already exists")
             if te.HasField("meter_counter_data"):
-                raise P4RuntimeError(12, f"{info.name}: meter_counter_data is not supported")
+                raise StatusError(12, f"{info.name}: meter_counter_data is not supported")
             counter = self._check_direct(info, te)
             meter = self._meters.decode(te.meter_config, info.name) if te.HasField(
                 "meter_config") else None
@@ -649,7 +649,7 @@ class TableStore:
         if info is None:
             raise invalid(f"{what}: unknown table id {te.table_id}")
         if te.is_default_action:
-            raise P4RuntimeError(12, f"{info.name}: direct resources of the default entry "
+            raise StatusError(12, f"{info.name}: direct resources of the default entry "
                                      "are not supported")
         key, _ = self.decode_match(info, te)
         entry = self.entries[info.id].get(key)

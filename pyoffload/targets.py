@@ -24,12 +24,14 @@ from types import TracebackType
 import attrs
 import grpc
 
+from pyoffload.errors import PyoffloadError
+
 KINDS = ("auto", "bmv2", "embedded")
 BMV2_BINARY = "simple_switch_grpc"
 CPU_PORT = 510
 
 
-class TargetUnavailable(Exception):
+class TargetUnavailable(PyoffloadError):
     """The requested target cannot run on this machine (reason in the message)."""
 
 
@@ -199,11 +201,8 @@ def start_target(
     argv = target_command(
         kind, ports, address, device_id=device_id, cpu_port=cpu_port, log_file=output
     )
-    repo = str(Path(__file__).resolve().parent.parent)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (repo, env.get("PYTHONPATH")) if p)
     with output.open("wb") as out:
-        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
     target = RunningTarget(
         kind=kind,
         grpc_address=address,
@@ -228,7 +227,7 @@ class WiredTarget:
 def start_wired_target(stack: ExitStack, kind: str, *, tag: str, output: Path,
                        guest_port: int = 1, uplink_port: int = 2) -> WiredTarget:
     """``kind`` on two fresh veth pairs (removed, and the target stopped, with ``stack``)."""
-    from bmv2_env.topology import Topology  # topology needs no target; keep imports one-way
+    from pyoffload.playground.topology import Topology
 
     topo = stack.enter_context(Topology(tag=tag))
     for port in (guest_port, uplink_port):

@@ -28,7 +28,7 @@ from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 
-from bmv2_env.bench_entries import (
+from benchmarks.bench_entries import (
     GUEST_PORT,
     TRAFFIC_DPORT,
     UPLINK_PORT,
@@ -36,9 +36,9 @@ from bmv2_env.bench_entries import (
     engine_install,
     vnic_entities,
 )
-from bmv2_env.corpus import GUEST_MAC, UPLINK_IP, UPLINK_MAC, flow_frames
+from benchmarks.corpus import GUEST_MAC, UPLINK_IP, UPLINK_MAC, flow_frames
 from pyoffload.embedded.engine import Pipeline
-from pyoffload.p4artifacts import Artifacts, load_constants
+from pyoffload.pipeline.artifacts import Artifacts, load_constants
 
 
 @attrs.frozen(kw_only=True)

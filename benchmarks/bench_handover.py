@@ -1,6 +1,6 @@
 """Benchmark: state handover of many live connections between two targets.
 
-``sudo .venv/bin/python -m bmv2_env.bench_handover --connections 100000
+``sudo .venv/bin/python -m benchmarks.bench_handover --connections 100000
 [--source embedded|bmv2] [--destination embedded|bmv2] [--json FILE]``
 
 Two sites, each a target on its own guest and uplink veths with an agent for
@@ -23,7 +23,7 @@ the guest to port 8080, nothing admitted from outside.
    come through (an unknown one is dropped as unsolicited).
 
 The pipeline must have room: ``--artifacts DIR`` names a build compiled with
-more conntrack slots (``scripts/build-p4`` writes ``p4src/build/large`` with
+more conntrack slots (``scripts/build-p4`` writes ``pyoffload/pipeline/build/large`` with
 1,048,576 when p4c is installed); by default that one is used if present.
 """
 
@@ -45,14 +45,14 @@ from typing import Any
 
 import grpc
 
-from bmv2_env.bench_wire import rx_packets
-from bmv2_env.targets import RunningTarget, start_wired_target
-from bmv2_env.topology import require_root, run_tag
+from benchmarks.bench_wire import rx_packets
 from pyoffload.agent import Agent
 from pyoffload.agent.admin import migrate, query, serve_admin
 from pyoffload.agent.config import parse_config
-from pyoffload.p4artifacts import BUILD_DIR, Artifacts, load_constants
+from pyoffload.pipeline.artifacts import Artifacts, build_dir, load_constants
+from pyoffload.playground.topology import require_root, run_tag
 from pyoffload.rules import load_data
+from pyoffload.targets import RunningTarget, start_wired_target
 
 GUEST_PORT, UPLINK_PORT = 1, 2
 SERVER_PORT = 8080
@@ -332,13 +332,13 @@ def report(r: dict[str, Any]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bmv2_env.bench_handover",
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_handover",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--connections", type=int, default=100_000)
     parser.add_argument("--source", default="embedded", choices=("embedded", "bmv2"))
     parser.add_argument("--destination", default="embedded", choices=("embedded", "bmv2"))
     parser.add_argument("--artifacts", type=Path, default=None,
-                        help="build directory (default: p4src/build/large if present)")
+                        help="build directory (default: pyoffload/pipeline/build/large if present)")
     parser.add_argument("--pps", type=float, default=None,
                         help="pace of the packets that open and check connections (default "
                              "15,000 between embedded targets, 2,000 with BMv2, whose "
@@ -347,8 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 0 < args.connections <= 1_000_000:
         parser.error("--connections must be between 1 and 1,000,000")
-    build = args.artifacts or (BUILD_DIR / "large" if (BUILD_DIR / "large").is_dir()
-                               else BUILD_DIR)
+    build = args.artifacts or build_dir("large")
     workdir = Path("/tmp") / f"pyoffload-handover-{run_tag()}"
     workdir.mkdir(parents=True, exist_ok=True)
     pps = args.pps or (2_000 if "bmv2" in (args.source, args.destination) else 15_000)

@@ -15,11 +15,11 @@ from pathlib import Path
 from finsy import P4TableAction, P4TableEntry, P4TableMatch
 from finsy.proto import p4r
 
-from bmv2_env.bench_entries import VNIC, vnic_entities
-from bmv2_env.targets import start_target
+from benchmarks.bench_entries import VNIC, vnic_entities
 from pyoffload.compiler import names
-from pyoffload.p4artifacts import Artifacts, load_constants
 from pyoffload.p4runtime import P4RuntimeClient, UpdateType
+from pyoffload.pipeline.artifacts import Artifacts, load_constants
+from pyoffload.targets import start_target
 
 BATCH = 1000
 

@@ -1,6 +1,6 @@
 """The traffic sender of the wire benchmark, run as its own process.
 
-``python -m bmv2_env.bench_sender IFACE FRAMES_FILE SECONDS`` sends the frames
+``python -m benchmarks.bench_sender IFACE FRAMES_FILE SECONDS`` sends the frames
 of FRAMES_FILE (each prefixed by a 2-byte big-endian length) round-robin out
 of IFACE through an AF_PACKET socket, as fast as one core allows, for SECONDS;
 then prints how many it sent. Its own process so ``taskset`` can pin it to a

@@ -23,15 +23,15 @@ from pathlib import Path
 
 from finsy import P4RegisterEntry
 
-from bmv2_env.bench_entries import TRAFFIC_DPORT, acl_rules, vnic_entities
-from bmv2_env.bench_handover import Frames
-from bmv2_env.bench_sender import write_frames
-from bmv2_env.bench_wire import SENDER_CPU, TARGET_CPU, Bench, median_ratio
-from bmv2_env.topology import run_tag
+from benchmarks.bench_entries import TRAFFIC_DPORT, acl_rules, vnic_entities
+from benchmarks.bench_handover import Frames
+from benchmarks.bench_sender import write_frames
+from benchmarks.bench_wire import SENDER_CPU, TARGET_CPU, Bench, median_ratio
 from pyoffload.agent.registers import ThriftRegisters
 from pyoffload.compiler import names
-from pyoffload.p4artifacts import LARGE_DIR, Artifacts, load_constants
 from pyoffload.p4runtime import P4RuntimeClient, UpdateType
+from pyoffload.pipeline.artifacts import Artifacts, load_constants
+from pyoffload.playground.topology import run_tag
 
 OFFERED = 300_000
 """Distinct SYNs per round: more than any target forwards in warm-up plus window."""
@@ -48,7 +48,7 @@ class CpsBench(Bench):
 
     def __init__(self, kind: str, stack: ExitStack, workdir: Path, rules: int) -> None:
         self.kind = kind
-        self.artifacts = Artifacts.in_dir(LARGE_DIR)
+        self.artifacts = Artifacts.packaged("large")
         self._start(stack, f"c{run_tag()[:3]}", workdir / f"cps-{kind}.log")
         self.client = stack.enter_context(P4RuntimeClient(self.target.grpc_address,
                                                           device_id=self.target.device_id))

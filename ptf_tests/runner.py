@@ -1,4 +1,4 @@
-"""Run the PTF packet tests against a target: ``python -m bmv2_env.ptf_runner``.
+"""Run the PTF packet tests against a target: ``python -m ptf_tests.runner``.
 
 It creates one veth pair per switch port, starts the target on the switch
 ends (``--target bmv2|embedded|auto``), runs ``ptf`` on the test ends with the
@@ -17,9 +17,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bmv2_env.targets import CPU_PORT, TargetUnavailable, resolve_kind, start_target
-from bmv2_env.topology import Topology, TopologyError, require_root
-from pyoffload.p4artifacts import ArtifactError, Artifacts, check_fresh
+from pyoffload.pipeline.artifacts import ArtifactError, Artifacts
+from pyoffload.playground.topology import Topology, TopologyError, require_root
+from pyoffload.targets import CPU_PORT, TargetUnavailable, resolve_kind, start_target
 
 REPO = Path(__file__).resolve().parent.parent
 TEST_DIR = REPO / "ptf_tests"
@@ -54,7 +54,7 @@ def run(target: str, nports: int, selection: list[str], keep_output: bool) -> in
         print(f"PTF tests skipped: {exc}")
         return 0
     try:
-        artifacts: Artifacts = check_fresh()
+        artifacts: Artifacts = Artifacts.packaged()
     except ArtifactError as exc:
         print(f"PTF tests cannot run: {exc}", file=sys.stderr)
         return 2
@@ -97,7 +97,7 @@ def run(target: str, nports: int, selection: list[str], keep_output: bool) -> in
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m bmv2_env.ptf_runner", description=__doc__.splitlines()[0]
+        prog="python -m ptf_tests.runner", description=__doc__.splitlines()[0]
     )
     parser.add_argument(
         "--target",

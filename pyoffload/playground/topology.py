@@ -15,8 +15,10 @@ from types import TracebackType
 
 import attrs
 
+from pyoffload.errors import PyoffloadError
 
-class TopologyError(Exception):
+
+class TopologyError(PyoffloadError):
     """The topology cannot be built here (not root, no iproute2, ...)."""
 
 

@@ -24,14 +24,20 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from bmv2_env.bench_entries import GUEST_PORT, TRAFFIC_DPORT, UPLINK_PORT, acl_rules, vnic_entities
-from bmv2_env.bench_sender import write_frames
-from bmv2_env.corpus import flow_frames
-from bmv2_env.targets import RunningTarget, pin_process, start_wired_target
-from bmv2_env.topology import run_tag
+from benchmarks.bench_entries import (
+    GUEST_PORT,
+    TRAFFIC_DPORT,
+    UPLINK_PORT,
+    acl_rules,
+    vnic_entities,
+)
+from benchmarks.bench_sender import write_frames
+from benchmarks.corpus import flow_frames
 from pyoffload.embedded.ports import RawSocketPort
-from pyoffload.p4artifacts import Artifacts, load_constants
 from pyoffload.p4runtime import P4RuntimeClient, UpdateType
+from pyoffload.pipeline.artifacts import Artifacts, load_constants
+from pyoffload.playground.topology import run_tag
+from pyoffload.targets import RunningTarget, pin_process, start_wired_target
 
 TARGET_CPU, SENDER_CPU = 0, 1
 FLOWS = 4096
@@ -86,7 +92,7 @@ class Bench:
     def measure(self, frames_file: Path, warmup: float, window: float) -> float:
         """Delivered frames per second over ``window`` at saturation."""
         sender = subprocess.Popen(
-            ["taskset", "-c", str(SENDER_CPU), sys.executable, "-m", "bmv2_env.bench_sender",
+            ["taskset", "-c", str(SENDER_CPU), sys.executable, "-m", "benchmarks.bench_sender",
              self.send_if, str(frames_file), str(warmup + window + 0.5)],
             stdout=subprocess.PIPE, text=True,
             cwd=str(Path(__file__).resolve().parent.parent))

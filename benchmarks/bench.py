@@ -1,4 +1,4 @@
-"""Benchmarks of the VNIC pipeline: ``python -m bmv2_env.bench WHAT [--json FILE]``.
+"""Benchmarks of the VNIC pipeline: ``python -m benchmarks.bench WHAT [--json FILE]``.
 
 WHAT is one of ``pipeline`` (in-memory engine rate), ``wire`` (veth
 throughput, embedded vs BMv2 side by side), ``p4runtime`` (write rate and
@@ -18,15 +18,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from bmv2_env import bench_cps, bench_inmemory, bench_memory, bench_p4rt, bench_wire
-from bmv2_env.targets import bmv2_path
-from pyoffload.p4artifacts import ArtifactError, check_fresh
+from benchmarks import bench_cps, bench_inmemory, bench_memory, bench_p4rt, bench_wire
+from pyoffload.pipeline.artifacts import ArtifactError, Artifacts
+from pyoffload.targets import bmv2_path
 
 WHAT = ("pipeline", "wire", "p4runtime", "memory", "connections", "all")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bmv2_env.bench",
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("what", choices=WHAT)
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="wire: A B rounds (default 3)")
     args = parser.parse_args(argv)
     try:
-        artifacts = check_fresh()
+        artifacts = Artifacts.packaged()
     except ArtifactError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 2

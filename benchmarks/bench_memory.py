@@ -3,7 +3,7 @@
 A fresh target process is started with no program, its RSS read (idle), the
 pipeline pushed over P4Runtime (which allocates every register cell, zeroed),
 and its RSS read again: once with the committed 65,536-slot program, once with
-its committed ``large`` variant (``p4src/build/large``: 1,048,576 hash slots
+its committed ``large`` variant (``pyoffload/pipeline/build/large``: 1,048,576 hash slots
 and 16,384 overflow slots).
 """
 
@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bmv2_env.targets import start_target
 from pyoffload.compiler import names
-from pyoffload.p4artifacts import LARGE_DIR, Artifacts
 from pyoffload.p4runtime import P4RuntimeClient
+from pyoffload.pipeline.artifacts import Artifacts
+from pyoffload.targets import start_target
 
 
 def rss_kib(pid: int) -> int:
@@ -37,7 +37,7 @@ def target_rss(kind: str, json_path: Path, p4info: Path, workdir: Path) -> dict[
 
 
 def run(artifacts: Artifacts, kinds: list[str], workdir: Path) -> dict[str, object]:
-    large = Artifacts.in_dir(LARGE_DIR)
+    large = Artifacts.packaged("large")
     slots = next(r["size"] for r in json.loads(large.bmv2_json.read_text())["register_arrays"]
                  if r["name"] == names.CT_INFO)
     result: dict[str, object] = {"method": "target RSS after pipeline push minus idle",

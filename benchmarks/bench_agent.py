@@ -1,6 +1,6 @@
 """Benchmark the offload path: guest shim -> channel -> agent -> P4Runtime -> target.
 
-``python -m bmv2_env.bench_agent [--target embedded|bmv2] [--json FILE]``
+``python -m benchmarks.bench_agent [--target embedded|bmv2] [--json FILE]``
 prints, for a running target of the chosen kind:
 
 * a 10,000-rule request, end to end from the guest shim to the acknowledged,
@@ -37,16 +37,16 @@ from finsy.p4entity import P4Entity
 from finsy.proto import p4r
 from guest_shim.client import Channel
 
-from bmv2_env.bench_wire import median_ratio
-from bmv2_env.targets import pin_process, start_target
+from benchmarks.bench_wire import median_ratio
 from guest_shim import offload_pb2 as pb
 from pyoffload.agent import Agent
 from pyoffload.agent.channel import serve_channel
 from pyoffload.agent.config import parse_config
 from pyoffload.compiler import ResourcePool, VnicTarget, compile_request
-from pyoffload.p4artifacts import load_constants
 from pyoffload.p4runtime import P4RuntimeClient, UpdateType
+from pyoffload.pipeline.artifacts import load_constants
 from pyoffload.rules import from_proto
+from pyoffload.targets import pin_process, start_target
 
 FLOWS = 10
 RULES_PER_FLOW = 1000
@@ -176,7 +176,7 @@ def run(kind: str, updates: int, rounds: int, pinned: bool) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bmv2_env.bench_agent",
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_agent",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--target", default="embedded", choices=["embedded", "bmv2"])
     parser.add_argument("--updates", type=int, default=1000)

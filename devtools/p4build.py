@@ -1,6 +1,6 @@
-"""Regenerate ``p4src/build`` from the P4 sources with p4c.
+"""Regenerate ``pyoffload/pipeline/build`` from the P4 sources in ``p4src`` with p4c.
 
-Run as ``scripts/build-p4`` (or ``python -m pyoffload.p4build``). Without
+Run as ``scripts/build-p4`` (or ``python -m devtools.p4build`` in the checkout). Without
 ``p4c-bm2-ss`` on PATH it says so and changes nothing. Outputs are written to a
 temporary directory first and moved into place only when the compiler
 succeeded, so a failed build never leaves half-updated artifacts.
@@ -10,24 +10,28 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from pyoffload.p4artifacts import (
-    CONSTANTS_NAME,
-    JSON_NAME,
+from devtools.p4stamp import (
     MAIN_SOURCE,
-    P4INFO_NAME,
     P4SRC_DIR,
-    STAMP_NAME,
-    VARIANTS,
-    Artifacts,
     parse_constants,
     sha256_file,
     source_digests,
+)
+from pyoffload.pipeline.artifacts import (
+    CONSTANTS_NAME,
+    JSON_NAME,
+    P4INFO_NAME,
+    STAMP_NAME,
+    VARIANTS,
+    Artifacts,
+    build_dir,
 )
 
 COMPILER = "p4c-bm2-ss"
@@ -69,16 +73,18 @@ def compile_into(out_dir: Path, p4src: Path = P4SRC_DIR, compiler: str = COMPILE
     (out_dir / CONSTANTS_NAME).write_text(json.dumps(constants, indent=2, sort_keys=True) + "\n")
 
 
-def build(p4src: Path = P4SRC_DIR, compiler: str = COMPILER) -> Artifacts:
-    """Compile the program and every variant, then replace their build directories."""
-    build_dir = p4src / "build"
+def build(p4src: Path = P4SRC_DIR, compiler: str = COMPILER,
+          into: Path | None = None) -> Artifacts:
+    """Compile the program and every variant, then replace their build directories
+    (``into``: default, the package's ``pyoffload/pipeline/build``)."""
+    into = into or build_dir()
     with tempfile.TemporaryDirectory() as tmp:
         staged: list[tuple[Path, Path]] = []
         for variant, defines in (("", ()), *VARIANTS.items()):
             out = Path(tmp) / (variant or "main")
             out.mkdir()
             compile_into(out, p4src, compiler, defines)
-            relative = f"build/{variant}".rstrip("/")
+            relative = (os.path.relpath(into, p4src) + f"/{variant}").rstrip("/")
             stamp = {
                 "compiler": compiler_version(compiler),
                 "command": "cd p4src && " + " ".join(compile_command(compiler, relative,
@@ -88,17 +94,18 @@ def build(p4src: Path = P4SRC_DIR, compiler: str = COMPILER) -> Artifacts:
                             for name in (JSON_NAME, P4INFO_NAME, CONSTANTS_NAME)},
             }
             (out / STAMP_NAME).write_text(json.dumps(stamp, indent=2, sort_keys=True) + "\n")
-            staged.append((out, build_dir / variant))
+            staged.append((out, into / variant))
         for out, target in staged:  # only once every variant compiled
             target.mkdir(parents=True, exist_ok=True)
             for name in (JSON_NAME, P4INFO_NAME, CONSTANTS_NAME, STAMP_NAME):
                 shutil.move(str(out / name), target / name)
-    return Artifacts.in_dir(build_dir)
+    return Artifacts.in_dir(into)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="build-p4", description="Compile p4src/ into p4src/build/ with p4c-bm2-ss."
+        prog="build-p4",
+        description="Compile p4src/ into pyoffload/pipeline/build/ with p4c-bm2-ss.",
     )
     parser.add_argument("--compiler", default=COMPILER, help="p4c BMv2 back end to run")
     args = parser.parse_args(argv)
