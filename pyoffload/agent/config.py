@@ -18,6 +18,10 @@ A YAML (or JSON) file, written by the host's operator, never by a guest:
         default_policy: deny    # IP traffic no declared flow matches: allow | deny | punt
         channel: unix:/run/pyoffload/web-1.sock   # or tcp:127.0.0.1:7001, vsock:3:7001
         quotas: {flows: 64, rules: 1024, tracked_connections: 65536}
+    state:                      # the agent's durable desired state (optional)
+      path: /var/lib/pyoffload/state.db   # relative: to this file's directory
+      reconcile_interval: 5.0   # seconds between read-backs of the target, (0, 3600]
+      checkpoint_interval: 1.0  # seconds between connection checkpoints, (0, 3600]
 
 Errors name the VNIC and the field, e.g. ``vnics[1] "db": guest_port: port 3
 is already the guest port of VNIC "web-1"``.
@@ -39,6 +43,8 @@ from pyoffload.pipeline.artifacts import VARIANTS
 
 TARGET_KINDS = ("embedded", "bmv2", "remote")
 POLICIES = ("allow", "deny", "punt")
+DEFAULT_STATE_PATH = Path("/var/lib/pyoffload/state.db")
+MAX_INTERVAL = 3600.0
 
 
 class ConfigError(PyoffloadError):
@@ -100,11 +106,25 @@ class TargetConfig:
 
 
 @attrs.frozen(kw_only=True)
+class StateConfig:
+    """Where the agent keeps its durable desired state, and how often it checks the target."""
+
+    path: Path = DEFAULT_STATE_PATH
+    """The state file (``pyoffload.agent.journal``); absolute once parsed."""
+    reconcile_interval: float = 5.0
+    """Seconds between periodic read-backs of the target, corrected to the journal."""
+    checkpoint_interval: float = 1.0
+    """Seconds between connection checkpoints, so connections survive a target restart."""
+
+
+@attrs.frozen(kw_only=True)
 class HostConfig:
     """The whole host configuration."""
 
     target: TargetConfig
     vnics: tuple[VnicConfig, ...]
+    state: StateConfig = attrs.field(factory=StateConfig)
+    """The durable state and its intervals."""
 
     def vnic(self, name: str) -> VnicConfig:
         for vnic in self.vnics:
@@ -122,6 +142,15 @@ def _int(data: Mapping[str, Any], key: str, where: str, low: int, high: int,
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise ConfigError(f"{where}: {key}: {value!r} is not a whole number in {low}-{high}")
     return value
+
+
+def _seconds(data: Mapping[str, Any], key: str, where: str, default: float) -> float:
+    value = data.get(key, default)
+    if (isinstance(value, bool) or not isinstance(value, int | float)
+            or not 0 < value <= MAX_INTERVAL):
+        raise ConfigError(f"{where}: {key}: {value!r} is not a number of seconds above 0 "
+                          f"and at most {MAX_INTERVAL:g}")
+    return float(value)
 
 
 def _check_keys(data: Mapping[str, Any], allowed: set[str], where: str) -> None:
@@ -213,11 +242,31 @@ def _vnic(index: int, data: Any) -> VnicConfig:
     )
 
 
-def parse_config(data: Any) -> HostConfig:
-    """A checked HostConfig from parsed YAML/JSON data."""
+def _state(data: Any, base: Path) -> StateConfig:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError("state: expected a mapping")
+    _check_keys(data, {"path", "reconcile_interval", "checkpoint_interval"}, "state")
+    defaults = StateConfig()
+    path = data.get("path", str(defaults.path))
+    if not isinstance(path, str) or not path or "\0" in path:
+        raise ConfigError(f"state: path: {path!r} is not a file path")
+    return StateConfig(
+        path=base / path,
+        reconcile_interval=_seconds(data, "reconcile_interval", "state",
+                                    defaults.reconcile_interval),
+        checkpoint_interval=_seconds(data, "checkpoint_interval", "state",
+                                     defaults.checkpoint_interval),
+    )
+
+
+def parse_config(data: Any, *, base: Path | None = None) -> HostConfig:
+    """A checked HostConfig from parsed YAML/JSON data; relative paths in it are taken from
+    ``base`` (the configuration file's directory), else from the current directory."""
     if not isinstance(data, dict):
         raise ConfigError("the host configuration must be a mapping with target and vnics")
-    _check_keys(data, {"target", "vnics"}, "host configuration")
+    _check_keys(data, {"target", "vnics", "state"}, "host configuration")
     vnics_raw = data.get("vnics") or []
     if not isinstance(vnics_raw, list):
         raise ConfigError("vnics: expected a list")
@@ -241,7 +290,8 @@ def parse_config(data: Any) -> HostConfig:
                     f'{where}: {field}: port {port} already belongs to VNIC "{ports[port]}"'
                 )
             ports[port] = vnic.name
-    return HostConfig(target=_target(data.get("target")), vnics=vnics)
+    state = _state(data.get("state"), (base or Path.cwd()).absolute())
+    return HostConfig(target=_target(data.get("target")), vnics=vnics, state=state)
 
 
 def load_config(path: Path) -> HostConfig:
@@ -255,6 +305,6 @@ def load_config(path: Path) -> HostConfig:
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     try:
-        return parse_config(data)
+        return parse_config(data, base=path.parent)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None

@@ -67,3 +67,53 @@ def test_file_errors_name_the_file(tmp_path: Path) -> None:
         load_config(bad)
     with pytest.raises(ConfigError, match=r"missing\.yaml"):
         load_config(tmp_path / "missing.yaml")
+
+
+def test_state_defaults() -> None:
+    state = parse_config({}).state
+    assert state.path == Path("/var/lib/pyoffload/state.db")
+    assert (state.reconcile_interval, state.checkpoint_interval) == (5.0, 1.0)
+
+
+def test_state_values_and_relative_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = {"state": {"path": "run/state.db", "reconcile_interval": 30,
+                      "checkpoint_interval": 0.25}}
+    state = parse_config(data, base=tmp_path / "etc").state
+    assert state.path == tmp_path / "etc" / "run" / "state.db"
+    assert (state.reconcile_interval, state.checkpoint_interval) == (30.0, 0.25)
+    assert isinstance(state.reconcile_interval, float)
+    monkeypatch.chdir(tmp_path)
+    assert parse_config(data).state.path == tmp_path / "run" / "state.db"
+    assert parse_config({"state": {"path": "/srv/s.db"}}, base=tmp_path).state.path == Path(
+        "/srv/s.db")
+
+
+def test_state_path_in_a_file_is_relative_to_the_file(tmp_path: Path) -> None:
+    (tmp_path / "etc").mkdir()
+    config = tmp_path / "etc" / "host.yaml"
+    config.write_text("state:\n  path: state.db\n  reconcile_interval: 3600\n")
+    state = load_config(config).state
+    assert state.path == tmp_path / "etc" / "state.db"
+    assert state.reconcile_interval == 3600.0
+
+
+@pytest.mark.parametrize(("state", "message"), [
+    ({"reconcile_interval": 0},
+     "state: reconcile_interval: 0 is not a number of seconds above 0 and at most 3600"),
+    ({"reconcile_interval": -1.5}, "state: reconcile_interval: -1.5 is not a number"),
+    ({"reconcile_interval": 3601}, "state: reconcile_interval: 3601 is not a number"),
+    ({"reconcile_interval": "5"}, "state: reconcile_interval: '5' is not a number"),
+    ({"reconcile_interval": True}, "state: reconcile_interval: True is not a number"),
+    ({"checkpoint_interval": 0.0}, "state: checkpoint_interval: 0.0 is not a number"),
+    ({"checkpoint_interval": 7200}, "state: checkpoint_interval: 7200 is not a number"),
+    ({"checkpoint_interval": None}, "state: checkpoint_interval: None is not a number"),
+    ({"path": ""}, "state: path: '' is not a file path"),
+    ({"path": 5}, "state: path: 5 is not a file path"),
+    ({"path": "a\0b"}, "state: path: 'a\\x00b' is not a file path"),
+    ({"file": "x.db"}, "state: unknown field 'file'"),
+    ([], "state: expected a mapping"),
+])
+def test_state_mistakes_are_named(state: Any, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config({"state": state})
+    assert message in str(info.value)
