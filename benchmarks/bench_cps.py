@@ -28,8 +28,8 @@ from benchmarks.bench_handover import Frames
 from benchmarks.bench_sender import write_frames
 from benchmarks.bench_wire import SENDER_CPU, TARGET_CPU, Bench, median_ratio
 from pyoffload.agent.registers import ThriftRegisters
-from pyoffload.compiler import names
 from pyoffload.p4runtime import P4RuntimeClient, UpdateType
+from pyoffload.pipeline import names
 from pyoffload.pipeline.artifacts import Artifacts, load_constants
 from pyoffload.playground.topology import run_tag
 

@@ -13,8 +13,10 @@ from __future__ import annotations
 from finsy import P4Schema, P4TableAction, P4TableEntry, P4TableMatch
 from finsy.proto import p4r
 
-from pyoffload.compiler import names
 from pyoffload.embedded.engine import Exact, KeyValue, PipelineState, Range, Ternary, Wildcard
+from pyoffload.pipeline import names
+from pyoffload.pipeline.constants import Policy
+from pyoffload.pipeline.entries import port_map_entries
 
 GUEST_PORT, UPLINK_PORT, VNIC = 1, 2, 1
 #: The destination port of the benchmark traffic; filler rules avoid it.
@@ -23,13 +25,8 @@ TRAFFIC_DPORT = 5353
 
 def vnic_entities(const: dict[str, int], rules: int = 1000) -> list[P4TableEntry]:
     tracked = const["SVC_CONNTRACK"] | const["SVC_COUNT"]
-    entries = [
-        P4TableEntry(names.PORT_MAP, match=P4TableMatch(port=port), action=P4TableAction(
-            names.SET_VNIC, vnic_id=VNIC, direction=direction, peer_port=peer,
-            default_policy=const["POLICY_DENY"], admit_new=1))
-        for port, direction, peer in ((GUEST_PORT, const["DIR_FROM_GUEST"], UPLINK_PORT),
-                                      (UPLINK_PORT, const["DIR_TO_GUEST"], GUEST_PORT))
-    ]
+    entries = port_map_entries(vnic_id=VNIC, guest_port=GUEST_PORT, uplink_port=UPLINK_PORT,
+                               policy=Policy.DENY)
     for flow, direction in ((1, const["DIR_FROM_GUEST"]), (2, const["DIR_TO_GUEST"])):
         entries.append(P4TableEntry(
             names.FLOW_CLASSIFIER,

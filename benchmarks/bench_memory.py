@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pyoffload.compiler import names
 from pyoffload.p4runtime import P4RuntimeClient
+from pyoffload.pipeline import names
 from pyoffload.pipeline.artifacts import Artifacts
 from pyoffload.targets import start_target
 

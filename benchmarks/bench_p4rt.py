@@ -16,8 +16,8 @@ from finsy import P4TableAction, P4TableEntry, P4TableMatch
 from finsy.proto import p4r
 
 from benchmarks.bench_entries import VNIC, vnic_entities
-from pyoffload.compiler import names
 from pyoffload.p4runtime import P4RuntimeClient, UpdateType
+from pyoffload.pipeline import names
 from pyoffload.pipeline.artifacts import Artifacts, load_constants
 from pyoffload.targets import start_target
 

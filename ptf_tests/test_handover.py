@@ -14,12 +14,13 @@ import ipaddress
 import ptf.testutils as tu
 
 from ptf_tests.packets import parse, rewritten, tcp
-from ptf_tests.vnic_test import CONST, GUEST_PORT, UPLINK_PORT, OffloadTest
+from ptf_tests.vnic_test import GUEST_PORT, UPLINK_PORT, OffloadTest
 from pyoffload.agent.connections import Learned
-from pyoffload.agent.handover import export_connections, import_connections, slot_hash
+from pyoffload.agent.handover import export_connections, import_connections
 from pyoffload.agent.registers import P4RuntimeRegisters, RegisterAccess, ThriftRegisters
-from pyoffload.agent.slowpath import SlowPath, Tuple5
+from pyoffload.agent.slowpath import SlowPath
 from pyoffload.compiler import CompiledRequest, VnicTarget
+from pyoffload.pipeline.constants import Tuple5, slot_hash
 
 GUEST, REMOTE, PUBLIC = "10.0.0.1", "192.0.2.10", "203.0.113.7"
 B_GUEST_PORT, B_UPLINK_PORT = 3, 4
@@ -72,7 +73,7 @@ class ConnectionMovesToAnotherVnic(OffloadTest):
         tu.verify_no_other_packets(self)  # VNIC 8 knows nothing of the connection yet
 
         registers = self.registers()
-        slow_path = SlowPath(self.schema, CONST)
+        slow_path = SlowPath(self.schema)
         now = slow_path.connections.clock(registers, lambda: slow_path.probe_clock(self.client))
         learned = self.learned(source, slow_path.slots.first)
         exported = export_connections(registers, [learned], now,

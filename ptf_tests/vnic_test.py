@@ -12,18 +12,17 @@ from finsy import (
     P4CloneSessionEntry,
     P4CounterEntry,
     P4PacketOut,
-    P4TableAction,
-    P4TableEntry,
-    P4TableMatch,
 )
 from ptf.mask import Mask
 
 from ptf_tests.p4runtime_test import P4RuntimeTest
 from ptf_tests.packets import Packet
 from pyoffload.compiler import CompiledRequest, ResourcePool, VnicTarget, compile_request
-from pyoffload.compiler.names import DROP_COUNTER, EARLY_DROP_COUNTER
 from pyoffload.p4runtime.entities import entity_key
 from pyoffload.pipeline.artifacts import load_constants
+from pyoffload.pipeline.constants import DropReason, Policy
+from pyoffload.pipeline.entries import port_map_entries
+from pyoffload.pipeline.names import DROP_COUNTER, EARLY_DROP_COUNTER
 from pyoffload.rules import OffloadRequest, load_text
 
 CONST = load_constants()
@@ -38,24 +37,6 @@ MONITOR_PORT = 4
 class VnicTest(P4RuntimeTest):
     """Adds VNICs (a guest port and its uplink) to the port map."""
 
-    def map_port(
-        self, port: int, *, vnic_id: int, direction: int, peer_port: int, policy: str = "ALLOW"
-    ) -> None:
-        self.insert(
-            P4TableEntry(
-                "vnic.port_map",
-                match=P4TableMatch(port=port),
-                action=P4TableAction(
-                    "vnic.set_vnic",
-                    vnic_id=vnic_id,
-                    direction=direction,
-                    peer_port=peer_port,
-                    default_policy=CONST[f"POLICY_{policy}"],
-                    admit_new=1,
-                ),
-            )
-        )
-
     def add_vnic(
         self,
         vnic_id: int,
@@ -64,21 +45,11 @@ class VnicTest(P4RuntimeTest):
         uplink_port: int = UPLINK_PORT,
         policy: str = "ALLOW",
     ) -> None:
-        """A VNIC between ``guest_port`` (its VM) and ``uplink_port`` (the network)."""
-        self.map_port(
-            guest_port,
-            vnic_id=vnic_id,
-            direction=CONST["DIR_FROM_GUEST"],
-            peer_port=uplink_port,
-            policy=policy,
-        )
-        self.map_port(
-            uplink_port,
-            vnic_id=vnic_id,
-            direction=CONST["DIR_TO_GUEST"],
-            peer_port=guest_port,
-            policy=policy,
-        )
+        """A VNIC between ``guest_port`` (its VM) and ``uplink_port`` (the network), with
+        ``policy`` (a ``Policy`` name) for IP traffic no flow matches."""
+        for entry in port_map_entries(vnic_id=vnic_id, guest_port=guest_port,
+                                      uplink_port=uplink_port, policy=Policy[policy]):
+            self.insert(entry)
 
 
 class OffloadTest(VnicTest):
@@ -128,7 +99,7 @@ class OffloadTest(VnicTest):
 
     def drops(self, reason: str) -> int:
         """Packets dropped for ``reason`` (``DROP_*`` of defines.p4) by either drop counter."""
-        index = CONST[f"DROP_{reason}"]
+        index = DropReason[reason]
         return self.counter(DROP_COUNTER, index) + self.counter(EARLY_DROP_COUNTER, index)
 
     def inject(self, frame: bytes, port: int) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 
@@ -9,17 +10,25 @@ def _counter(value: list[int] | None) -> str:
     return "-" if value is None else f"{value[0]} pkts {value[1]} B"
 
 
+def _ago(when: float) -> str:
+    return f"{max(0.0, time.time() - when):.1f} s ago"
+
+
 def render_status(doc: dict[str, Any]) -> str:
     """The status document as a readable report."""
     t = doc["target"]
+    reconciled = (f"reconciled {_ago(t['last_reconcile'])}" if t["last_reconcile"]
+                  else "never reconciled")
     lines = [f"target {t['address']}: {'connected' if t['connected'] else 'NOT CONNECTED'}"
-             f", reinstalled {t['reinstalls']} time(s)"
+             f" ({t['role']}), {reconciled}, {t['drift_repairs']} drift repair(s), "
+             f"reconnected {t['reconnects']} time(s)"
              + (f", last error: {t['last_error']}" if t["last_error"] else "")]
     for v in doc["vnics"]:
         lines.append("")
         lines.append(f"VNIC {v['name']} (id {v['id']}, ports {v['ports'][0]}<->{v['ports'][1]}, "
                      f"policy {v['policy']}, channel {v['channel'] or '-'}): "
-                     f"generation {v['generation']}, {len(v['flows'])} flow(s)"
+                     f"generation {v['generation']} in force, {len(v['flows'])} flow(s), "
+                     f"{v['drift_repairs']} drift repair(s)"
                      + (f" [{v['error']}]" if v["error"] else ""))
         for f in v["flows"]:
             lines.append(f"  flow {f['id']:20} {','.join(f['services']) or '-':24} "

@@ -21,6 +21,7 @@ from pyoffload.agent import Agent
 from pyoffload.agent.admin import DEFAULT_ADMIN, serve_admin
 from pyoffload.agent.channel import serve_all
 from pyoffload.agent.config import HostConfig, load_config, parse_config
+from pyoffload.agent.journal import Journal
 from pyoffload.examples import example_path
 from pyoffload.pipeline.artifacts import Artifacts
 from pyoffload.playground.topology import Topology, require_root
@@ -46,6 +47,11 @@ def playground(stack: ExitStack, say: TextIO) -> HostConfig:
     })
 
 
+def log_dir_for(stack: ExitStack) -> Path:
+    """A scratch directory removed with ``stack`` (the playground keeps no state)."""
+    return Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pyoffload-state-")))
+
+
 def run_up(config_path: Path | None, admin: str = DEFAULT_ADMIN,
            out: TextIO | None = None, stop: threading.Event | None = None) -> int:
     """Run until SIGINT/SIGTERM (or ``stop``); everything started is stopped."""
@@ -68,8 +74,11 @@ def run_up(config_path: Path | None, admin: str = DEFAULT_ADMIN,
             address, device_id = running.grpc_address, running.device_id
             thrift = running.thrift_address
             print(f"target: {running.kind} on {address} (log {running.output})", file=out)
+        journal = stack.enter_context(Journal.open(
+            config.state.path if config_path else log_dir_for(stack) / "state.db"))
+        print(f"agent: desired state in {journal.path}", file=out)
         agent = Agent(config, address, device_id=device_id, thrift_address=thrift,
-                      artifacts=artifacts).start()
+                      artifacts=artifacts, journal=journal).start()
         stack.callback(agent.stop)
         for vnic, server in serve_all(agent).items():
             stack.callback(server.stop, None)

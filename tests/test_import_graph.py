@@ -21,7 +21,8 @@ PACKAGE_DIR = Path(__file__).resolve().parent.parent / "pyoffload"
 
 LAYERS: list[tuple[str, ...]] = [
     ("pyoffload.errors", "pyoffload.bulk"),
-    ("pyoffload.rules", "pyoffload.pipeline", "pyoffload.examples"),
+    ("pyoffload.rules", "pyoffload.examples"),
+    ("pyoffload.pipeline",),
     ("pyoffload.p4runtime", "pyoffload.compiler", "pyoffload.embedded"),
     ("pyoffload.agent", "pyoffload.playground"),
     ("pyoffload.targets",),

@@ -17,8 +17,10 @@ from typing import Any
 
 import grpc
 
-from pyoffload.agent.core import Agent, AgentError
+from pyoffload.agent.core import Agent
+from pyoffload.agent.errors import AgentError
 from pyoffload.agent.handover import ImportResult, from_document, to_document
+from pyoffload.agent.session import ports_owner
 from pyoffload.errors import PyoffloadError
 from pyoffload.rules import Dnat, LoadBalance, Snat, Verdict
 
@@ -91,6 +93,8 @@ def status_document(agent: Agent) -> dict[str, Any]:
             "policy": state.config.default_policy,
             "channel": str(state.config.channel) if state.config.channel else None,
             "generation": state.generation,
+            "drift_repairs": target.repairs_by_owner.get(name, 0)
+            + target.repairs_by_owner.get(ports_owner(name), 0),
             "flows": flows,
             "error": error,
         })
@@ -98,8 +102,11 @@ def status_document(agent: Agent) -> dict[str, Any]:
         "target": {
             "address": target.address,
             "connected": target.connected,
-            "reinstalls": target.reinstalls,
-            "last_reinstall": target.last_reinstall,
+            "role": "primary" if target.primary else "backup",
+            "reconnects": target.reconnects,
+            "last_reconnect": target.last_reconnect,
+            "last_reconcile": target.last_reconcile,
+            "drift_repairs": target.drift_repairs,
             "last_error": target.last_error,
         },
         "vnics": vnics,

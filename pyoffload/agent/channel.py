@@ -20,7 +20,8 @@ from guest_shim.address import ChannelAddress
 from guest_shim.service import add_servicer
 
 from guest_shim import offload_pb2 as pb
-from pyoffload.agent.core import Agent, AgentError
+from pyoffload.agent.core import Agent
+from pyoffload.agent.errors import AgentError
 from pyoffload.bulk import no_cyclic_gc
 from pyoffload.rules import RuleError, from_proto, to_proto
 

@@ -14,7 +14,7 @@ import collections
 import ipaddress
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 import attrs
 import grpc
@@ -22,12 +22,12 @@ from finsy import P4DigestEntry, P4Schema
 from finsy.proto import p4d, p4r
 
 from pyoffload.agent.registers import RegisterAccess
-from pyoffload.compiler import names
 from pyoffload.p4runtime import P4RuntimeClient, P4RuntimeError, UpdateType
+from pyoffload.pipeline import names
+from pyoffload.pipeline.constants import ConnState, CtInfo
 
-DIGEST = "ct_new_digest_t"
-DIGEST_FIELDS = ("vnic_id", "flow_id", "protocol", "lo_addr", "hi_addr", "lo_port", "hi_port",
-                 "slot")
+DIGEST = names.CT_NEW_DIGEST
+DIGEST_FIELDS = names.CT_NEW_DIGEST_FIELDS
 REGISTERS = (names.CT_INFO, names.CT_EXPIRES, names.CT_FLOW, *names.CT_XLATE)
 PROTOCOLS = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6"}
 
@@ -70,6 +70,14 @@ def _address(value: int, ipv6: bool) -> str:
     return str(ipaddress.IPv6Address(value))
 
 
+def _state_name(state: int) -> str:
+    """``TCP_ESTABLISHED`` and the like (the CT_* states of defines.p4)."""
+    try:
+        return ConnState(state).name
+    except ValueError:
+        return str(state)
+
+
 def _bits(data: p4d.P4Data) -> int:
     return int.from_bytes(data.bitstring, "big")
 
@@ -77,9 +85,8 @@ def _bits(data: p4d.P4Data) -> int:
 class ConnectionTable:
     """What the digests said, and how to read the live connections back."""
 
-    def __init__(self, schema: P4Schema, const: Mapping[str, int]) -> None:
+    def __init__(self, schema: P4Schema) -> None:
         self.schema = schema
-        self.const = const
         self.digest_id = schema.digests[DIGEST].id
         self._lock = threading.Lock()
         self._by_slot: dict[int, Learned] = {}
@@ -87,9 +94,6 @@ class ConnectionTable:
         """Learned connections per VNIC id, kept with ``_by_slot`` (counting is cheap)."""
         self.on_learned: Callable[[], None] = lambda: None
         """Called after new connections were learned (the quota enforcer listens)."""
-        self._states = {v: k.removeprefix("CT_") for k, v in const.items()
-                        if k == "CT_FREE" or k.startswith(("CT_TCP_", "CT_UDP_", "CT_ICMP_"))}
-        """Connection state number -> name (the CT_* states of defines.p4)."""
 
     def configure(self, client: P4RuntimeClient) -> None:
         """Ask the target for new-connection digests (batched, at most 10 ms late)."""
@@ -176,8 +180,7 @@ class ConnectionTable:
         width = len(REGISTERS)
         for i, conn in enumerate(learned):
             info, expires, flow, xsa, xsp, xda, xdp = cells[i * width:(i + 1) * width]
-            state = info & 0xF
-            if state == 0 or expires <= now or flow != conn.flow_id:
+            if CtInfo.state_of(info) == ConnState.FREE or expires <= now or flow != conn.flow_id:
                 continue  # over, or the slot now holds another connection
             rows.append(self._row(conn, info, expires - now, (xsa, xsp, xda, xdp)))
         return rows
@@ -185,7 +188,8 @@ class ConnectionTable:
     def _row(self, conn: Learned, info: int, remaining_us: int,
              xlate: tuple[int, int, int, int]) -> Connection:
         ipv6 = conn.lo_addr >= 2**32 or conn.hi_addr >= 2**32
-        originator_is_hi = bool(info >> 4 & 1)
+        word = CtInfo.decode(info)
+        originator_is_hi = word.originator_is_hi
         lo = (_address(conn.lo_addr, ipv6), conn.lo_port)
         hi = (_address(conn.hi_addr, ipv6), conn.hi_port)
         (src, sport), (dst, dport) = (hi, lo) if originator_is_hi else (lo, hi)
@@ -194,9 +198,9 @@ class ConnectionTable:
             vnic_id=conn.vnic_id, flow_id=conn.flow_id,
             protocol=PROTOCOLS.get(conn.protocol, str(conn.protocol)),
             src=src, sport=sport, dst=dst, dport=dport,
-            state=self._states.get(info & 0xF, str(info & 0xF)),
+            state=_state_name(word.state),
             expires_in_s=remaining_us / 1e6,
-            translated_src=f"{ipaddress.IPv4Address(xsa)}:{xsp}" if info >> 7 & 1 else None,
-            translated_dst=f"{ipaddress.IPv4Address(xda)}:{xdp}" if info >> 8 & 1 else None,
+            translated_src=f"{ipaddress.IPv4Address(xsa)}:{xsp}" if word.xlate_src else None,
+            translated_dst=f"{ipaddress.IPv4Address(xda)}:{xdp}" if word.xlate_dst else None,
             slot=conn.slot,
         )

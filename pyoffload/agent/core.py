@@ -3,14 +3,22 @@
 ``apply`` is the method at the heart of pyoffload: validate the guest's
 request (nothing is installed when any part is wrong), check its quotas and
 the pipeline's capacity, compile it, install the difference all or nothing,
-and only then make it the VNIC's current generation. A monitor thread watches
-the P4Runtime stream; when the target goes away it reconnects with backoff,
-pushes the pipeline again if the target lost it, reinstalls every VNIC's
-desired state, and says so (status and the guests' Watch streams).
+journal it (when the agent has a state file: ``journal.py``), and only then
+make it the VNIC's current generation. The desired state is durable: a
+restarted agent reads it from the journal, compiles the same requests with the
+same numbers, and adopts the live target (``session.py``): it reads back what
+the target holds and corrects only what differs, so the data path keeps
+forwarding and keeps its connections. The session also reconnects when the
+target goes away, reconciles periodically (drift repaired and counted), and
+says so (status and the guests' Watch streams).
+
+A VNIC's state is an immutable snapshot swapped under the lock, so a reader
+never pairs one generation's rules with another's counters.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -19,13 +27,14 @@ from typing import TypeVar
 
 import attrs
 import grpc
-from finsy import P4CounterEntry, P4Schema, P4TableAction, P4TableEntry, P4TableMatch
+from finsy import P4CounterEntry, P4Schema
 from finsy.p4entity import P4Entity
 from finsy.proto import p4r
 
 from guest_shim import offload_pb2 as pb
 from pyoffload.agent.config import HostConfig, VnicConfig
 from pyoffload.agent.connections import Connection
+from pyoffload.agent.errors import AgentError
 from pyoffload.agent.events import EventHub
 from pyoffload.agent.handover import (
     ExportedConnection,
@@ -33,9 +42,11 @@ from pyoffload.agent.handover import (
     ImportSession,
     export_connections,
 )
-from pyoffload.agent.installer import Installer, InstallError
+from pyoffload.agent.installer import InstallError
+from pyoffload.agent.journal import Journal, JournalError, VnicRecord
 from pyoffload.agent.quota import ConnectionQuotas
 from pyoffload.agent.registers import P4RuntimeRegisters, RegisterAccess, ThriftRegisters
+from pyoffload.agent.session import SessionStatus, TargetSession, ports_owner
 from pyoffload.agent.slowpath import SlowPath
 from pyoffload.bulk import no_cyclic_gc
 from pyoffload.compiler import (
@@ -44,14 +55,17 @@ from pyoffload.compiler import (
     ResourcePool,
     VnicTarget,
     compile_request,
-    names,
 )
 from pyoffload.compiler.compile import ternary_port_fields
-from pyoffload.errors import PyoffloadError
 from pyoffload.p4runtime import P4RuntimeClient, P4RuntimeError
 from pyoffload.p4runtime.entities import EntityKey, entity_key
+from pyoffload.pipeline import names
 from pyoffload.pipeline.artifacts import Artifacts, load_constants
+from pyoffload.pipeline.constants import DropReason, Policy, check_constants
+from pyoffload.pipeline.entries import port_map_entries
+from pyoffload.pipeline.names import check_names
 from pyoffload.rules import OffloadRequest, RuleError, validate_for_vnic
+from pyoffload.rules.convert import from_proto, to_proto
 
 _log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -61,15 +75,6 @@ HANDOVER_CHUNK = 2_500
 the destination is soon busy writing while the source reads the next ones."""
 
 Kind = pb.Event.Kind
-
-
-class AgentError(PyoffloadError):
-    """A request the agent refused; ``code`` is the gRPC status to report."""
-
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 @attrs.frozen(kw_only=True)
@@ -83,9 +88,9 @@ class ApplyOutcome:
     warnings: tuple[str, ...]
 
 
-@attrs.define
+@attrs.frozen(kw_only=True)
 class VnicState:
-    """A VNIC's configuration and the generation in force."""
+    """A VNIC's configuration and the generation in force (a snapshot: replaced whole)."""
 
     config: VnicConfig
     generation: int = 0
@@ -110,18 +115,8 @@ class VnicStats:
     flows: Mapping[str, tuple[int, int]]
 
 
-@attrs.frozen(kw_only=True)
-class TargetStatus:
-    address: str
-    connected: bool
-    reinstalls: int
-    last_reinstall: float | None
-    last_error: str
-
-
-def _ports_key(vnic: str) -> str:
-    """The installer's name for the host-owned entries of a VNIC."""
-    return f"{vnic}#ports"
+TargetStatus = SessionStatus
+"""What ``Agent.target_status`` reports (the session's view of the target)."""
 
 
 class Agent:
@@ -137,7 +132,11 @@ class Agent:
         reconnect: bool = True,
         backoff: tuple[float, float] = (0.1, 5.0),
         thrift_address: str | None = None,
+        journal: Journal | None = None,
     ) -> None:
+        """``journal``: the host's state file (``Journal.open(config.state.path)``); every
+        accepted apply is committed to it before it is acknowledged, and the VNICs' desired
+        state is read back from it here. Without one nothing survives the process."""
         self.config = config
         self.address = address
         self.thrift_address = thrift_address or config.target.thrift_address
@@ -147,6 +146,8 @@ class Agent:
         self.artifacts = artifacts or Artifacts.packaged()
         self.const = load_constants(self.artifacts)
         self.schema = P4Schema(self.artifacts.p4info, self.artifacts.bmv2_json)
+        check_names(self.schema)  # a foreign or stale program fails here, naming what it lacks
+        check_constants(self.const)
         self.events = EventHub()
         self._ternary_ports = ternary_port_fields(self.schema)
         p4info = self.schema.p4info
@@ -161,104 +162,98 @@ class Agent:
             meters=self._size(names.FLOW_METER, "meters"),
             counters=self._size(names.FLOW_COUNTER, "counters"),
         )
-        self._client: P4RuntimeClient | None = None
-        self._installer: Installer | None = None
-        self._stop = threading.Event()
-        self._monitor: threading.Thread | None = None
-        self._reconnect = reconnect
-        self._backoff = backoff
-        self.slow_path = SlowPath(self.schema, self.const,
+        self._connections = 0
+        self.journal = journal
+        if journal is not None:
+            self._restore(journal)
+        self.slow_path = SlowPath(self.schema,
                                   on_overflow_full=self._overflow_full)
         self.quotas = ConnectionQuotas(self)
         self.slow_path.connections.on_learned = self.quotas.poke
-        self._reinstalls = 0
-        self._last_reinstall: float | None = None
-        self._last_error = ""
+        self.session = TargetSession(
+            address, device_id=self.device_id, schema=self.schema, lock=self._lock,
+            desired=self._desired, on_connected=self._connected, on_lost=self._lost,
+            reconcile_interval=config.state.reconcile_interval, backoff=backoff,
+            reconnect=reconnect)
 
     # -- life cycle -------------------------------------------------------
 
     def start(self, timeout: float = 10.0) -> Agent:
-        """Connect, push the pipeline if needed, install every VNIC's port map."""
-        self._connect(timeout)
+        """Connect, push the pipeline only if the target runs none (or another), and make
+        the target hold every VNIC's desired state (adopting what is already there)."""
+        self.session.start(timeout)
         self.quotas.start()
-        if self._reconnect:
-            self._monitor = threading.Thread(target=self._watch_target, daemon=True,
-                                             name="pyoffload-agent-monitor")
-            self._monitor.start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
+        """Disconnect; the target keeps its tables and registers and goes on forwarding."""
         self.quotas.stop()
         self.events.close()
-        if self._client is not None:
-            self._client.close()
-        if self._monitor is not None:
-            self._monitor.join(timeout=5)
+        self.session.stop()
 
-    def _connect(self, timeout: float) -> None:
-        client = P4RuntimeClient(self.address, device_id=self.device_id, election_id=1)
-        client.open(timeout=timeout)
+    def _restore(self, journal: Journal) -> None:
+        """The desired state the journal holds: each VNIC's request, compiled again with
+        the numbers it held, so the entities are the ones installed before."""
+        records = journal.load()
+        unknown = sorted(set(records) - set(self._vnics))
+        for name in unknown:
+            _log.warning("state file %s: VNIC %s is no longer configured; its rules are "
+                         "removed from the target", journal.path, name)
         try:
-            pushed = client.ensure_pipeline(self.schema)
-            installer = Installer(client=client, schema=self.schema)
-            with self._lock:
-                self._client, self._installer = client, installer
-                for state in self._vnics.values():
-                    installer.install(_ports_key(state.config.name),
-                                      self._port_entities(state))
-                    if state.compiled is not None:
-                        installer.install(state.config.name, state.compiled.entities)
-        except BaseException:
-            client.close()
-            raise
+            for name in self._vnics:
+                if name in records:
+                    self._pool.hold(json.loads(records[name].resources))
+            for name, state in self._vnics.items():
+                record = records.get(name)
+                if record is None:
+                    continue
+                request = from_proto(pb.OffloadRequest.FromString(record.request))
+                target = VnicTarget(name=name, vnic_id=state.config.id)
+                compiled = compile_request(request, target, self.const, self._pool,
+                                           ternary_ports=self._ternary_ports)
+                self._vnics[name] = attrs.evolve(
+                    state, generation=record.generation, compiled=compiled,
+                    request=attrs.evolve(request, generation=record.generation))
+        except (ValueError, RuleError, ResourceExhausted) as exc:
+            raise JournalError(
+                f"state file {journal.path}: VNIC {name}'s journaled request cannot be "
+                f"compiled for this pipeline ({exc}); restore the pyoffload version that "
+                "wrote it, or move the file away to start empty") from None
+        for name in unknown:
+            journal.forget(name)
+
+    def _desired(self) -> dict[str, list[P4Entity]]:
+        """Every owner's entities, rules first, port maps last (called under the lock)."""
+        desired: dict[str, list[P4Entity]] = {
+            name: list(state.compiled.entities) for name, state in self._vnics.items()
+            if state.compiled is not None}
+        for name, state in self._vnics.items():
+            desired[ports_owner(name)] = self._port_entities(state)
+        return desired
+
+    def _connected(self, client: P4RuntimeClient, pushed: bool) -> None:
+        """A (re)connection: the slow path takes over the stream; the guests are told."""
         self.slow_path.adopt(client)
         self.slow_path.connections.configure(client)
         self.slow_path.run(client)
-        _log.info("agent connected to %s (pipeline %s)", self.address,
-                  "pushed" if pushed else "already there")
-
-    def _watch_target(self) -> None:
-        """Reconnect and reinstall whenever the target's stream ends."""
-        while not self._stop.is_set():
-            client = self._client
-            if client is None:
-                return
-            client.disconnected.wait()
-            if self._stop.is_set():
-                return
-            _log.warning("lost the target at %s; reconnecting", self.address)
-            client.close()
-            with self._lock:
-                self._client = None
-            for vnic in self._vnics:
-                self.events.publish(vnic, Kind.KIND_TARGET_RESTARTED,
-                                    message="the data path went away; reconnecting")
-            delay = self._backoff[0]
-            while not self._stop.is_set():
-                try:
-                    self._connect(timeout=max(delay, 1.0))
-                    break
-                except (P4RuntimeError, InstallError) as exc:
-                    self._last_error = str(exc).splitlines()[0]
-                    self._stop.wait(delay)
-                    delay = min(delay * 2, self._backoff[1])
-            else:
-                return
-            self._reinstalls += 1
-            self._last_reinstall = time.time()
-            self._last_error = ""
+        self._connections += 1
+        if self._connections > 1:
             for name, state in self._vnics.items():
                 self.events.publish(name, Kind.KIND_TARGET_REINSTALLED,
                                     generation=state.generation,
-                                    message="rules reinstalled on the restarted data path")
+                                    message="rules reinstalled on the restarted data path"
+                                    if pushed else "the data path was adopted as it was")
+
+    def _lost(self) -> None:
+        for vnic in self._vnics:
+            self.events.publish(vnic, Kind.KIND_TARGET_RESTARTED,
+                                message="the data path went away; reconnecting")
 
     def drops(self) -> dict[str, int]:
         """Packets the pipeline dropped, by reason (the ``DROP_*`` of defines.p4), all VNICs."""
-        reasons = {v: k.removeprefix("DROP_") for k, v in self.const.items()
-                   if k.startswith("DROP_") and k != "DROP_REASONS"}
+        reasons = {int(reason): reason.name for reason in DropReason}
         with self._lock:
-            client, _installer = self._live()
+            client, _installer = self.session.live()
         counts = dict.fromkeys(reasons.values(), 0)
         for counter in (names.DROP_COUNTER, names.EARLY_DROP_COUNTER):
             for entity in client.read([P4CounterEntry(counter).encode(self.schema)]):
@@ -275,7 +270,7 @@ class Agent:
     def live_count(self, vnic: str) -> int:
         """The VNIC's connections whose slots are held now (read from the pipeline)."""
         with self._lock:
-            client, _installer = self._live()
+            client, _installer = self.session.live()
             vnic_id = self.state(vnic).config.id
             now = self._clock(client)
             registers = self._registers(client)
@@ -289,14 +284,10 @@ class Agent:
     def set_admission(self, vnic: str, admit: bool, live: int) -> None:
         """Let the pipeline track new connections of ``vnic`` again, or stop it."""
         with self._lock:
-            state = self.state(vnic)
-            _client, installer = self._live()
-            state.at_connection_quota = not admit
-            try:
-                installer.install(_ports_key(vnic), self._port_entities(state))
-            except InstallError:
-                state.at_connection_quota = admit
-                raise
+            state = attrs.evolve(self.state(vnic), at_connection_quota=not admit)
+            _client, installer = self.session.live()
+            installer.install(ports_owner(vnic), self._port_entities(state))
+            self._vnics[vnic] = state
         limit = state.config.quotas.tracked_connections
         if admit:
             _log.info("VNIC %s: %d of %d tracked connections: new ones admitted again",
@@ -319,20 +310,10 @@ class Agent:
 
     def _port_entities(self, state: VnicState) -> list[P4Entity]:
         vnic = state.config
-        policy = self.const[f"POLICY_{vnic.default_policy.upper()}"]
-        return [
-            P4TableEntry(
-                names.PORT_MAP,
-                match=P4TableMatch(port=port),
-                action=P4TableAction(names.SET_VNIC, vnic_id=vnic.id, direction=direction,
-                                     peer_port=peer, default_policy=policy,
-                                     admit_new=int(not state.at_connection_quota)),
-            )
-            for port, direction, peer in (
-                (vnic.guest_port, self.const["DIR_FROM_GUEST"], vnic.uplink_port),
-                (vnic.uplink_port, self.const["DIR_TO_GUEST"], vnic.guest_port),
-            )
-        ]
+        return list(port_map_entries(vnic_id=vnic.id, guest_port=vnic.guest_port,
+                                     uplink_port=vnic.uplink_port,
+                                     policy=Policy[vnic.default_policy.upper()],
+                                     admit_new=not state.at_connection_quota))
 
     # -- the offload path ---------------------------------------------------
 
@@ -341,13 +322,6 @@ class Agent:
             return self._vnics[vnic]
         except KeyError:
             raise AgentError(grpc.StatusCode.NOT_FOUND, f"no VNIC named {vnic!r}") from None
-
-    def _live(self) -> tuple[P4RuntimeClient, Installer]:
-        if self._client is None or self._installer is None:
-            raise AgentError(grpc.StatusCode.UNAVAILABLE,
-                             f"the P4 target at {self.address} is not connected; "
-                             "the agent is reconnecting, retry shortly")
-        return self._client, self._installer
 
     def apply(self, vnic: str, request: OffloadRequest) -> ApplyOutcome:
         """Install ``request`` as ``vnic``'s whole rule set, all or nothing."""
@@ -359,7 +333,7 @@ class Agent:
                 raise AgentError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
             generation = self._next_generation(state, request.generation)
             self._check_quotas(state, request)
-            _client, installer = self._live()
+            _client, installer = self.session.live()
             pool = self._pool.copy()
             target = VnicTarget(name=vnic, vnic_id=state.config.id)
             try:
@@ -372,19 +346,46 @@ class Agent:
             try:
                 result = installer.install(vnic, compiled.entities)
             except InstallError as exc:
+                if exc.needs_repair:
+                    self.session.request_repair()
                 for line in str(exc).splitlines()[:1]:
                     self.events.publish(vnic, Kind.KIND_RULE_REJECTED, message=line)
                 raise AgentError(grpc.StatusCode.INTERNAL, str(exc)) from None
             pool.release_unused(vnic, compiled.owners)
+            request = attrs.evolve(request, generation=generation)
+            self._journal(vnic, state, generation, request, pool)
             self._pool = pool
-            state.generation = generation
-            state.request = attrs.evolve(request, generation=generation)
-            state.compiled = compiled
+            self._vnics[vnic] = attrs.evolve(state, generation=generation, request=request,
+                                             compiled=compiled)
         self.events.publish(vnic, Kind.KIND_GENERATION_APPLIED, generation=generation,
                             message=f"{result.written} entities written")
         return ApplyOutcome(generation=generation, inserted=result.inserted,
                             modified=result.modified, deleted=result.deleted,
                             warnings=compiled.warnings)
+
+    def _journal(self, vnic: str, state: VnicState, generation: int, request: OffloadRequest,
+                 pool: ResourcePool) -> None:
+        """Commit the new generation to the state file before it is acknowledged; when
+        that fails, put the previous rules back: nothing is in force that is not journaled."""
+        if self.journal is None:
+            return
+        record = VnicRecord(name=vnic, generation=generation,
+                            request=to_proto(request).SerializeToString(), entities=(),
+                            resources=json.dumps(pool.holdings(vnic)), updated=time.time())
+        try:
+            self.journal.commit(record)
+        except JournalError as exc:
+            _client, installer = self.session.live()
+            previous = state.compiled.entities if state.compiled is not None else []
+            try:
+                installer.install(vnic, previous)
+            except InstallError as undo:
+                self.session.request_repair()
+                raise AgentError(grpc.StatusCode.UNAVAILABLE,
+                                 f"VNIC {vnic}: {exc}; putting the previous rules back failed "
+                                 f"too ({undo}); the agent repairs the target") from None
+            raise AgentError(grpc.StatusCode.UNAVAILABLE,
+                             f"VNIC {vnic}: {exc}; nothing was installed") from None
 
     def withdraw(self, vnic: str, flow_ids: Iterable[str] | None = None) -> list[str]:
         """Remove the named flows (all when None); returns the ids removed."""
@@ -455,7 +456,7 @@ class Agent:
         """Per-rule and per-flow packets/bytes, read from the target now."""
         with self._lock:
             state = self.state(vnic)
-            client, _installer = self._live()
+            client, _installer = self.session.live()
             compiled = state.compiled
             generation = state.generation
         if compiled is None:
@@ -489,7 +490,7 @@ class Agent:
         """Live tracked connections (of one VNIC, or all), read from the pipeline now."""
         with self._lock:
             ids = None if vnic is None else {self.state(vnic).config.id}
-            client, _installer = self._live()
+            client, _installer = self.session.live()
         try:
             return self.slow_path.connections.live(
                 self._registers(client), lambda: self.slow_path.probe_clock(client), ids)
@@ -532,7 +533,7 @@ class Agent:
         so that a destination can import the first while the next are read here."""
         with self._lock:
             state = self.state(vnic)
-            client, _installer = self._live()
+            client, _installer = self.session.live()
             compiled = state.compiled
         if compiled is None:
             return
@@ -559,7 +560,7 @@ class Agent:
         that does not arrive) undoes every chunk imported so far."""
         with self._lock:
             state = self.state(vnic)
-            client, _installer = self._live()
+            client, _installer = self.session.live()
             compiled = state.compiled
             if compiled is None:
                 raise AgentError(grpc.StatusCode.FAILED_PRECONDITION,
@@ -593,27 +594,25 @@ class Agent:
                     for flow, number in state.compiled.flow_ids.items()}
 
     def target_status(self) -> TargetStatus:
-        return TargetStatus(address=self.address, connected=self._client is not None,
-                            reinstalls=self._reinstalls, last_reinstall=self._last_reinstall,
-                            last_error=self._last_error)
+        return self.session.status()
+
+    def reconcile(self) -> int:
+        """Read the target back now and repair any drift; the updates it took."""
+        return self.session.reconcile().written
 
     def vnic_names(self) -> list[str]:
         return list(self._vnics)
 
     def occupancy(self) -> dict[str, tuple[int, int]]:
-        """table -> (entries used by all VNICs, size)."""
-        with self._lock:
-            used: dict[str, int] = {names.PORT_MAP: 2 * len(self._vnics),
-                                    names.CT_OVERFLOW: self.slow_path.slots.used}
-            for state in self._vnics.values():
-                if state.compiled is not None:
-                    for table, count in state.compiled.usage.items():
-                        used[table] = used.get(table, 0) + count
+        """table -> (entries the target holds, size): read from the target now, not taken
+        from the agent's own bookkeeping."""
+        used = self.session.occupancy()
+        used[names.CT_OVERFLOW] = self.slow_path.slots.used
         return {table: (count, self._size(table, "table")) for table, count in used.items()}
 
     def with_client(self, action: Callable[[P4RuntimeClient], T]) -> T:
         """``action`` run with the agent's live P4Runtime client (its connection, primary)."""
-        client, _installer = self._live()
+        client, _installer = self.session.live()
         return action(client)
 
 

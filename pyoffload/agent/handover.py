@@ -32,7 +32,6 @@ then the state, then move the traffic.
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
@@ -41,14 +40,15 @@ from finsy import P4Schema, P4TableEntry
 
 from pyoffload.agent.connections import Learned
 from pyoffload.agent.registers import RegisterAccess
-from pyoffload.agent.slowpath import Tuple5
 from pyoffload.bulk import no_cyclic_gc
-from pyoffload.compiler import names
 from pyoffload.p4runtime import P4RuntimeClient, UpdateType
 from pyoffload.p4runtime.encoder import EntityEncoder
+from pyoffload.pipeline import names
+from pyoffload.pipeline.constants import ConnState, CtInfo, Tuple5, slot_hash
 
-INFO_KEEP = 0x0000FFFF
-"""ct_info bits a slot carries over: state, originator, kind, rewrites, FINs (not the profile)."""
+INFO_KEEP = 0xFFFFFFFF & ~CtInfo.PROFILE.put((1 << CtInfo.PROFILE.width) - 1)
+"""ct_info bits a slot carries over: state, originator, kind, rewrites, FINs (not the profile,
+which is the destination's own)."""
 
 SIGNATURE, INFO, FLOW, EXPIRES, PARTNER, XLATE = (names.CT_SIGNATURE, names.CT_INFO,
                                                   names.CT_FLOW, names.CT_EXPIRES,
@@ -61,10 +61,6 @@ WIRE_FIELDS = ("flow", "remaining_us", "protocol", "lo_addr", "hi_addr", "lo_por
                "partner_xlate_dst_addr", "partner_xlate_dst_port")
 """One row per connection in an export document; partner fields are null for an
 untranslated connection (its partner's tuple follows from the row)."""
-
-
-def _translated(info: int) -> bool:
-    return bool(info >> 5 & 3)
 
 
 @attrs.frozen(kw_only=True)
@@ -116,7 +112,7 @@ class ExportedConnection:
                          hi_port=hi_port, info=info & INFO_KEEP,
                          xlate=(xlate[0], xlate[1], xlate[2], xlate[3]))
         partner = None
-        if _translated(main.info):
+        if CtInfo.is_translated(main.info):
             p_info, *p_xlate = row[12:]
             _check_counts(WIRE_FIELDS[12:], row[12:], " for a translated connection")
             a, b, ap, bp = partner_tuple(main)
@@ -166,40 +162,16 @@ def _from_document(document: dict[str, Any]) -> list[ExportedConnection]:
     return result
 
 
-class FiveTuple(Protocol):
-    """Anything that carries a normalised tuple (a slot, a learned connection)."""
-
-    @property
-    def protocol(self) -> int: ...
-    @property
-    def lo_addr(self) -> int: ...
-    @property
-    def hi_addr(self) -> int: ...
-    @property
-    def lo_port(self) -> int: ...
-    @property
-    def hi_port(self) -> int: ...
-
-
-def slot_hash(vnic_id: int, s: FiveTuple) -> tuple[int, int]:
-    """(hash value, signature) of a slot's tuple, as stages/conntrack.p4 computes them."""
-    lo, hi = s.lo_addr.to_bytes(16, "big"), s.hi_addr.to_bytes(16, "big")
-    lo_port, hi_port = s.lo_port.to_bytes(2, "big"), s.hi_port.to_bytes(2, "big")
-    vnic, proto = vnic_id.to_bytes(2, "big"), s.protocol.to_bytes(1, "big")
-    key = b"".join((vnic, proto, lo, hi, lo_port, hi_port))
-    signed = b"".join((hi_port, lo_port, hi, lo, proto, vnic, b"\x5a"))
-    return zlib.crc32(key), zlib.crc32(signed)
-
-
 def partner_tuple(main: SlotState) -> tuple[int, int, int, int]:
     """The normalised tuple on the far side of a translated slot's rewrite."""
-    orig_hi = bool(main.info >> 4 & 1)
+    info = CtInfo.decode(main.info)
+    orig_hi = info.originator_is_hi
     lo, hi = (main.lo_addr, main.lo_port), (main.hi_addr, main.hi_port)
     src, dst = (hi, lo) if orig_hi else (lo, hi)
     xsa, xsp, xda, xdp = main.xlate
-    if main.info >> 7 & 1:
+    if info.xlate_src:
         src = (xsa, xsp)
-    if main.info >> 8 & 1:
+    if info.xlate_dst:
         dst = (xda, xdp)
     (a, ap), (b, bp) = sorted((src, dst))
     return a, b, ap, bp
@@ -228,10 +200,11 @@ def _export(registers: RegisterAccess, learned: list[Learned],
     for conn, (signature, info, expires) in zip(
             learned, _rows(registers, (SIGNATURE, INFO, EXPIRES), [c.slot for c in learned]),
             strict=True):
-        if info & 0xF == 0 or expires <= now or signature != slot_hash(conn.vnic_id, conn)[1]:
+        if (CtInfo.state_of(info) == ConnState.FREE or expires <= now
+                or signature != slot_hash(conn.vnic_id, conn)[1]):
             continue  # over, or the slot now holds another connection
         live.append((conn, info, expires))
-    translated = [conn.slot for conn, info, _ in live if _translated(info)]
+    translated = [conn.slot for conn, info, _ in live if CtInfo.is_translated(info)]
     sides = dict(zip(translated, _rows(registers, (PARTNER, *XLATE), translated), strict=True))
     partners = [sides[slot][0] for slot in translated]
     far = dict(zip(partners, _rows(registers, (INFO, *XLATE), partners), strict=True))
@@ -346,7 +319,7 @@ class ImportSession:
                                     "slot is taken")
                 continue
             flow_id = self.flow_ids[conn.flow]
-            profile = self.profiles.get(conn.flow, 0) << 16
+            profile = CtInfo.PROFILE.put(self.profiles.get(conn.flow, 0))
             expires = now + conn.remaining_us
             for k, p in enumerate(placed):
                 cells += [(SIGNATURE, p.index, p.signature), (FLOW, p.index, flow_id),
@@ -378,7 +351,7 @@ class ImportSession:
         """
         ordered = sorted(indices - self.claimed)
         used = [i for i, (info,) in zip(ordered, _rows(self.registers, (INFO,), ordered),
-                                        strict=True) if info & 0xF]
+                                        strict=True) if CtInfo.state_of(info)]
         busy = {i: signature for i, (expires, signature)
                 in zip(used, _rows(self.registers, (EXPIRES, SIGNATURE), used), strict=True)
                 if expires > now}

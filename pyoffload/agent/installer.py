@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import NamedTuple, TypeVar
 
 import attrs
+import grpc
 from finsy import P4Schema
 from finsy.p4entity import P4Entity
 from finsy.proto import p4r
@@ -84,14 +85,30 @@ class ApplyResult:
         return self.inserted + self.modified + self.deleted
 
 
+@attrs.frozen(kw_only=True)
+class ReconcileResult(ApplyResult):
+    """What a reconciliation wrote, and for whom."""
+
+    by_owner: Mapping[str, int]
+    """Updates written per owner ("" for orphans nobody owns, deleted)."""
+    table_delta: Mapping[object, int]
+    """Entries added (removed, if negative) per table id."""
+
+
 class InstallError(PyoffloadError):
-    """An apply failed and was undone; ``error`` holds the target's answer."""
+    """An apply failed and was undone; ``error`` holds the target's answer.
+
+    ``needs_repair``: the undo itself did not go through whole, so the target
+    holds a mix until a reconciliation puts back what was installed before
+    (the message says so; it never claims an undo that did not happen).
+    """
 
     def __init__(self, message: str, error: P4RuntimeError | None = None,
-                 failed: Sequence[p4r.Entity] = ()) -> None:
+                 failed: Sequence[p4r.Entity] = (), *, needs_repair: bool = False) -> None:
         super().__init__(message)
         self.error = error
         self.failed = list(failed)
+        self.needs_repair = needs_repair
 
 
 Keyed = tuple[EntityKey, p4r.Entity]
@@ -146,10 +163,10 @@ def _batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
 class _Refused(Exception):
     """A batch the target refused (some of it may have been applied)."""
 
-    def __init__(self, error: P4RuntimeError, batch: Sequence[Change]) -> None:
+    def __init__(self, error: P4RuntimeError, batch: Sequence[Change], failed: set[int]) -> None:
         super().__init__(str(error))
         self.error = error
-        self.failed = set(error.details) if error.details else set(range(len(batch)))
+        self.failed = failed
         self.batch = batch
 
 
@@ -240,20 +257,18 @@ class Installer:
                 previous, sent = sent, None
                 self._settle(*previous, done)
         except _Refused as exc:
-            self._undo(done)
-            raise InstallError(
-                f"VNIC {vnic}: the target refused {len(exc.failed)} of the "
-                f"{len(exc.batch)} updates of a batch; everything this apply wrote was "
-                f"undone:\n{exc.error}",
-                exc.error,
+            raise self._undone(
+                vnic, done,
+                f"the target refused {len(exc.failed)} of the {len(exc.batch)} updates of a "
+                "batch", exc.error,
                 [exc.batch[i].entity for i in sorted(exc.failed) if i < len(exc.batch)],
             ) from None
-        except BaseException:
+        except BaseException as exc:
             if sent is not None:
                 # What is in flight is applied or not: wait, then undo all that was.
-                with contextlib.suppress(_Refused):
+                with contextlib.suppress(_Refused, P4RuntimeError, grpc.RpcError):
                     self._settle(*sent, done)
-            self._undo(done)
+            self._raise_if_undo_failed(vnic, done, exc)
             raise
         sizes = self._table_entries - _table_sizes(current) + _table_sizes(plan.wanted)
         if self.verify:
@@ -261,19 +276,77 @@ class Installer:
             try:
                 missing = [e for check in self._read_back(written, sizes)
                            for e in check.missing()]
-            except BaseException:  # not even read back (the connection went away...)
-                self._undo(done)
+            except BaseException as exc:  # not even read back (the connection went away...)
+                self._raise_if_undo_failed(vnic, done, exc)
                 raise
             if missing:
-                self._undo(done)
-                raise InstallError(
-                    f"VNIC {vnic}: {len(missing)} written entities did not read back "
-                    "as written; the apply was undone", None, missing)
+                raise self._undone(
+                    vnic, done, f"{len(missing)} written entities did not read back as written",
+                    None, missing)
         self._installed[vnic] = plan.wanted
         self._table_entries = sizes
         labels = [c.label for c in done]
         return ApplyResult(inserted=labels.count("insert"), modified=labels.count("modify"),
                            deleted=labels.count("delete"))
+
+    def reconcile(self, desired: Mapping[str, Iterable[P4Entity]],
+                  actual: Iterable[p4r.Entity]) -> ReconcileResult:
+        """Make a target that holds ``actual`` (read back from it) hold exactly ``desired``
+        (every owner's entities, each list install-ordered): what is missing is inserted,
+        what differs modified, what nobody owns deleted (entries before the groups and
+        members they use); the rest is not touched. Afterwards each owner's installed
+        entities are its desired ones. A refused update raises InstallError with
+        ``needs_repair`` (the next reconciliation tries again)."""
+        keyed = {owner: [self._encoder.encode_keyed(e) for e in entities]
+                 for owner, entities in desired.items()}
+        holding = {entity_key(e): e for e in sorted(map(comparable, actual), key=_removal_rank)}
+        plan = Plan(holding)
+        changes = list(plan.changes(item for items in keyed.values() for item in items))
+        owner_of = {key: owner for owner, items in keyed.items() for key, _ in items}
+        by_owner: Counter[str] = Counter(owner_of.get(entity_key(c.entity), "")
+                                         for c in changes)
+        delta: Counter[object] = Counter()
+        for change in changes:
+            if change.entity.WhichOneof("entity") == "table_entry" and change.label != "modify":
+                delta[change.entity.table_entry.table_id] += 1 if change.label == "insert" else -1
+        self._installed = {owner: dict(items) for owner, items in keyed.items()}
+        self._table_entries = _table_sizes(k for items in self._installed.values() for k in items)
+        for batch in _batches(changes, self.batch_size):
+            try:
+                self.client.write([c.update() for c in batch])
+            except P4RuntimeError as exc:
+                raise InstallError(
+                    f"reconciling the target with the desired state: it refused "
+                    f"{len(exc.details) or len(batch)} of {len(batch)} updates; the next "
+                    f"reconciliation tries again:\n{exc}", exc, needs_repair=True) from None
+        labels = [c.label for c in changes]
+        return ReconcileResult(inserted=labels.count("insert"), modified=labels.count("modify"),
+                               deleted=labels.count("delete"), by_owner=dict(by_owner),
+                               table_delta=dict(delta))
+
+    def _undone(self, vnic: str, done: list[Change], what: str, error: P4RuntimeError | None,
+                failed: Sequence[p4r.Entity]) -> InstallError:
+        """Undo ``done``; the error that says what happened, the undo included."""
+        failures = self._undo(done)
+        reason = f":\n{error}" if error is not None else ""
+        if failures:
+            return InstallError(
+                f"VNIC {vnic}: {what}, and undoing the {len(done)} updates this apply had made "
+                f"failed too ({failures[0].message}): the target holds a mix until it is "
+                f"repaired to the rules installed before{reason}",
+                error, failed, needs_repair=True)
+        return InstallError(f"VNIC {vnic}: {what}; everything this apply wrote was "
+                            f"undone{reason}", error, failed)
+
+    def _raise_if_undo_failed(self, vnic: str, done: list[Change], cause: BaseException) -> None:
+        """Undo ``done`` after ``cause``; when the undo fails too, say so instead."""
+        failures = self._undo(done)
+        if failures:
+            raise InstallError(
+                f"VNIC {vnic}: the apply broke off ({cause}) and undoing its {len(done)} "
+                f"updates failed ({failures[0].message}): the target holds a mix until it "
+                "is repaired to the rules installed before", None, needs_repair=True,
+            ) from cause
 
     def _settle(self, batch: list[Change], answer: Callable[[], None],
                 done: list[Change]) -> None:
@@ -281,10 +354,29 @@ class Installer:
         try:
             answer()
         except P4RuntimeError as exc:
-            refused = _Refused(exc, batch)
-            done.extend(c for i, c in enumerate(batch) if i not in refused.failed)
-            raise refused from None
+            failed = set(exc.details) if exc.details else self._not_applied(batch)
+            done.extend(c for i, c in enumerate(batch) if i not in failed)
+            raise _Refused(exc, batch, failed) from None
         done.extend(batch)
+
+    def _not_applied(self, batch: Sequence[Change]) -> set[int]:
+        """Which updates of a refused batch the target did not apply, found by reading
+        their keys back: a target may send no per-update details (gRPC's metadata
+        limit drops a large status), and then nothing else tells what went in."""
+        found = {entity_key(e): _value(e) for e in self.client.read(
+            [read_query(c.entity) for c in batch])}
+        failed = set()
+        for index, change in enumerate(batch):
+            now = found.get(entity_key(change.entity))
+            if change.kind == UpdateType.DELETE:
+                applied = now is None
+            elif _is_modify_only(change.entity):
+                applied = now is not None and now == _value(change.entity)
+            else:
+                applied = now is not None and now == _value(change.entity)
+            if not applied:
+                failed.add(index)
+        return failed
 
     def _read_back(self, written: Sequence[p4r.Entity],
                    sizes: Counter[object]) -> list[_ReadBack]:
@@ -309,13 +401,42 @@ class Installer:
                 [read_query(e) for e in chunk])))
         return reads
 
-    def _undo(self, done: list[Change]) -> None:
+    def _undo(self, done: list[Change]) -> list[P4RuntimeError]:
+        """Undo ``done`` in reverse; the failures (empty when everything was undone)."""
+        failures: list[P4RuntimeError] = []
         for batch in _batches((c.undo() for c in reversed(done)), self.batch_size):
             try:
                 self.client.write(batch)
-            except P4RuntimeError:
+            except P4RuntimeError as exc:
                 # Keep undoing the rest: the more of the old state comes back, the better.
-                continue
+                failures.append(exc)
+            except grpc.RpcError as exc:  # the connection broke mid-undo
+                failures.append(P4RuntimeError.from_rpc_error("Write", exc))
+        return failures
 
 
 _MANAGED = ("table_entry", "action_profile_member", "action_profile_group", "meter_entry")
+_REMOVAL_ORDER = {"action_profile_member": 0, "action_profile_group": 1, "meter_entry": 2,
+                  "table_entry": 3}
+"""Read-back entities sorted by this: a plan deletes in reverse order, so entries go
+before the groups and members they use."""
+
+
+def _removal_rank(entity: p4r.Entity) -> int:
+    return _REMOVAL_ORDER[entity.WhichOneof("entity") or ""]
+
+
+def comparable(entity: p4r.Entity) -> p4r.Entity:
+    """An entity read back from a target, without what the target adds to what was
+    written (counter data, hit times), so that equal entries compare equal."""
+    if entity.WhichOneof("entity") != "table_entry":
+        return entity
+    te = entity.table_entry
+    if not (te.HasField("counter_data") or te.HasField("meter_counter_data")
+            or te.HasField("time_since_last_hit")):
+        return entity
+    clean = p4r.Entity()
+    clean.CopyFrom(entity)
+    for name in ("counter_data", "meter_counter_data", "time_since_last_hit"):
+        clean.table_entry.ClearField(name)
+    return clean

@@ -19,36 +19,27 @@ import ipaddress
 import logging
 import queue
 import threading
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable
 
 import attrs
-from finsy import P4PacketOut, P4Schema, P4TableAction, P4TableEntry, P4TableMatch
+from finsy import P4Schema, P4TableEntry
 from finsy.proto import p4r
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6EchoRequest, IPv6
 from scapy.layers.l2 import Ether
 
 from pyoffload.agent.connections import ConnectionTable
-from pyoffload.compiler import names
 from pyoffload.compiler.resources import NumberSpace, ResourceExhausted
 from pyoffload.p4runtime import P4RuntimeClient, P4RuntimeError, UpdateType
+from pyoffload.pipeline import names
+from pyoffload.pipeline.constants import PuntReason, Tuple5
+from pyoffload.pipeline.entries import OverflowEntry, packet_out
 
 _log = logging.getLogger(__name__)
 
 OVERFLOW_IDLE_NS = 2 * 3600 * 10**9
 """Idle timeout of an overflow entry: longer than the longest conntrack timeout
 the agent installs (built-in established TCP: 1 h)."""
-
-
-@attrs.frozen(kw_only=True)
-class Tuple5:
-    """A connection's direction-normalised 5-tuple, as the pipeline hashes it."""
-
-    protocol: int
-    lo_addr: int
-    hi_addr: int
-    lo_port: int
-    hi_port: int
 
 
 def normalised_tuple(frame: bytes) -> Tuple5 | None:
@@ -98,39 +89,30 @@ def _metadata_ids(schema: P4Schema, header: str) -> dict[str, int]:
 class SlowPath:
     """Serves one client's packet-ins and notifications until its stream ends."""
 
-    def __init__(self, schema: P4Schema, const: Mapping[str, int], *,
+    def __init__(self, schema: P4Schema, *,
                  on_overflow_full: Callable[[int], None] = lambda vnic_id: None) -> None:
         self.schema = schema
-        self.const = const
         self.stats = SlowPathStats()
-        self._in_ids = _metadata_ids(schema, "packet_in")
+        self._in_ids = _metadata_ids(schema, names.PACKET_IN)
         total = next(r.size for r in schema.p4info.registers
                      if r.preamble.name == names.CT_INFO)
         overflow = schema.tables[names.CT_OVERFLOW].size
         self.slots = NumberSpace("conntrack overflow slots", total - overflow, total - 1)
         self._overflow_table_id = schema.tables[names.CT_OVERFLOW].id
         self._on_overflow_full = on_overflow_full
-        self.connections = ConnectionTable(schema, const)
+        self.connections = ConnectionTable(schema)
         self._lock = threading.Lock()
 
     def adopt(self, client: P4RuntimeClient) -> None:
         """Take over the overflow entries the target holds (none after a restart)."""
-        table = self.schema.tables[names.CT_OVERFLOW]
-        field = {f.id: f.name for f in table.match_fields}
         entries = client.read([P4TableEntry(names.CT_OVERFLOW).encode(self.schema)])
         with self._lock:
             for owner in self.slots.owners():
                 self.slots.release(owner)
             owners: dict[Hashable, int] = {}
             for entity in entries:
-                te = entity.table_entry
-                values = {field[m.field_id]: int.from_bytes(m.exact.value, "big")
-                          for m in te.match}
-                key = Tuple5(protocol=values.get("protocol", 0),
-                             lo_addr=values.get("lo_addr", 0), hi_addr=values.get("hi_addr", 0),
-                             lo_port=values.get("lo_port", 0), hi_port=values.get("hi_port", 0))
-                slot = int.from_bytes(te.action.action.params[0].value, "big")
-                owners[(values.get("vnic_id", 0), key)] = slot
+                entry = OverflowEntry.decode(entity.table_entry, self.schema)
+                owners[(entry.vnic_id, entry.key)] = entry.slot
             self.slots.restore(owners)
 
     def run(self, client: P4RuntimeClient) -> threading.Thread:
@@ -161,9 +143,9 @@ class SlowPath:
         reason = meta.get(self._in_ids["reason"], 0)
         vnic_id = meta.get(self._in_ids["vnic_id"], 0)
         port = meta.get(self._in_ids["ingress_port"], 0)
-        if reason == self.const["PUNT_CT_COLLISION"]:
+        if reason == PuntReason.CT_COLLISION:
             self._overflow(client, packet.payload, vnic_id, port)
-        elif reason == self.const["PUNT_NAT_COLLISION"]:
+        elif reason == PuntReason.NAT_COLLISION:
             self.stats.nat_collisions += 1
         else:
             self.stats.punted += 1
@@ -211,26 +193,18 @@ class SlowPath:
 
     def overflow_entry(self, vnic_id: int, key: Tuple5, slot: int) -> P4TableEntry:
         """The ``vnic.ct_overflow`` entry that points ``key`` of VNIC ``vnic_id`` at ``slot``."""
-        return P4TableEntry(
-            names.CT_OVERFLOW,
-            match=P4TableMatch(vnic_id=vnic_id, protocol=key.protocol, lo_addr=key.lo_addr,
-                               hi_addr=key.hi_addr, lo_port=key.lo_port, hi_port=key.hi_port),
-            action=P4TableAction(names.CT_USE_OVERFLOW_SLOT, slot=slot),
-            idle_timeout_ns=OVERFLOW_IDLE_NS,
-        )
+        return OverflowEntry(vnic_id=vnic_id, key=key, slot=slot).entry(OVERFLOW_IDLE_NS)
 
     def inject(self, client: P4RuntimeClient, frame: bytes, port: int) -> None:
         """Run ``frame`` through the pipeline as if it had arrived on ``port``."""
-        self._packet_out(client, frame, inject_port=port, inject=1)
+        self._send(client, packet_out(self.schema, frame, inject_port=port, inject=True))
 
     def probe_clock(self, client: P4RuntimeClient) -> None:
         """Ask the pipeline to record its clock in ``vnic.clock``."""
-        self._packet_out(client, b"\x00" * 60, probe=1)
+        self._send(client, packet_out(self.schema, b"\x00" * 60, probe=True))
 
-    def _packet_out(self, client: P4RuntimeClient, frame: bytes, **fields: int) -> None:
-        values = {"egress_port": 0, "inject_port": 0, "inject": 0, "probe": 0, "_pad": 0}
-        values.update(fields)
-        packet = P4PacketOut(frame, **values).encode_update(self.schema).packet
+    @staticmethod
+    def _send(client: P4RuntimeClient, packet: p4r.PacketOut) -> None:
         client.packet_out(packet.payload, [(m.metadata_id, m.value) for m in packet.metadata])
 
     def on_idle(self, client: P4RuntimeClient,
@@ -246,7 +220,7 @@ class SlowPath:
             by_slot = {number: owner for owner, number in
                        ((o, self.slots.get(o)) for o in self.slots.owners())}
             for te in expired:
-                slot = int.from_bytes(te.action.action.params[0].value, "big")
+                slot = OverflowEntry.decode(te, self.schema).slot
                 owner = by_slot.get(slot)
                 if owner is not None:
                     self.slots.release(owner)

@@ -28,7 +28,6 @@ from finsy import (
 from finsy.p4entity import P4Entity
 from finsy.p4schema import P4MatchType, P4Schema
 
-from pyoffload.compiler import names
 from pyoffload.compiler.matches import (
     covers,
     flow_fields,
@@ -37,6 +36,7 @@ from pyoffload.compiler.matches import (
     ternary,
 )
 from pyoffload.compiler.resources import ResourcePool
+from pyoffload.pipeline import names
 from pyoffload.rules import (
     TIMEOUT_STATES,
     Dnat,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import heapq
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping, Sequence
 
 import attrs
 
@@ -123,6 +123,36 @@ class ResourcePool:
             for owner in space.owners():
                 if isinstance(owner, tuple) and owner[:1] == (vnic,) and owner not in keep:
                     space.release(owner)
+
+    def _spaces(self) -> dict[str, NumberSpace]:
+        return {"flows": self.flows, "meters": self.meters, "counters": self.counters,
+                "ct_profiles": self.ct_profiles, "lb_members": self.lb_members,
+                "lb_groups": self.lb_groups}
+
+    def holdings(self, vnic: str) -> dict[str, list[list[object]]]:
+        """The numbers ``vnic`` holds, as JSON-ready lists: space -> [[owner..., number]]
+        (owners are tuples of strings and ints that start with the VNIC's name)."""
+        return {name: [[*owner, space.get(owner)] for owner in space.owners()
+                       if isinstance(owner, tuple) and owner[:1] == (vnic,)]
+                for name, space in self._spaces().items()}
+
+    def hold(self, holdings: Mapping[str, Sequence[Sequence[object]]]) -> None:
+        """Take the numbers ``holdings`` names (as ``holdings()`` wrote them), e.g. a
+        restarted agent's from its state file, so that compiling the same requests again
+        gives the same entities; a number held by another owner is an error."""
+        spaces = self._spaces()
+        for name, rows in holdings.items():
+            space = spaces[name]
+            held = dict(space._by_owner)
+            for row in rows:
+                owner, number = tuple(row[:-1]), row[-1]
+                if not isinstance(number, int) or not space.first <= number <= space.last:
+                    raise ValueError(f"{space.name}: {number!r} is not a number of the space")
+                other = space._owners.get(number)
+                if other is not None and other != owner:
+                    raise ValueError(f"{space.name}: {number} is held by {other!r} already")
+                held[owner] = number
+            space.restore(held)
 
     def release_vnic(self, vnic: str) -> None:
         """Free every number of ``vnic``."""

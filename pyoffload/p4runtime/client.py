@@ -33,6 +33,11 @@ ReadResponse from some targets (BMv2's PI server), which can pass gRPC's
 4 MiB default."""
 
 
+NO_PIPELINE_CODES = (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND)
+"""How targets that hold no pipeline answer GetForwardingPipelineConfig (the
+specification's empty config aside)."""
+
+
 class UpdateType(enum.IntEnum):
     """Kinds of P4Runtime update (named, so callers never pass bare ints)."""
 
@@ -71,6 +76,11 @@ class P4RuntimeClient:
         self._stream: Iterable[p4r.StreamMessageResponse] | None = None
         self._reads: concurrent.futures.ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
+        self._arbitrated = False
+        self.primary = False
+        """This client is the device's primary controller now (arbitration updates
+        after ``open`` keep it current: another controller may take over)."""
+        self._role_changed = threading.Condition()
 
     # -- connection -------------------------------------------------------
 
@@ -78,20 +88,10 @@ class P4RuntimeClient:
         """Connect, wait for the channel, and become primary."""
         self._channel = grpc.insecure_channel(
             self.address, options=[("grpc.max_receive_message_length", MAX_MESSAGE)])
-        ready = grpc.channel_ready_future(self._channel)
-        try:
-            ready.result(timeout=timeout)
-        except grpc.FutureTimeoutError:
-            ready.cancel()  # else its poller thread outlives the channel
-            self._channel.close()
-            raise P4RuntimeError(
-                "connect",
-                grpc.StatusCode.UNAVAILABLE,
-                f"no P4Runtime server answered at {self.address} within {timeout:g} s "
-                "(is the target running, and on this address?)",
-            ) from None
         self._stub = p4r_grpc.P4RuntimeStub(self._channel)
-        self._stream = self._stub.StreamChannel(self._request_iterator())
+        # The stream waits for the channel to connect; the arbitration reply is the sign
+        # that it did (no channel_ready_future: its poller thread can outlive the channel).
+        self._stream = self._stub.StreamChannel(self._request_iterator(), wait_for_ready=True)
         self._reader = threading.Thread(target=self._read_stream, daemon=True)
         self._reader.start()
         self._requests.put(self._arbitration_request())
@@ -100,8 +100,13 @@ class P4RuntimeClient:
         except queue.Empty:
             self.close()
             raise P4RuntimeError(
-                "arbitration", grpc.StatusCode.DEADLINE_EXCEEDED, "no arbitration reply"
+                "connect",
+                grpc.StatusCode.UNAVAILABLE,
+                f"no P4Runtime server answered at {self.address} within {timeout:g} s "
+                "(is the target running, and on this address?)",
             ) from None
+        self._arbitrated = True
+        self._drain_arbitration()
         if isinstance(reply, grpc.RpcError):
             self.close()
             raise P4RuntimeError.from_rpc_error("arbitration", reply)
@@ -122,6 +127,8 @@ class P4RuntimeClient:
         id) connects.
         """
         self._requests.put(_STREAM_END)
+        if self._stream is not None and not self._arbitrated:
+            self._stream.cancel()  # type: ignore[attr-defined]  # never connected: stop waiting
         if self._reader is not None:
             self._reader.join(timeout=5)
             self._reader = None
@@ -179,12 +186,33 @@ class P4RuntimeClient:
             for msg in self._stream:
                 kind = msg.WhichOneof("update")
                 if kind == "arbitration":
-                    self._arbitration.put(msg.arbitration)
+                    with self._role_changed:
+                        self.primary = msg.arbitration.status.code == grpc.StatusCode.OK.value[0]
+                        self._role_changed.notify_all()
+                    if not self._arbitrated:
+                        self._arbitration.put(msg.arbitration)
                 else:
                     self.stream_messages.put(msg)
         except grpc.RpcError as exc:
             if exc.code() != grpc.StatusCode.CANCELLED:
                 self._arbitration.put(exc)
+
+    def _drain_arbitration(self) -> None:
+        while True:
+            try:
+                self._arbitration.get_nowait()
+            except queue.Empty:
+                return
+
+    def claim_primary(self) -> None:
+        """Ask again to be primary (same election id): granted once no controller with a
+        higher one is connected; ``primary`` tells when it is."""
+        self._requests.put(self._arbitration_request())
+
+    def wait_primary(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for this client to be primary."""
+        with self._role_changed:
+            return self._role_changed.wait_for(lambda: self.primary, timeout=timeout)
 
     # -- pipeline ---------------------------------------------------------
 
@@ -198,12 +226,18 @@ class P4RuntimeClient:
         """Push ``schema`` unless the target already runs it (same cookie).
 
         Returns True when it pushed (the target had another pipeline or none,
-        and so none of our entries).
+        and so none of our entries). A push wipes every table and register (all
+        tracked connections), so it happens only when the target says it runs no
+        pipeline or another one; any other failure to read the current one (a
+        timeout, a refusal, the target going away) is raised, never answered
+        with a push.
         """
         try:
             current = self.get_pipeline(cookie_only=True)
-        except P4RuntimeError:
-            current = None
+        except P4RuntimeError as exc:
+            if exc.code not in NO_PIPELINE_CODES:
+                raise
+            current = None  # the target runs no pipeline yet
         if current is not None and current.cookie.cookie == schema.p4cookie:
             return False
         self.push_pipeline(schema)

@@ -21,8 +21,8 @@ from guest_shim import offload_pb2 as pb
 from pyoffload.agent import Agent
 from pyoffload.agent.channel import serve_channel
 from pyoffload.agent.config import parse_config
-from pyoffload.compiler import names
 from pyoffload.p4runtime import P4RuntimeClient
+from pyoffload.pipeline import names
 from pyoffload.pipeline.artifacts import Artifacts
 from pyoffload.rules import load_file
 from pyoffload.targets import RunningTarget
@@ -191,10 +191,10 @@ def test_target_restart_reinstalls(tmp_path: Path) -> None:
         second = start_target("embedded", {}, output=tmp_path / "t2.log", grpc_address=address)
         try:
             for _ in range(100):
-                if agent.target_status().reinstalls:
+                if agent.target_status().reconnects:
                     break
                 threading.Event().wait(0.1)
-            assert agent.target_status().reinstalls == 1
+            assert agent.target_status().reconnects == 1
             assert len(read_table(second, names.ACL)) == 3
             assert len(read_table(second, names.PORT_MAP)) == 4
         finally:
@@ -232,8 +232,8 @@ def test_guest_gone_mid_apply_leaves_all_or_nothing(agent: Agent, target: Runnin
         rule = flow.rules.add(id=f"r{i}", verdict=pb.VERDICT_ALLOW)
         rule.match.dst_ports.lo = rule.match.dst_ports.hi = 1000 + i
     state = agent.state("web-1")  # the fixture allows 8 rules: raise it for this test
-    state.config = attrs.evolve(state.config, quotas=attrs.evolve(state.config.quotas,
-                                                                  rules=1000))
+    agent._vnics["web-1"] = attrs.evolve(state, config=attrs.evolve(
+        state.config, quotas=attrs.evolve(state.config.quotas, rules=1000)))
     with Channel(f"unix:{tmp_path}/web-1.sock", timeout=0.01) as guest, \
             pytest.raises(GuestShimError) as info:
         guest.apply(request)

@@ -27,6 +27,7 @@ def test_up_serves_channels_and_status_reports(tmp_path: Path) -> None:
         "target": {"kind": "embedded", "pipeline": "large"},
         "vnics": [{"name": "web-1", "id": 7, "guest_port": 1, "uplink_port": 2,
                    "channel": channel, "quotas": {"rules": 100}}],
+        "state": {"path": "state.db"},  # beside the config
     }))
     up = subprocess.Popen([str(BIN / "pyoffload"), "up", str(config), "--admin", admin],
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)

@@ -21,9 +21,9 @@ from scapy.layers.l2 import Ether
 from pyoffload.agent import Agent
 from pyoffload.agent.admin import SERVICE, decode_json, encode_json, serve_admin
 from pyoffload.agent.config import parse_config
-from pyoffload.agent.core import AgentError
-from pyoffload.agent.handover import from_document, slot_hash, to_document
-from pyoffload.agent.slowpath import Tuple5
+from pyoffload.agent.errors import AgentError
+from pyoffload.agent.handover import from_document, to_document
+from pyoffload.pipeline.constants import Tuple5, slot_hash
 from pyoffload.playground.topology import Topology
 from pyoffload.playground.traffic import RawWire
 from pyoffload.rules import load_data

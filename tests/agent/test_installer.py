@@ -14,9 +14,10 @@ from finsy.proto import p4r
 from pyoffload.agent import Agent, AgentError
 from pyoffload.agent.config import parse_config
 from pyoffload.agent.installer import WILDCARD_FACTOR, Installer, InstallError
-from pyoffload.compiler import CompiledRequest, ResourcePool, VnicTarget, compile_request, names
+from pyoffload.compiler import CompiledRequest, ResourcePool, VnicTarget, compile_request
 from pyoffload.p4runtime import P4RuntimeClient, UpdateType
 from pyoffload.p4runtime.entities import EntityKey, entity_key
+from pyoffload.pipeline import names
 from pyoffload.pipeline.artifacts import Artifacts, load_constants
 from pyoffload.rules import (
     Flow,

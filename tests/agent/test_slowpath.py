@@ -10,8 +10,9 @@ import pytest
 
 from pyoffload.agent import Agent
 from pyoffload.agent.config import parse_config
-from pyoffload.agent.handover import SlotState, slot_hash
-from pyoffload.agent.slowpath import Tuple5, normalised_tuple
+from pyoffload.agent.handover import SlotState
+from pyoffload.agent.slowpath import normalised_tuple
+from pyoffload.pipeline.constants import Tuple5, slot_hash
 from pyoffload.rules import load_data
 from pyoffload.targets import RunningTarget
 from tests.agent.conftest import Wire, udp

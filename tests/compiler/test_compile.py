@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 from finsy import P4Schema, P4TableEntry
 
-from pyoffload.compiler import ResourcePool, VnicTarget, compile_request, names
+from pyoffload.compiler import ResourcePool, VnicTarget, compile_request
 from pyoffload.compiler.matches import covers
+from pyoffload.pipeline import names
 from pyoffload.pipeline.artifacts import Artifacts, load_constants
 from pyoffload.rules import (
     CtState,

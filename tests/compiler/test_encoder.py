@@ -16,9 +16,10 @@ from finsy import (
 )
 from finsy.p4entity import P4Entity
 
-from pyoffload.compiler import ResourcePool, VnicTarget, compile_request, names
+from pyoffload.compiler import ResourcePool, VnicTarget, compile_request
 from pyoffload.p4runtime.encoder import CACHE_LIMIT, EntityEncoder
 from pyoffload.p4runtime.entities import entity_key
+from pyoffload.pipeline import names
 from pyoffload.pipeline.artifacts import Artifacts, load_constants
 from pyoffload.rules import Verdict, load_file
 

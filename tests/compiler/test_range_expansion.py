@@ -7,9 +7,10 @@ import random
 from finsy import P4Schema, P4TableEntry
 from finsy.proto import p4i
 
-from pyoffload.compiler import ResourcePool, VnicTarget, compile_request, names
+from pyoffload.compiler import ResourcePool, VnicTarget, compile_request
 from pyoffload.compiler.compile import ternary_port_fields
 from pyoffload.compiler.matches import range_to_prefixes
+from pyoffload.pipeline import names
 from pyoffload.pipeline.artifacts import Artifacts, load_constants
 from pyoffload.rules import (
     Flow,

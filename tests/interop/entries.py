@@ -16,7 +16,7 @@ import ipaddress
 
 from finsy import P4TableAction, P4TableEntry, P4TableMatch
 
-from pyoffload.compiler import names
+from pyoffload.pipeline import names
 from pyoffload.rules import Verdict
 
 VNIC2 = 2

@@ -23,8 +23,8 @@ import pytest
 from finsy import P4CounterEntry
 
 from benchmarks.corpus import CorpusFrame, build_corpus
-from pyoffload.compiler import names
 from pyoffload.p4runtime import P4RuntimeClient, UpdateType
+from pyoffload.pipeline import names
 from pyoffload.pipeline.artifacts import Artifacts, load_constants
 from pyoffload.playground.topology import Topology
 from pyoffload.targets import bmv2_path, start_target

@@ -1,0 +1,312 @@
+"""The agent's connection to its P4 target, kept alive and kept true.
+
+One ``TargetSession`` owns the P4Runtime client and the installer. On every
+(re)connection it adopts the target instead of assuming it empty: the pipeline
+is pushed only when the target runs none or another one (a push wipes every
+register, so every tracked connection); otherwise what the target holds is
+read back and corrected to the desired state with the installer's own diff
+(orphans deleted, missing entries added, wrong ones modified, correct ones and
+the registers left alone), so an agent restart never disturbs the data path.
+The same read-back runs periodically: drift made behind the agent's back
+(another controller, a lost write) is repaired and counted. Losing primary
+arbitration shows at once; the session keeps asking for it back and reconciles
+when it gets it. When the target goes away it reconnects with backoff.
+
+The agent says what it desires (``desired``: owner -> entities, install-ordered,
+rules before port maps) and hears of (re)connections through ``on_connected``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+
+import attrs
+import grpc
+from finsy import P4Schema
+from finsy.p4entity import P4Entity
+from finsy.proto import p4r
+
+from pyoffload.agent.errors import AgentError
+from pyoffload.agent.installer import Installer, InstallError, ReconcileResult
+from pyoffload.errors import PyoffloadError
+from pyoffload.p4runtime import P4RuntimeClient, P4RuntimeError
+from pyoffload.pipeline import names
+
+_log = logging.getLogger(__name__)
+
+Desired = Mapping[str, Sequence[P4Entity]]
+"""Owner (a VNIC's rules, or its port map) -> its entities, install-ordered."""
+
+MANAGED_TABLES = tuple(t for t in names.ALL_TABLES if t != names.CT_OVERFLOW)
+"""Tables whose every entry belongs to some VNIC's desired state (``vnic.ct_overflow``
+is the slow path's, adopted by it)."""
+
+
+def read_managed(client: P4RuntimeClient, schema: P4Schema) -> list[p4r.Entity]:
+    """Everything the target holds of what the agent manages: the entries of its
+    tables, the load balancer's members and groups, and the flow meters that have a
+    configuration (an unconfigured meter cell is no one's)."""
+    queries = [p4r.Entity(table_entry=p4r.TableEntry(table_id=schema.tables[t].id))
+               for t in MANAGED_TABLES]
+    profile = schema.action_profiles[names.LB_SELECTOR].id
+    queries.append(p4r.Entity(action_profile_member=p4r.ActionProfileMember(
+        action_profile_id=profile)))
+    queries.append(p4r.Entity(action_profile_group=p4r.ActionProfileGroup(
+        action_profile_id=profile)))
+    queries.append(p4r.Entity(meter_entry=p4r.MeterEntry(
+        meter_id=schema.meters[names.FLOW_METER].id)))
+    found = client.read(queries)
+    return [e for e in found if e.WhichOneof("entity") != "meter_entry" or _configured(e)]
+
+
+def _configured(entity: p4r.Entity) -> bool:
+    config = entity.meter_entry.config
+    return entity.meter_entry.HasField("config") and any(
+        (config.cir, config.cburst, config.pir, config.pburst))
+
+
+@attrs.frozen(kw_only=True)
+class SessionStatus:
+    """What the session can say about the target, for ``pyoffload status``."""
+
+    address: str
+    connected: bool
+    primary: bool
+    """This agent is the target's primary controller (only the primary may write)."""
+    reconnects: int
+    last_reconnect: float | None
+    last_reconcile: float | None
+    """When the target was last read back and found (or made) equal to the desired state."""
+    drift_repairs: int
+    """Updates written since start to undo changes made behind the agent's back."""
+    repairs_by_owner: Mapping[str, int]
+    last_error: str
+    occupancy: Mapping[str, int]
+    """Entries per table as read from the target at the last reconciliation."""
+
+
+class TargetSession:
+    """The live connection to one target (see the module docstring)."""
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        device_id: int,
+        schema: P4Schema,
+        lock: threading.RLock,
+        desired: Callable[[], Desired],
+        on_connected: Callable[[P4RuntimeClient, bool], None],
+        on_lost: Callable[[], None],
+        reconcile_interval: float = 5.0,
+        backoff: tuple[float, float] = (0.1, 5.0),
+        reconnect: bool = True,
+        election_id: int = 1,
+    ) -> None:
+        self.address = address
+        self.device_id = device_id
+        self.schema = schema
+        self._lock = lock
+        """The agent's lock: installer writes and the desired state change under it."""
+        self._desired = desired
+        self._on_connected = on_connected
+        self._on_lost = on_lost
+        self.reconcile_interval = reconcile_interval
+        self._backoff = backoff
+        self._reconnect = reconnect
+        self._election_id = election_id
+        self._client: P4RuntimeClient | None = None
+        self._installer: Installer | None = None
+        self._stop = threading.Event()
+        self._poke = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._reconnects = 0
+        self._last_reconnect: float | None = None
+        self._last_reconcile: float | None = None
+        self._drift_repairs = 0
+        self._repairs_by_owner: dict[str, int] = {}
+        self._occupancy: dict[str, int] = {}
+        self.last_error = ""
+
+    # -- life cycle -------------------------------------------------------
+
+    def start(self, timeout: float) -> None:
+        """Connect and adopt the target (or raise); then keep it so in the background."""
+        self._connect(timeout)
+        if self._reconnect:
+            for target, name in ((self._watch, "pyoffload-target-watch"),
+                                 (self._reconcile_loop, "pyoffload-reconcile")):
+                thread = threading.Thread(target=target, daemon=True, name=name)
+                thread.start()
+                self._threads.append(thread)
+
+    def stop(self) -> None:
+        """Close the connection; the target keeps everything it holds (and forwards)."""
+        self._stop.set()
+        self._poke.set()
+        if self._client is not None:
+            self._client.close()
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+    def live(self) -> tuple[P4RuntimeClient, Installer]:
+        """The client and installer, or UNAVAILABLE while the target is away."""
+        if self._client is None or self._installer is None:
+            raise AgentError(grpc.StatusCode.UNAVAILABLE,
+                             f"the P4 target at {self.address} is not connected; "
+                             "the agent is reconnecting, retry shortly")
+        return self._client, self._installer
+
+    @property
+    def client(self) -> P4RuntimeClient | None:
+        return self._client
+
+    def request_repair(self) -> None:
+        """Reconcile now rather than at the next interval (an undo failed, say)."""
+        self._poke.set()
+
+    # -- connecting and adopting ------------------------------------------------
+
+    def _connect(self, timeout: float) -> None:
+        client = P4RuntimeClient(self.address, device_id=self.device_id,
+                                 election_id=self._election_id)
+        client.open(timeout=timeout)
+        try:
+            pushed = client.ensure_pipeline(self.schema)
+            installer = Installer(client=client, schema=self.schema)
+            with self._lock:
+                self._adopt(client, installer, pushed)
+                self._client, self._installer = client, installer
+        except BaseException:
+            client.close()
+            raise
+        self._on_connected(client, pushed)
+        _log.info("agent connected to %s (pipeline %s)", self.address,
+                  "pushed" if pushed else "already there: adopted")
+
+    def _adopt(self, client: P4RuntimeClient, installer: Installer, pushed: bool) -> None:
+        """Make the target hold the desired state. A target that just got the pipeline
+        holds nothing: the rules go in before the port maps, so no VNIC's traffic is
+        admitted before its rules are there."""
+        desired = self._desired()
+        if pushed:
+            rules = {owner: entities for owner, entities in desired.items()
+                     if not owner.endswith(PORTS_SUFFIX)}
+            installer.reconcile(rules, [])
+        self._reconcile_with(client, installer, desired, count=False)
+
+    def _reconcile_with(self, client: P4RuntimeClient, installer: Installer,
+                        desired: Desired, *, count: bool) -> ReconcileResult:
+        actual = read_managed(client, self.schema)
+        result = installer.reconcile(desired, actual)
+        self._last_reconcile = time.time()
+        self._occupancy = _occupancy(self.schema, actual, result)
+        if count and result.written:
+            self._drift_repairs += result.written
+            for owner, written in result.by_owner.items():
+                self._repairs_by_owner[owner] = self._repairs_by_owner.get(owner, 0) + written
+        return result
+
+    def reconcile(self) -> ReconcileResult:
+        """Read the target back now and repair any drift (counted as such)."""
+        with self._lock:
+            client, installer = self.live()
+            return self._reconcile_with(client, installer, self._desired(), count=True)
+
+    # -- background: reconnect, reconcile, regain primary ------------------------
+
+    def _watch(self) -> None:
+        """Reconnect (and adopt) whenever the target's stream ends."""
+        while not self._stop.is_set():
+            client = self._client
+            if client is None:
+                return
+            client.disconnected.wait()
+            if self._stop.is_set():
+                return
+            _log.warning("lost the target at %s; reconnecting", self.address)
+            client.close()
+            with self._lock:
+                self._client = self._installer = None
+            self._on_lost()
+            delay = self._backoff[0]
+            while not self._stop.is_set():
+                try:
+                    self._connect(timeout=max(delay, 1.0))
+                    break
+                except (P4RuntimeError, InstallError) as exc:
+                    self.last_error = str(exc).splitlines()[0]
+                    self._stop.wait(delay)
+                    delay = min(delay * 2, self._backoff[1])
+            else:
+                return
+            self._reconnects += 1
+            self._last_reconnect = time.time()
+            self.last_error = ""
+
+    def _reconcile_loop(self) -> None:
+        while not self._stop.is_set():
+            self._poke.wait(self.reconcile_interval)
+            self._poke.clear()
+            if self._stop.is_set():
+                return
+            client = self._client
+            if client is None:
+                continue
+            try:
+                if not client.primary:
+                    client.claim_primary()
+                    if not client.wait_primary(timeout=1.0):
+                        self.last_error = ("another controller is primary for the target; "
+                                           "this agent may not write until it leaves")
+                        continue
+                result = self.reconcile()
+                self.last_error = ""
+                if result.written:
+                    _log.warning("repaired drift on the target: %d updates (%s)",
+                                 result.written, dict(result.by_owner))
+            except (PyoffloadError, grpc.RpcError) as exc:
+                self.last_error = str(exc).splitlines()[0]
+
+    def occupancy(self) -> dict[str, int]:
+        """Entries per managed table, read from the target now."""
+        client, _installer = self.live()
+        return _occupancy(self.schema, read_managed(client, self.schema), None)
+
+    def status(self) -> SessionStatus:
+        client = self._client
+        return SessionStatus(
+            address=self.address, connected=client is not None,
+            primary=client is not None and client.primary,
+            reconnects=self._reconnects, last_reconnect=self._last_reconnect,
+            last_reconcile=self._last_reconcile, drift_repairs=self._drift_repairs,
+            repairs_by_owner=dict(self._repairs_by_owner), last_error=self.last_error,
+            occupancy=dict(self._occupancy))
+
+
+PORTS_SUFFIX = "#ports"
+
+
+def ports_owner(vnic: str) -> str:
+    """The installer's name for the host-owned entries (port map) of a VNIC."""
+    return f"{vnic}{PORTS_SUFFIX}"
+
+
+def _occupancy(schema: P4Schema, actual: Sequence[p4r.Entity],
+               result: ReconcileResult | None) -> dict[str, int]:
+    """Entries per managed table on the target once the reconciliation wrote its changes."""
+    names_by_id = {schema.tables[t].id: t for t in MANAGED_TABLES}
+    counts = dict.fromkeys(MANAGED_TABLES, 0)
+    for entity in actual:
+        if entity.WhichOneof("entity") == "table_entry":
+            table = names_by_id.get(entity.table_entry.table_id)
+            if table is not None:
+                counts[table] += 1
+    for table_id, change in (result.table_delta if result else {}).items():
+        table = names_by_id.get(int(table_id))  # type: ignore[call-overload]
+        if table is not None:
+            counts[table] += change
+    return counts
