@@ -8,7 +8,7 @@ import ipaddress
 import zlib
 
 import pytest
-from finsy import P4Schema
+from finsy import P4Schema, P4TableAction
 from finsy.proto import p4i
 
 from pyoffload.pipeline import names
@@ -117,8 +117,13 @@ def test_slot_hash_and_ct_info_agree_with_the_pipeline() -> None:
     from scapy.layers.inet import IP, TCP
     from scapy.layers.l2 import Ether
 
-    from benchmarks.bench_entries import GUEST_PORT, TRAFFIC_DPORT, VNIC, engine_install
-    from benchmarks.bench_entries import vnic_entities
+    from benchmarks.bench_entries import (
+        GUEST_PORT,
+        TRAFFIC_DPORT,
+        VNIC,
+        engine_install,
+        vnic_entities,
+    )
     from benchmarks.corpus import GUEST_IP, GUEST_MAC, UPLINK_IP, UPLINK_MAC
     from pyoffload.embedded.engine import Pipeline
 
@@ -150,7 +155,7 @@ def test_port_map_entries() -> None:
                                          (uplink, 4, Direction.TO_GUEST, 3)):
         entry.encode(schema)  # every field and action parameter exists in the P4Info
         assert dict(entry.match or {}) == {"port": port}
-        assert entry.action is not None
+        assert isinstance(entry.action, P4TableAction)
         assert entry.action.args == {"vnic_id": 9, "direction": int(direction),
                                      "peer_port": peer, "default_policy": int(Policy.PUNT),
                                      "admit_new": 0}

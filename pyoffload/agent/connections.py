@@ -130,6 +130,12 @@ class ConnectionTable:
                 self._put(conn)
         self.on_learned()
 
+    def forget_all(self) -> None:
+        """Forget every learned connection (their target is gone)."""
+        with self._lock:
+            self._by_slot.clear()
+            self._per_vnic.clear()
+
     def count(self, vnic_id: int) -> int:
         """Connections learned for a VNIC (live or not: ``live_count`` tells)."""
         with self._lock:

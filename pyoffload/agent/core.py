@@ -32,8 +32,9 @@ from finsy.p4entity import P4Entity
 from finsy.proto import p4r
 
 from guest_shim import offload_pb2 as pb
+from pyoffload.agent.checkpoint import Checkpointer, decode_rows
 from pyoffload.agent.config import HostConfig, VnicConfig
-from pyoffload.agent.connections import Connection
+from pyoffload.agent.connections import Connection, Learned
 from pyoffload.agent.errors import AgentError
 from pyoffload.agent.events import EventHub
 from pyoffload.agent.handover import (
@@ -61,7 +62,7 @@ from pyoffload.p4runtime import P4RuntimeClient, P4RuntimeError
 from pyoffload.p4runtime.entities import EntityKey, entity_key
 from pyoffload.pipeline import names
 from pyoffload.pipeline.artifacts import Artifacts, load_constants
-from pyoffload.pipeline.constants import DropReason, Policy, check_constants
+from pyoffload.pipeline.constants import DropReason, Policy, check_constants, slot_hash
 from pyoffload.pipeline.entries import port_map_entries
 from pyoffload.pipeline.names import check_names
 from pyoffload.rules import OffloadRequest, RuleError, validate_for_vnic
@@ -173,8 +174,11 @@ class Agent:
         self.session = TargetSession(
             address, device_id=self.device_id, schema=self.schema, lock=self._lock,
             desired=self._desired, on_connected=self._connected, on_lost=self._lost,
+            on_fresh=self._restore_connections,
             reconcile_interval=config.state.reconcile_interval, backoff=backoff,
             reconnect=reconnect)
+        self.checkpoints = None if journal is None else Checkpointer(
+            journal, config.state.checkpoint_interval, self.vnic_names, self.export_state)
 
     # -- life cycle -------------------------------------------------------
 
@@ -183,10 +187,14 @@ class Agent:
         the target hold every VNIC's desired state (adopting what is already there)."""
         self.session.start(timeout)
         self.quotas.start()
+        if self.checkpoints is not None:
+            self.checkpoints.start()
         return self
 
     def stop(self) -> None:
         """Disconnect; the target keeps its tables and registers and goes on forwarding."""
+        if self.checkpoints is not None:
+            self.checkpoints.stop()
         self.quotas.stop()
         self.events.close()
         self.session.stop()
@@ -231,9 +239,70 @@ class Agent:
             desired[ports_owner(name)] = self._port_entities(state)
         return desired
 
+    def _checkpointed(self, vnic: str) -> list[ExportedConnection]:
+        """The VNIC's connections in the state file, with the time they have left now."""
+        if self.journal is None:
+            return []
+        rows, taken = self.journal.load_connections(vnic)
+        if taken is None:
+            return []
+        try:
+            return decode_rows(rows, time.time() - taken)
+        except (ValueError, TypeError) as exc:
+            _log.warning("state file %s: VNIC %s's connection checkpoint is unreadable (%s): "
+                         "not restored", self.journal.path, vnic, exc)
+            return []
+
+    def _restore_connections(self, client: P4RuntimeClient) -> None:
+        """The target came back empty: its rules are in, its port maps not yet; put every
+        checkpointed connection back so established connections keep passing."""
+        self.slow_path.connections.forget_all()
+        for name, state in self._vnics.items():
+            connections = self._checkpointed(name)
+            if not connections or state.compiled is None:
+                continue
+            session = ImportSession(
+                self._registers(client), client, self.schema, self.slow_path,
+                vnic_id=state.config.id, slots=self.slow_path.slots.first,
+                flow_ids=dict(state.compiled.flow_ids), profiles=dict(state.compiled.profiles))
+            try:
+                session.add(connections, self._running_clock(client)())
+            except BaseException:
+                session.abort()
+                raise
+            result = session.result()
+            self.slow_path.connections.learn(result.learned)
+            _log.info("VNIC %s: %d of %d checkpointed connections restored on the target",
+                      name, result.imported, len(connections))
+
+    def _relearn(self) -> None:
+        """An agent that restarted against a live target learns again which slots hold its
+        VNICs' connections (the digests went to the agent before it), from the checkpoint:
+        the pipeline's hash gives the slot, the overflow entries the others."""
+        slots = self.slow_path.slots
+        learned = []
+        for name, state in self._vnics.items():
+            if state.compiled is None:
+                continue
+            vnic_id = state.config.id
+            for conn in self._checkpointed(name):
+                key = conn.slot.key
+                flow_id = state.compiled.flow_ids.get(conn.flow)
+                if flow_id is None:
+                    continue
+                slot = slots.get((vnic_id, key))
+                if slot is None:
+                    slot = slot_hash(vnic_id, key)[0] % slots.first
+                learned.append(Learned(vnic_id=vnic_id, flow_id=flow_id, protocol=key.protocol,
+                                       lo_addr=key.lo_addr, hi_addr=key.hi_addr,
+                                       lo_port=key.lo_port, hi_port=key.hi_port, slot=slot))
+        self.slow_path.connections.learn(learned)
+
     def _connected(self, client: P4RuntimeClient, pushed: bool) -> None:
         """A (re)connection: the slow path takes over the stream; the guests are told."""
         self.slow_path.adopt(client)
+        if not pushed and not self.slow_path.connections.known():
+            self._relearn()
         self.slow_path.connections.configure(client)
         self.slow_path.run(client)
         self._connections += 1

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import itertools
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import NamedTuple, TypeVar
@@ -122,6 +123,9 @@ class Plan:
 
     installed: Mapping[EntityKey, p4r.Entity]
     wanted: dict[EntityKey, p4r.Entity] = attrs.field(factory=dict)
+    value: Callable[[p4r.Entity], bytes] = attrs.field(default=lambda e: _value(e))
+    """What is compared to tell a modify: the bytes, or (entities read back from a target,
+    which may order match fields otherwise) a canonical form."""
 
     def changes(self, desired: Iterable[Keyed]) -> Iterator[Change]:
         installed, wanted = self.installed, self.wanted
@@ -136,7 +140,7 @@ class Plan:
                                  UpdateType.MODIFY, without_meter_config(entity))
                 else:
                     yield Change("insert", UpdateType.INSERT, entity, UpdateType.DELETE, entity)
-            elif _value(old) != _value(entity):
+            elif self.value(old) != self.value(entity):
                 yield Change("modify", UpdateType.MODIFY, entity, UpdateType.MODIFY, old)
         for key, old in reversed(list(installed.items())):
             if key in wanted:
@@ -300,7 +304,7 @@ class Installer:
         keyed = {owner: [self._encoder.encode_keyed(e) for e in entities]
                  for owner, entities in desired.items()}
         holding = {entity_key(e): e for e in sorted(map(comparable, actual), key=_removal_rank)}
-        plan = Plan(holding)
+        plan = Plan(holding, value=canonical_value)
         changes = list(plan.changes(item for items in keyed.values() for item in items))
         owner_of = {key: owner for owner, items in keyed.items() for key, _ in items}
         by_owner: Counter[str] = Counter(owner_of.get(entity_key(c.entity), "")
@@ -426,17 +430,37 @@ def _removal_rank(entity: p4r.Entity) -> int:
     return _REMOVAL_ORDER[entity.WhichOneof("entity") or ""]
 
 
+def canonical_value(entity: p4r.Entity) -> bytes:
+    """An entity's bytes with its match fields in field-id order (a target may return
+    them in another order than they were written: the entry is the same)."""
+    if entity.WhichOneof("entity") != "table_entry":
+        return _value(entity)
+    fields = list(entity.table_entry.match)
+    if all(a.field_id < b.field_id for a, b in itertools.pairwise(fields)):
+        return _value(entity)
+    ordered = p4r.Entity()
+    ordered.CopyFrom(entity)
+    del ordered.table_entry.match[:]
+    ordered.table_entry.match.extend(sorted(fields, key=lambda m: m.field_id))
+    return _value(ordered)
+
+
 def comparable(entity: p4r.Entity) -> p4r.Entity:
     """An entity read back from a target, without what the target adds to what was
     written (counter data, hit times), so that equal entries compare equal."""
     if entity.WhichOneof("entity") != "table_entry":
         return entity
     te = entity.table_entry
+    unset_meter = te.HasField("meter_config") and not any(
+        (te.meter_config.cir, te.meter_config.cburst, te.meter_config.pir,
+         te.meter_config.pburst))
     if not (te.HasField("counter_data") or te.HasField("meter_counter_data")
-            or te.HasField("time_since_last_hit")):
+            or te.HasField("time_since_last_hit") or unset_meter):
         return entity
     clean = p4r.Entity()
     clean.CopyFrom(entity)
     for name in ("counter_data", "meter_counter_data", "time_since_last_hit"):
         clean.table_entry.ClearField(name)
+    if unset_meter:  # asked for with the entries; none was configured
+        clean.table_entry.ClearField("meter_config")
     return clean

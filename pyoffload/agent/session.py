@@ -51,6 +51,9 @@ def read_managed(client: P4RuntimeClient, schema: P4Schema) -> list[p4r.Entity]:
     configuration (an unconfigured meter cell is no one's)."""
     queries = [p4r.Entity(table_entry=p4r.TableEntry(table_id=schema.tables[t].id))
                for t in MANAGED_TABLES]
+    for query in queries:  # the rules' direct meter configs are part of the entries
+        if schema.tables[query.table_entry.table_id].direct_meter is not None:
+            query.table_entry.meter_config.SetInParent()
     profile = schema.action_profiles[names.LB_SELECTOR].id
     queries.append(p4r.Entity(action_profile_member=p4r.ActionProfileMember(
         action_profile_id=profile)))
@@ -101,6 +104,7 @@ class TargetSession:
         desired: Callable[[], Desired],
         on_connected: Callable[[P4RuntimeClient, bool], None],
         on_lost: Callable[[], None],
+        on_fresh: Callable[[P4RuntimeClient], None] = lambda client: None,
         reconcile_interval: float = 5.0,
         backoff: tuple[float, float] = (0.1, 5.0),
         reconnect: bool = True,
@@ -114,6 +118,9 @@ class TargetSession:
         self._desired = desired
         self._on_connected = on_connected
         self._on_lost = on_lost
+        self._on_fresh = on_fresh
+        """Called when a target that had no pipeline has the rules but no port map yet:
+        the moment to put connection state back, before any traffic is admitted."""
         self.reconcile_interval = reconcile_interval
         self._backoff = backoff
         self._reconnect = reconnect
@@ -196,6 +203,7 @@ class TargetSession:
             rules = {owner: entities for owner, entities in desired.items()
                      if not owner.endswith(PORTS_SUFFIX)}
             installer.reconcile(rules, [])
+            self._on_fresh(client)
         self._reconcile_with(client, installer, desired, count=False)
 
     def _reconcile_with(self, client: P4RuntimeClient, installer: Installer,
