@@ -169,7 +169,7 @@ def test_overflow_entries_round_trip_through_the_p4info() -> None:
     assert encoded.table_entry.idle_timeout_ns == 10**9
     assert OverflowEntry.decode(encoded.table_entry, schema) == entry
     other = port_map_entries(vnic_id=1, guest_port=1, uplink_port=2, policy=Policy.DENY)[0]
-    with pytest.raises(ValueError, match="not a vnic.ct_overflow entry"):
+    with pytest.raises(ValueError, match=r"not a vnic\.ct_overflow entry"):
         OverflowEntry.decode(other.encode(schema).table_entry, schema)
 
 
