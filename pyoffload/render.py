@@ -14,6 +14,15 @@ def _ago(when: float) -> str:
     return f"{max(0.0, time.time() - when):.1f} s ago"
 
 
+def _checkpoint(checkpoint: dict[str, Any] | None) -> str:
+    if checkpoint is None:
+        return "no connection checkpoint (no state file)"
+    if checkpoint["age_s"] is None:
+        return "no connection checkpoint yet"
+    return (f"{checkpoint['connections']} connection(s) checkpointed "
+            f"{checkpoint['age_s']:.1f} s ago")
+
+
 def render_status(doc: dict[str, Any]) -> str:
     """The status document as a readable report."""
     t = doc["target"]
@@ -28,7 +37,7 @@ def render_status(doc: dict[str, Any]) -> str:
         lines.append(f"VNIC {v['name']} (id {v['id']}, ports {v['ports'][0]}<->{v['ports'][1]}, "
                      f"policy {v['policy']}, channel {v['channel'] or '-'}): "
                      f"generation {v['generation']} in force, {len(v['flows'])} flow(s), "
-                     f"{v['drift_repairs']} drift repair(s)"
+                     f"{v['drift_repairs']} drift repair(s), {_checkpoint(v.get('checkpoint'))}"
                      + (f" [{v['error']}]" if v["error"] else ""))
         for f in v["flows"]:
             lines.append(f"  flow {f['id']:20} {','.join(f['services']) or '-':24} "

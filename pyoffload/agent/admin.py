@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import time
 from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
@@ -95,6 +96,7 @@ def status_document(agent: Agent) -> dict[str, Any]:
             "generation": state.generation,
             "drift_repairs": target.repairs_by_owner.get(name, 0)
             + target.repairs_by_owner.get(ports_owner(name), 0),
+            "checkpoint": _checkpoint(agent, name),
             "flows": flows,
             "error": error,
         })
@@ -115,6 +117,15 @@ def status_document(agent: Agent) -> dict[str, Any]:
         "connection_quota_reached": [name for name in agent.vnic_names()
                                      if agent.state(name).at_connection_quota],
     }
+
+
+def _checkpoint(agent: Agent, vnic: str) -> dict[str, Any] | None:
+    """The VNIC's last connection checkpoint: how many, and how old (None: no state file)."""
+    if agent.checkpoints is None:
+        return None
+    last = agent.checkpoints.status(vnic)
+    return {"connections": last.connections,
+            "age_s": None if last.taken is None else round(time.time() - last.taken, 3)}
 
 
 def _import_answer(result: ImportResult) -> dict[str, Any]:

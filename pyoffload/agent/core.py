@@ -354,7 +354,7 @@ class Agent:
         """Let the pipeline track new connections of ``vnic`` again, or stop it."""
         with self._lock:
             state = attrs.evolve(self.state(vnic), at_connection_quota=not admit)
-            _client, installer = self.session.live()
+            _client, installer = self.session.writer()
             installer.install(ports_owner(vnic), self._port_entities(state))
             self._vnics[vnic] = state
         limit = state.config.quotas.tracked_connections
@@ -402,7 +402,7 @@ class Agent:
                 raise AgentError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
             generation = self._next_generation(state, request.generation)
             self._check_quotas(state, request)
-            _client, installer = self.session.live()
+            _client, installer = self.session.writer()
             pool = self._pool.copy()
             target = VnicTarget(name=vnic, vnic_id=state.config.id)
             try:
@@ -629,7 +629,7 @@ class Agent:
         that does not arrive) undoes every chunk imported so far."""
         with self._lock:
             state = self.state(vnic)
-            client, _installer = self.session.live()
+            client, _installer = self.session.writer()
             compiled = state.compiled
             if compiled is None:
                 raise AgentError(grpc.StatusCode.FAILED_PRECONDITION,

@@ -167,6 +167,17 @@ class TargetSession:
                              "the agent is reconnecting, retry shortly")
         return self._client, self._installer
 
+    def writer(self) -> tuple[P4RuntimeClient, Installer]:
+        """``live()``, and this agent is the target's primary controller (only the primary
+        may write): else UNAVAILABLE, never a write that silently does nothing."""
+        client, installer = self.live()
+        if not client.primary:
+            raise AgentError(grpc.StatusCode.UNAVAILABLE,
+                             f"another P4Runtime controller is primary for the target at "
+                             f"{self.address} (election id {client.highest_election_id}); this "
+                             "agent may not write until it leaves, then it repairs the target")
+        return client, installer
+
     @property
     def client(self) -> P4RuntimeClient | None:
         return self._client
@@ -221,7 +232,7 @@ class TargetSession:
     def reconcile(self) -> ReconcileResult:
         """Read the target back now and repair any drift (counted as such)."""
         with self._lock:
-            client, installer = self.live()
+            client, installer = self.writer()
             return self._reconcile_with(client, installer, self._desired(), count=True)
 
     # -- background: reconnect, reconcile, regain primary ------------------------
@@ -266,10 +277,11 @@ class TargetSession:
                 continue
             try:
                 if not client.primary:
+                    self.last_error = (f"another controller is primary for the target "
+                                       f"(election id {client.highest_election_id}); this "
+                                       "agent may not write until it leaves")
                     client.claim_primary()
                     if not client.wait_primary(timeout=1.0):
-                        self.last_error = ("another controller is primary for the target; "
-                                           "this agent may not write until it leaves")
                         continue
                 result = self.reconcile()
                 self.last_error = ""

@@ -81,6 +81,10 @@ class P4RuntimeClient:
         """This client is the device's primary controller now (arbitration updates
         after ``open`` keep it current: another controller may take over)."""
         self._role_changed = threading.Condition()
+        self.no_primary = False
+        """The device said it has no primary at all (the primary left)."""
+        self.highest_election_id = 0
+        """The highest election id the device has seen (its arbitration updates say)."""
 
     # -- connection -------------------------------------------------------
 
@@ -187,7 +191,13 @@ class P4RuntimeClient:
                 kind = msg.WhichOneof("update")
                 if kind == "arbitration":
                     with self._role_changed:
-                        self.primary = msg.arbitration.status.code == grpc.StatusCode.OK.value[0]
+                        arbitration = msg.arbitration
+                        code = arbitration.status.code
+                        self.primary = code == grpc.StatusCode.OK.value[0]
+                        self.no_primary = code == grpc.StatusCode.NOT_FOUND.value[0]
+                        self.highest_election_id = max(
+                            self.highest_election_id,
+                            arbitration.election_id.high << 64 | arbitration.election_id.low)
                         self._role_changed.notify_all()
                     if not self._arbitrated:
                         self._arbitration.put(msg.arbitration)
@@ -205,8 +215,15 @@ class P4RuntimeClient:
                 return
 
     def claim_primary(self) -> None:
-        """Ask again to be primary (same election id): granted once no controller with a
-        higher one is connected; ``primary`` tells when it is."""
+        """Ask again to be primary; ``primary`` tells when it is.
+
+        A device remembers the highest election id it has seen, and after its primary
+        leaves it has none until a controller arbitrates with at least that id. So once
+        the device says it has no primary, this client takes that id (never while
+        another controller holds it: two controllers may not share one).
+        """
+        if self.no_primary and self.highest_election_id > self.election_id:
+            self.election_id = self.highest_election_id
         self._requests.put(self._arbitration_request())
 
     def wait_primary(self, timeout: float) -> bool:
