@@ -22,31 +22,30 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TypeVar
 
 import attrs
 import grpc
-from finsy import P4CounterEntry, P4Schema
+from finsy import P4Schema
 from finsy.p4entity import P4Entity
-from finsy.proto import p4r
 
 from guest_shim import offload_pb2 as pb
-from pyoffload.agent.checkpoint import Checkpointer, decode_rows
+from pyoffload.agent.checkpoint import Checkpointer
 from pyoffload.agent.config import HostConfig, VnicConfig
-from pyoffload.agent.connections import Connection, Learned
+from pyoffload.agent.connections import Connection
+from pyoffload.agent.connstate import ConnectionKeeper
 from pyoffload.agent.errors import AgentError
 from pyoffload.agent.events import EventHub
 from pyoffload.agent.handover import (
     ExportedConnection,
     ImportResult,
-    ImportSession,
     export_connections,
 )
 from pyoffload.agent.installer import InstallError
 from pyoffload.agent.journal import Journal, JournalError, VnicRecord
 from pyoffload.agent.quota import ConnectionQuotas
-from pyoffload.agent.registers import P4RuntimeRegisters, RegisterAccess, ThriftRegisters
+from pyoffload.agent.readouts import VnicStats, read_drops, read_stats
 from pyoffload.agent.session import SessionStatus, TargetSession, ports_owner
 from pyoffload.agent.slowpath import SlowPath
 from pyoffload.bulk import no_cyclic_gc
@@ -59,10 +58,9 @@ from pyoffload.compiler import (
 )
 from pyoffload.compiler.compile import ternary_port_fields
 from pyoffload.p4runtime import P4RuntimeClient, P4RuntimeError
-from pyoffload.p4runtime.entities import EntityKey, entity_key
 from pyoffload.pipeline import names
 from pyoffload.pipeline.artifacts import Artifacts, load_constants
-from pyoffload.pipeline.constants import DropReason, Policy, check_constants, slot_hash
+from pyoffload.pipeline.constants import Policy, check_constants
 from pyoffload.pipeline.entries import port_map_entries
 from pyoffload.pipeline.names import check_names
 from pyoffload.rules import OffloadRequest, RuleError, validate_for_vnic
@@ -101,21 +99,6 @@ class VnicState:
     """The VNIC tracks its quota of connections: the pipeline admits no new one."""
 
 
-@attrs.frozen(kw_only=True)
-class RuleCounters:
-    flow_id: str
-    rule_id: str
-    packets: int
-    bytes: int
-
-
-@attrs.frozen(kw_only=True)
-class VnicStats:
-    generation: int
-    rules: tuple[RuleCounters, ...]
-    flows: Mapping[str, tuple[int, int]]
-
-
 TargetStatus = SessionStatus
 """What ``Agent.target_status`` reports (the session's view of the target)."""
 
@@ -142,7 +125,6 @@ class Agent:
         self.address = address
         self.thrift_address = thrift_address or config.target.thrift_address
         """BMv2's Thrift runtime address: its registers are not served over P4Runtime."""
-        self._thrift: ThriftRegisters | None = None
         self.device_id = config.target.device_id if device_id is None else device_id
         self.artifacts = artifacts or Artifacts.packaged()
         self.const = load_constants(self.artifacts)
@@ -169,6 +151,8 @@ class Agent:
             self._restore(journal)
         self.slow_path = SlowPath(self.schema,
                                   on_overflow_full=self._overflow_full)
+        self.conns = ConnectionKeeper(self.schema, self.slow_path,
+                                      thrift_address=self.thrift_address, journal=journal)
         self.quotas = ConnectionQuotas(self)
         self.slow_path.connections.on_learned = self.quotas.poke
         self.session = TargetSession(
@@ -239,70 +223,18 @@ class Agent:
             desired[ports_owner(name)] = self._port_entities(state)
         return desired
 
-    def _checkpointed(self, vnic: str) -> list[ExportedConnection]:
-        """The VNIC's connections in the state file, with the time they have left now."""
-        if self.journal is None:
-            return []
-        rows, taken = self.journal.load_connections(vnic)
-        if taken is None:
-            return []
-        try:
-            return decode_rows(rows, time.time() - taken)
-        except (ValueError, TypeError) as exc:
-            _log.warning("state file %s: VNIC %s's connection checkpoint is unreadable (%s): "
-                         "not restored", self.journal.path, vnic, exc)
-            return []
+    def _vnic_slots(self) -> dict[str, tuple[int, CompiledRequest | None]]:
+        return {name: (state.config.id, state.compiled) for name, state in self._vnics.items()}
 
     def _restore_connections(self, client: P4RuntimeClient) -> None:
-        """The target came back empty: its rules are in, its port maps not yet; put every
-        checkpointed connection back so established connections keep passing."""
-        self.slow_path.connections.forget_all()
-        for name, state in self._vnics.items():
-            connections = self._checkpointed(name)
-            if not connections or state.compiled is None:
-                continue
-            session = ImportSession(
-                self._registers(client), client, self.schema, self.slow_path,
-                vnic_id=state.config.id, slots=self.slow_path.slots.first,
-                flow_ids=dict(state.compiled.flow_ids), profiles=dict(state.compiled.profiles))
-            try:
-                session.add(connections, self._running_clock(client)())
-            except BaseException:
-                session.abort()
-                raise
-            result = session.result()
-            self.slow_path.connections.learn(result.learned)
-            _log.info("VNIC %s: %d of %d checkpointed connections restored on the target",
-                      name, result.imported, len(connections))
-
-    def _relearn(self) -> None:
-        """An agent that restarted against a live target learns again which slots hold its
-        VNICs' connections (the digests went to the agent before it), from the checkpoint:
-        the pipeline's hash gives the slot, the overflow entries the others."""
-        slots = self.slow_path.slots
-        learned = []
-        for name, state in self._vnics.items():
-            if state.compiled is None:
-                continue
-            vnic_id = state.config.id
-            for conn in self._checkpointed(name):
-                key = conn.slot.key
-                flow_id = state.compiled.flow_ids.get(conn.flow)
-                if flow_id is None:
-                    continue
-                slot = slots.get((vnic_id, key))
-                if slot is None:
-                    slot = slot_hash(vnic_id, key)[0] % slots.first
-                learned.append(Learned(vnic_id=vnic_id, flow_id=flow_id, protocol=key.protocol,
-                                       lo_addr=key.lo_addr, hi_addr=key.hi_addr,
-                                       lo_port=key.lo_port, hi_port=key.hi_port, slot=slot))
-        self.slow_path.connections.learn(learned)
+        """The target came back empty with the rules in: put the checkpoint back."""
+        self.conns.restore(client, self._vnic_slots())
 
     def _connected(self, client: P4RuntimeClient, pushed: bool) -> None:
         """A (re)connection: the slow path takes over the stream; the guests are told."""
         self.slow_path.adopt(client)
         if not pushed and not self.slow_path.connections.known():
-            self._relearn()
+            self.conns.relearn(self._vnic_slots())
         self.slow_path.connections.configure(client)
         self.slow_path.run(client)
         self._connections += 1
@@ -320,16 +252,8 @@ class Agent:
 
     def drops(self) -> dict[str, int]:
         """Packets the pipeline dropped, by reason (the ``DROP_*`` of defines.p4), all VNICs."""
-        reasons = {int(reason): reason.name for reason in DropReason}
-        with self._lock:
-            client, _installer = self.session.live()
-        counts = dict.fromkeys(reasons.values(), 0)
-        for counter in (names.DROP_COUNTER, names.EARLY_DROP_COUNTER):
-            for entity in client.read([P4CounterEntry(counter).encode(self.schema)]):
-                entry = entity.counter_entry
-                if entry.index.index in reasons:
-                    counts[reasons[entry.index.index]] += entry.data.packet_count
-        return counts
+        client, _installer = self.session.live()
+        return read_drops(client, self.schema)
 
     # -- the tracked-connection quota (see quota.py) ---------------------------
 
@@ -341,8 +265,8 @@ class Agent:
         with self._lock:
             client, _installer = self.session.live()
             vnic_id = self.state(vnic).config.id
-            now = self._clock(client)
-            registers = self._registers(client)
+            now = self.conns.clock(client)
+            registers = self.conns.registers(client)
         return self.slow_path.connections.live_count(registers, now, vnic_id)
 
     def connection_quota(self, vnic: str) -> tuple[int, bool]:
@@ -523,37 +447,9 @@ class Agent:
 
     def stats(self, vnic: str) -> VnicStats:
         """Per-rule and per-flow packets/bytes, read from the target now."""
-        with self._lock:
-            state = self.state(vnic)
-            client, _installer = self.session.live()
-            compiled = state.compiled
-            generation = state.generation
-        if compiled is None:
-            return VnicStats(generation=generation, rules=(), flows={})
-        queries: list[tuple[tuple[str, str], p4r.Entity]] = [
-            (key, p4r.Entity(direct_counter_entry=p4r.DirectCounterEntry(
-                table_entry=entry.encode_entry(self.schema))))
-            for key, entries in compiled.acl_entries.items() for entry in entries
-        ]
-        rules: list[RuleCounters] = []
-        if queries:
-            replies = client.read([q for _, q in queries])
-            by_key = {_table_key(r.direct_counter_entry.table_entry): r for r in replies}
-            sums: dict[tuple[str, str], tuple[int, int]] = {}
-            for key, query in queries:
-                reply = by_key.get(_table_key(query.direct_counter_entry.table_entry))
-                data = reply.direct_counter_entry.data if reply else p4r.CounterData()
-                packets, nbytes = sums.get(key, (0, 0))
-                sums[key] = (packets + data.packet_count, nbytes + data.byte_count)
-            rules = [RuleCounters(flow_id=f, rule_id=r, packets=p, bytes=b)
-                     for (f, r), (p, b) in sums.items()]
-        flows: dict[str, tuple[int, int]] = {}
-        for flow_id, index in compiled.flow_counters.items():
-            found = client.read([P4CounterEntry(names.FLOW_COUNTER, index=index)
-                                 .encode(self.schema)])
-            data = found[0].counter_entry.data if found else p4r.CounterData()
-            flows[flow_id] = (data.packet_count, data.byte_count)
-        return VnicStats(generation=generation, rules=tuple(rules), flows=flows)
+        state = self.state(vnic)  # one snapshot: counters of the rules in force
+        client, _installer = self.session.live()
+        return read_stats(client, self.schema, state.generation, state.compiled)
 
     def connections(self, vnic: str | None = None) -> list[Connection]:
         """Live tracked connections (of one VNIC, or all), read from the pipeline now."""
@@ -562,7 +458,7 @@ class Agent:
             client, _installer = self.session.live()
         try:
             return self.slow_path.connections.live(
-                self._registers(client), lambda: self.slow_path.probe_clock(client), ids)
+                self.conns.registers(client), lambda: self.slow_path.probe_clock(client), ids)
         except P4RuntimeError as exc:
             if exc.code == grpc.StatusCode.UNIMPLEMENTED:
                 raise AgentError(grpc.StatusCode.UNIMPLEMENTED,
@@ -570,27 +466,6 @@ class Agent:
                                  "for BMv2 give its Thrift address (target.thrift_address) "
                                  "so that tracked connections can be read") from None
             raise AgentError(grpc.StatusCode.UNAVAILABLE, str(exc)) from None
-
-    def _registers(self, client: P4RuntimeClient) -> RegisterAccess:
-        """Thrift for BMv2 (given its address), P4Runtime register entries otherwise."""
-        if self.thrift_address is not None:
-            if self._thrift is None:
-                self._thrift = ThriftRegisters(self.thrift_address)
-            return self._thrift
-        return P4RuntimeRegisters(client, self.schema)
-
-    def _clock(self, client: P4RuntimeClient) -> int:
-        return self.slow_path.connections.clock(
-            self._registers(client), lambda: self.slow_path.probe_clock(client))
-
-    def _running_clock(self, client: P4RuntimeClient) -> Callable[[], int]:
-        """The pipeline's clock (µs), read once and then advanced with the host's.
-
-        Both clocks run at real time; reading the pipeline's takes a probe
-        packet and a few milliseconds, too much for every chunk of a handover.
-        """
-        base, start = self._clock(client), time.monotonic_ns()
-        return lambda: base + (time.monotonic_ns() - start) // 1000
 
     def export_state(self, vnic: str) -> list[ExportedConnection]:
         """The VNIC's live connections, independent of this target (see handover)."""
@@ -609,9 +484,9 @@ class Agent:
         learned = [c for c in self.slow_path.connections.known()
                    if c.vnic_id == state.config.id]
         names = {number: name for name, number in compiled.flow_ids.items()}
-        registers = self._registers(client)
+        registers = self.conns.registers(client)
         try:
-            clock = self._running_clock(client)
+            clock = self.conns.running_clock(client)
             for start in range(0, len(learned), size):
                 yield export_connections(registers, learned[start:start + size], clock(),
                                          names)
@@ -635,12 +510,9 @@ class Agent:
                 raise AgentError(grpc.StatusCode.FAILED_PRECONDITION,
                                  f"VNIC {vnic} has no rules on this target: apply the same "
                                  "request here before importing its connections")
-            session = ImportSession(
-                self._registers(client), client, self.schema, self.slow_path,
-                vnic_id=state.config.id, slots=self.slow_path.slots.first,
-                flow_ids=dict(compiled.flow_ids), profiles=dict(compiled.profiles))
+            session = self.conns.import_session(client, state.config.id, compiled)
         try:
-            clock = self._running_clock(client)
+            clock = self.conns.running_clock(client)
             for chunk in chunks:
                 with self._lock:
                     session.add(chunk, clock())
@@ -683,7 +555,3 @@ class Agent:
         """``action`` run with the agent's live P4Runtime client (its connection, primary)."""
         client, _installer = self.session.live()
         return action(client)
-
-
-def _table_key(te: p4r.TableEntry) -> EntityKey:
-    return entity_key(p4r.Entity(table_entry=te))
