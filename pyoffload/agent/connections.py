@@ -27,7 +27,6 @@ from pyoffload.pipeline import names
 from pyoffload.pipeline.constants import ConnState, CtInfo
 
 DIGEST = names.CT_NEW_DIGEST
-DIGEST_FIELDS = names.CT_NEW_DIGEST_FIELDS
 REGISTERS = (names.CT_INFO, names.CT_EXPIRES, names.CT_FLOW, *names.CT_XLATE)
 PROTOCOLS = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6"}
 
@@ -88,6 +87,9 @@ class ConnectionTable:
     def __init__(self, schema: P4Schema) -> None:
         self.schema = schema
         self.digest_id = schema.digests[DIGEST].id
+        digest_type = schema.digests[DIGEST].type_spec
+        self._fields = tuple(digest_type.members)  # type: ignore[union-attr]
+        """The digest's members in the P4Info's order (checked by ``check_names``)."""
         self._lock = threading.Lock()
         self._by_slot: dict[int, Learned] = {}
         self._per_vnic: collections.Counter[int] = collections.Counter()
@@ -109,7 +111,7 @@ class ConnectionTable:
             return
         with self._lock:
             for data in digest.data:
-                values = dict(zip(DIGEST_FIELDS, (_bits(m) for m in data.struct.members),
+                values = dict(zip(self._fields, (_bits(m) for m in data.struct.members),
                                   strict=True))
                 self._put(Learned(**values))
         client.digest_ack(digest.digest_id, digest.list_id)

@@ -62,6 +62,7 @@ CT_NEW_DIGEST = "ct_new_digest_t"
 """The digest the pipeline sends for every connection it starts tracking."""
 CT_NEW_DIGEST_FIELDS = ("vnic_id", "flow_id", "protocol", "lo_addr", "hi_addr", "lo_port",
                         "hi_port", "slot")
+"""The fields the agent reads from it (their order comes from the P4Info)."""
 PACKET_IN = "packet_in"
 PACKET_OUT = "packet_out"
 
@@ -113,6 +114,11 @@ def check_names(schema: P4Schema) -> None:
                 close = difflib.get_close_matches(name, sorted(known[kind]), n=1)
                 hint = f" (closest: {close[0]!r})" if close else ""
                 missing.append(f"{kind} {name!r}{hint}")
+    if not missing and CT_NEW_DIGEST in known["digest"]:
+        members = tuple(schema.digests[CT_NEW_DIGEST].type_spec.members)  # type: ignore[union-attr]
+        if sorted(members) != sorted(CT_NEW_DIGEST_FIELDS):
+            missing.append(f"digest {CT_NEW_DIGEST!r} with the fields "
+                           f"{', '.join(CT_NEW_DIGEST_FIELDS)} (it has {', '.join(members)})")
     if missing:
         raise PipelineMismatch(
             "the P4 program is not the one pyoffload was built for: its P4Info lacks "
