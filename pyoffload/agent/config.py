@@ -10,6 +10,7 @@ A YAML (or JSON) file, written by the host's operator, never by a guest:
       device_id: 1
       ports: {1: vnet0, 2: eth1}   # started targets: switch port -> interface
       pipeline: default         # or large: the build with 1,048,576 conntrack slots
+      tls: {ca: ca.pem, cert: agent.pem, key: agent.key}   # mutual TLS to a TCP address
     vnics:
       - name: web-1
         id: 1                   # the pipeline's VNIC id, 1-65535
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import grpc
 import yaml
 from guest_shim.address import ChannelAddress, parse_address
 from guest_shim.errors import ChannelAddressError
@@ -85,6 +87,32 @@ class VnicConfig:
 
 
 @attrs.frozen(kw_only=True)
+class TlsConfig:
+    """The agent's side of mutual TLS with the target (PEM files)."""
+
+    ca: Path
+    """The CA that signed the target's server certificate."""
+    cert: Path
+    """The agent's client certificate (the target checks it against its own CA)."""
+    key: Path
+    """The agent's private key."""
+    server_name: str | None = None
+    """The name the server certificate must carry, when not the address's host."""
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        """gRPC channel credentials from the files (read now: errors name the file)."""
+        blobs = []
+        for label, path in (("ca", self.ca), ("cert", self.cert), ("key", self.key)):
+            try:
+                blobs.append(path.read_bytes())
+            except OSError as exc:
+                raise ConfigError(f"target: tls: {label}: cannot read {path}: "
+                                  f"{exc.strerror}") from None
+        return grpc.ssl_channel_credentials(root_certificates=blobs[0], certificate_chain=blobs[1],
+                                            private_key=blobs[2])
+
+
+@attrs.frozen(kw_only=True)
 class TargetConfig:
     """The P4 target the agent drives."""
 
@@ -100,6 +128,9 @@ class TargetConfig:
     """BMv2's Thrift runtime (host:port), where the conntrack registers are read and
     written (BMv2 does not serve registers over P4Runtime); set by ``pyoffload up``
     for a BMv2 it starts."""
+    tls: TlsConfig | None = None
+    """Mutual TLS to the target's P4Runtime server (a TCP address); None: a Unix socket
+    (whose permissions say who may connect) or, on loopback, an unauthenticated port."""
     pipeline: str = "default"
     """Which committed build of the VNIC program: ``default`` (p4src/build) or a variant
     of ``pyoffload.pipeline.artifacts.VARIANTS`` (``large``: a million connections)."""
@@ -161,13 +192,32 @@ def _check_keys(data: Mapping[str, Any], allowed: set[str], where: str) -> None:
         )
 
 
-def _target(data: Any) -> TargetConfig:
+def _tls(data: Any, base: Path) -> TlsConfig | None:
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        raise ConfigError("target: tls: expected a mapping with ca, cert and key")
+    _check_keys(data, {"ca", "cert", "key", "server_name"}, "target: tls")
+    paths = {}
+    for field in ("ca", "cert", "key"):
+        value = data.get(field)
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"target: tls: {field}: expected the path of a PEM file")
+        paths[field] = base / value
+    server_name = data.get("server_name")
+    if server_name is not None and not isinstance(server_name, str):
+        raise ConfigError("target: tls: server_name: expected a host name")
+    return TlsConfig(ca=paths["ca"], cert=paths["cert"], key=paths["key"],
+                     server_name=server_name)
+
+
+def _target(data: Any, base: Path) -> TargetConfig:
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError("target: expected a mapping")
-    _check_keys(data, {"kind", "address", "device_id", "ports", "thrift_address", "pipeline"},
-                "target")
+    _check_keys(data, {"kind", "address", "device_id", "ports", "thrift_address", "pipeline",
+                       "tls"}, "target")
     pipeline = data.get("pipeline", "default")
     if pipeline != "default" and pipeline not in VARIANTS:
         raise ConfigError(f"target: pipeline: {pipeline!r} is not one of "
@@ -196,6 +246,7 @@ def _target(data: Any) -> TargetConfig:
         device_id=_int(data, "device_id", "target", 0, 2**64 - 1, default=1),
         ports=ports,
         thrift_address=data.get("thrift_address"),
+        tls=_tls(data.get("tls"), base),
         pipeline=pipeline,
     )
 
@@ -290,8 +341,9 @@ def parse_config(data: Any, *, base: Path | None = None) -> HostConfig:
                     f'{where}: {field}: port {port} already belongs to VNIC "{ports[port]}"'
                 )
             ports[port] = vnic.name
-    state = _state(data.get("state"), (base or Path.cwd()).absolute())
-    return HostConfig(target=_target(data.get("target")), vnics=vnics, state=state)
+    folder = (base or Path.cwd()).absolute()
+    state = _state(data.get("state"), folder)
+    return HostConfig(target=_target(data.get("target"), folder), vnics=vnics, state=state)
 
 
 def load_config(path: Path) -> HostConfig:

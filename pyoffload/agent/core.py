@@ -160,7 +160,7 @@ class Agent:
             desired=self._desired, on_connected=self._connected, on_lost=self._lost,
             on_fresh=self._restore_connections,
             reconcile_interval=config.state.reconcile_interval, backoff=backoff,
-            reconnect=reconnect)
+            reconnect=reconnect, tls=config.target.tls)
         self.checkpoints = None if journal is None else Checkpointer(
             journal, config.state.checkpoint_interval, self.vnic_names, self.export_state)
 

@@ -29,6 +29,7 @@ from finsy import P4Schema
 from finsy.p4entity import P4Entity
 from finsy.proto import p4r
 
+from pyoffload.agent.config import TlsConfig
 from pyoffload.agent.errors import AgentError
 from pyoffload.agent.installer import Installer, InstallError, ReconcileResult
 from pyoffload.errors import PyoffloadError
@@ -109,8 +110,10 @@ class TargetSession:
         backoff: tuple[float, float] = (0.1, 5.0),
         reconnect: bool = True,
         election_id: int = 1,
+        tls: TlsConfig | None = None,
     ) -> None:
         self.address = address
+        self._tls = tls
         self.device_id = device_id
         self.schema = schema
         self._lock = lock
@@ -189,8 +192,10 @@ class TargetSession:
     # -- connecting and adopting ------------------------------------------------
 
     def _connect(self, timeout: float) -> None:
-        client = P4RuntimeClient(self.address, device_id=self.device_id,
-                                 election_id=self._election_id)
+        client = P4RuntimeClient(
+            self.address, device_id=self.device_id, election_id=self._election_id,
+            credentials=None if self._tls is None else self._tls.credentials(),
+            server_name=None if self._tls is None else self._tls.server_name)
         client.open(timeout=timeout)
         try:
             pushed = client.ensure_pipeline(self.schema)

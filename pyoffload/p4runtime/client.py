@@ -56,8 +56,15 @@ class P4RuntimeClient:
         device_id: int = 1,
         election_id: int = 1,
         role: str = "",
+        credentials: grpc.ChannelCredentials | None = None,
+        server_name: str | None = None,
     ) -> None:
+        """``address``: ``host:port``, or ``unix:/path`` (a Unix socket, whose permissions
+        say who may connect); ``credentials``: TLS (mutual, with a client certificate) for
+        a TCP address, ``server_name`` the name its certificate carries if not the host's."""
         self.address = address
+        self._credentials = credentials
+        self._server_name = server_name
         self.device_id = device_id
         self.election_id = election_id
         self.role = role
@@ -90,8 +97,13 @@ class P4RuntimeClient:
 
     def open(self, timeout: float = 10.0) -> P4RuntimeClient:
         """Connect, wait for the channel, and become primary."""
-        self._channel = grpc.insecure_channel(
-            self.address, options=[("grpc.max_receive_message_length", MAX_MESSAGE)])
+        options: list[tuple[str, object]] = [("grpc.max_receive_message_length", MAX_MESSAGE)]
+        if self._credentials is None:
+            self._channel = grpc.insecure_channel(self.address, options=options)
+        else:
+            if self._server_name:
+                options.append(("grpc.ssl_target_name_override", self._server_name))
+            self._channel = grpc.secure_channel(self.address, self._credentials, options=options)
         self._stub = p4r_grpc.P4RuntimeStub(self._channel)
         # The stream waits for the channel to connect; the arbitration reply is the sign
         # that it did (no channel_ready_future: its poller thread can outlive the channel).
