@@ -88,8 +88,13 @@ def test_indexed_counter_meter_and_register(t: Target) -> None:
         n.id("last_port")
     t.ports[3].inject(eth(0x1, 0x2))
     t.ports[3].inject(eth(0x1, 0x2))
-    (cell,) = t.client.read(p4r.Entity(counter_entry=p4r.CounterEntry(
-        counter_id=counter_id, index=p4r.Index(index=3))))
+    deadline = time.monotonic() + 5
+    while True:  # the port thread processes injected frames on its own time
+        (cell,) = t.client.read(p4r.Entity(counter_entry=p4r.CounterEntry(
+            counter_id=counter_id, index=p4r.Index(index=3))))
+        if cell.counter_entry.data.packet_count == 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
     assert cell.counter_entry.data.packet_count == 2
     assert cell.counter_entry.data.byte_count == 2 * len(eth(0x1, 0x2))
     t.client.write(modify(p4r.Entity(counter_entry=p4r.CounterEntry(

@@ -26,12 +26,21 @@ Send = Callable[[p4r.StreamMessageResponse], None]
 
 
 class Controller:
-    """One StreamChannel, once it has sent a valid MasterArbitrationUpdate."""
+    """One StreamChannel, once it has sent a valid MasterArbitrationUpdate.
 
-    __slots__ = ("device_id", "election_id", "role", "send")
+    `peer` is the gRPC peer of the stream's connection and `identity` the
+    client's authenticated identity (its TLS certificate's names), if any: a
+    Write must come from the same connection and identity as the primary's
+    stream.
+    """
 
-    def __init__(self, send: Send) -> None:
+    __slots__ = ("device_id", "election_id", "identity", "peer", "role", "send")
+
+    def __init__(self, send: Send, *, peer: str = "",
+                 identity: tuple[bytes, ...] | None = None) -> None:
         self.send = send
+        self.peer = peer
+        self.identity = identity
         self.device_id: int | None = None
         self.role = ""
         self.election_id: int | None = None
@@ -126,8 +135,9 @@ class Arbiter:
             if was_primary:
                 self._notify(ctrl.device_id, ctrl.role, role, role.controllers)
 
-    def check_primary(self, device_id: int, role_name: str, election_id: int | None) -> None:
-        """Raise unless (device_id, role, election_id) names the current primary."""
+    def check_primary(self, device_id: int, role_name: str, election_id: int | None
+                      ) -> Controller:
+        """The current primary named by (device_id, role, election_id); raise if none."""
         if device_id not in self._device_ids:
             raise not_found(f"unknown device_id {device_id}")
         with self._lock:
@@ -141,6 +151,7 @@ class Arbiter:
                     f"election_id {election_id} is not the primary of role {role_name!r} "
                     f"on device {device_id}",
                 )
+            return primary
 
     def primaries(self, device_id: int) -> list[Controller]:
         """The primary of every role of a device (receivers of packet-in and notifications)."""

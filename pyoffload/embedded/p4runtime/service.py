@@ -4,14 +4,25 @@ Each RPC validates device id and arbitration here, hands the work to the
 `Device`, and encodes the outcome as the spec's "Error Reporting" section
 asks: a plain status for RPC-wide errors, and UNKNOWN plus one `p4.v1.Error`
 per element (in `grpc-status-details-bin`) when elements of a batch fail.
+
+The service runs on grpc's asyncio server. A StreamChannel is a coroutine
+(an idle stream costs no thread), so streams never starve the unary calls;
+the blocking work of a unary call (a Write, a Read, a pipeline push) runs in
+a bounded thread pool of its own, and packet-outs in another. Streams are
+limited per peer and in total (RESOURCE_EXHAUSTED beyond). A Write or a
+SetForwardingPipelineConfig is accepted only from the connection (and the
+authenticated identity) of the primary's open stream, as the spec requires.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-import queue
-import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import TypeVar
 
 import grpc
 from finsy.proto import p4r, p4r_grpc, rpc_code
@@ -26,164 +37,289 @@ from .errors import (
     batch_status,
     grpc_code,
     not_found,
+    permission_denied,
+    resource_exhausted,
 )
 
 _log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 P4RUNTIME_API_VERSION = "1.5.0"
 READ_CHUNK = 1000
 """Entities per ReadResponse message: bounded messages for large tables."""
 STREAM_BACKLOG = 10_000
 """Packet-ins and notifications queued per stream before new ones are dropped."""
+Context = grpc.aio.ServicerContext[object, object]
 
 
-def _abort_batch(context: grpc.ServicerContext, what: str,
-                 errors: Sequence[StatusError | None]) -> None:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamLimits:
+    """How many StreamChannels may be open at once."""
+
+    per_peer: int = 100
+    """Per peer: one authenticated identity (TLS), else one connection; all Unix-socket
+    clients are one peer, since grpc tells them apart by nothing."""
+    total: int = 10_000
+    """On the whole server."""
+
+
+DEFAULT_STREAM_LIMITS = StreamLimits()
+
+
+class _StreamCount:
+    """Open streams by peer (used from the event loop only)."""
+
+    def __init__(self, limits: StreamLimits) -> None:
+        self.limits = limits
+        self.by_peer: dict[str, int] = {}
+        self.total = 0
+
+    def admit(self, peer: str) -> StatusError | None:
+        if self.total >= self.limits.total:
+            return resource_exhausted(
+                f"this target already serves {self.total} streams (limit {self.limits.total})")
+        count = self.by_peer.get(peer, 0)
+        if count >= self.limits.per_peer:
+            return resource_exhausted(
+                f"peer {peer} already has {count} open streams (limit {self.limits.per_peer} "
+                "per peer)")
+        self.by_peer[peer] = count + 1
+        self.total += 1
+        return None
+
+    def release(self, peer: str) -> None:
+        self.total -= 1
+        count = self.by_peer.pop(peer) - 1
+        if count:
+            self.by_peer[peer] = count
+
+
+def identity_of(context: Context) -> tuple[bytes, ...] | None:
+    """The authenticated names of the client (its TLS certificate), or None."""
+    names = context.peer_identities()
+    return tuple(names) if names else None
+
+
+def _peer_key(peer: str, identity: tuple[bytes, ...] | None) -> str:
+    if identity is not None:
+        return "identity " + ",".join(n.decode(errors="replace") for n in identity)
+    return peer
+
+
+def _who(peer: str, identity: tuple[bytes, ...] | None) -> str:
+    if identity is None:
+        return peer or "(unknown peer)"
+    return f"{peer} as {','.join(n.decode(errors='replace') for n in identity)}"
+
+
+def _batch_abort_args(what: str, errors: Sequence[StatusError | None]
+                      ) -> tuple[str, bytes]:
+    """(message, serialized google.rpc.Status) of a batch with failed elements."""
     failed = sum(1 for e in errors if e is not None)
     message = f"{what}: {failed} of {len(errors)} failed"
     first = next(e for e in errors if e is not None)
     message += f"; first: {first}"
     status = batch_status(message, [e.to_p4_error() if e else OK_ERROR for e in errors])
-    context.set_trailing_metadata(((STATUS_DETAILS_KEY, status.SerializeToString()),))
-    context.abort(grpc.StatusCode.UNKNOWN, message)
+    return message, status.SerializeToString()
 
 
-def _abort(context: grpc.ServicerContext, exc: StatusError) -> None:
-    context.abort(grpc_code(exc.code), exc.message)
+async def _abort_batch(context: Context, message: str, details: bytes) -> None:
+    context.set_trailing_metadata(((STATUS_DETAILS_KEY, details),))
+    await context.abort(grpc.StatusCode.UNKNOWN, message)
+
+
+async def _abort(context: Context, exc: StatusError) -> None:
+    await context.abort(grpc_code(exc.code), exc.message)
 
 
 class P4RuntimeService(p4r_grpc.P4RuntimeServicer):
-    """P4Runtime RPCs for one device."""
+    """P4Runtime RPCs for one device, on grpc's asyncio server."""
 
-    def __init__(self, device: Device, arbiter: Arbiter) -> None:
+    def __init__(self, device: Device, arbiter: Arbiter, *, unary_pool: Executor,
+                 stream_pool: Executor, limits: StreamLimits = StreamLimits()) -> None:
         self._device = device
         self._arbiter = arbiter
+        self._unary_pool = unary_pool
+        self._stream_pool = stream_pool
+        self._streams = _StreamCount(limits)
         device.switch.on_packet_in(self._packet_in)
 
     def close(self) -> None:
         self._device.switch.on_packet_in(None)
+
+    @property
+    def open_streams(self) -> int:
+        """StreamChannels open now."""
+        return self._streams.total
 
     def _check_device(self, device_id: int) -> None:
         if device_id != self._device.device_id:
             raise not_found(f"unknown device_id {device_id} (this target is "
                             f"device {self._device.device_id})")
 
+    async def _run(self, call: Callable[..., _T], *args: object) -> _T:
+        return await asyncio.get_running_loop().run_in_executor(self._unary_pool, call, *args)
+
+    def _check_primary(self, request: p4r.WriteRequest | p4r.SetForwardingPipelineConfigRequest,
+                       context: Context, what: str) -> None:
+        """The request must name the primary and come from the primary's stream connection."""
+        self._check_device(request.device_id)
+        primary = self._arbiter.check_primary(request.device_id, request.role,
+                                              election_id_of(request))
+        peer, identity = context.peer(), identity_of(context)
+        if primary.peer != peer or primary.identity != identity:
+            role = f"role {request.role!r}" if request.role else "the default role"
+            raise permission_denied(
+                f"{what} refused: it carries the election_id of the primary of {role}, but "
+                f"comes from {_who(peer, identity)}, not from the connection of the primary's "
+                f"StreamChannel ({_who(primary.peer, primary.identity)}); P4Runtime accepts "
+                f"a {what} only from the primary client of an open stream")
+
     # unary RPCs ------------------------------------------------------------------
-    def Write(self, request: p4r.WriteRequest, context: grpc.ServicerContext
-              ) -> p4r.WriteResponse:
+    async def Write(self, request: p4r.WriteRequest, context: Context
+                    ) -> p4r.WriteResponse:
         try:
-            self._check_device(request.device_id)
-            self._arbiter.check_primary(request.device_id, request.role,
-                                        election_id_of(request))
-            errors = self._device.write(request.updates, request.atomicity)
+            self._check_primary(request, context, "Write")
+            failed = await self._run(self._write, request)
         except StatusError as exc:
-            _abort(context, exc)
+            await _abort(context, exc)
             raise  # unreachable: abort raises
-        if any(e is not None for e in errors):
-            _abort_batch(context, "write", errors)
+        if failed is not None:
+            await _abort_batch(context, *failed)
         return p4r.WriteResponse()
 
-    def Read(self, request: p4r.ReadRequest, context: grpc.ServicerContext
-             ) -> Iterator[p4r.ReadResponse]:
+    def _write(self, request: p4r.WriteRequest) -> tuple[str, bytes] | None:
+        errors = self._device.write(request.updates, request.atomicity)
+        if any(e is not None for e in errors):
+            return _batch_abort_args("write", errors)
+        return None
+
+    async def Read(self, request: p4r.ReadRequest, context: Context
+                   ) -> AsyncIterator[p4r.ReadResponse]:
         try:
             self._check_device(request.device_id)
-            entities, errors = self._device.read(request.entities)
+            responses, failed = await self._run(self._read, request)
         except StatusError as exc:
-            _abort(context, exc)
+            await _abort(context, exc)
             return
-        for start in range(0, len(entities), READ_CHUNK):
-            yield p4r.ReadResponse(entities=entities[start:start + READ_CHUNK])
-        if any(e is not None for e in errors):
-            _abort_batch(context, "read", errors)
+        for response in responses:
+            yield response
+        if failed is not None:
+            await _abort_batch(context, *failed)
 
-    def SetForwardingPipelineConfig(
-        self, request: p4r.SetForwardingPipelineConfigRequest, context: grpc.ServicerContext
+    def _read(self, request: p4r.ReadRequest
+              ) -> tuple[list[p4r.ReadResponse], tuple[str, bytes] | None]:
+        entities, errors = self._device.read(request.entities)
+        responses = [p4r.ReadResponse(entities=entities[start:start + READ_CHUNK])
+                     for start in range(0, len(entities), READ_CHUNK)]
+        if any(e is not None for e in errors):
+            return responses, _batch_abort_args("read", errors)
+        return responses, None
+
+    async def SetForwardingPipelineConfig(
+        self, request: p4r.SetForwardingPipelineConfigRequest, context: Context
     ) -> p4r.SetForwardingPipelineConfigResponse:
         try:
-            self._check_device(request.device_id)
-            self._arbiter.check_primary(request.device_id, request.role,
-                                        election_id_of(request))
-            self._device.set_pipeline(request)
+            self._check_primary(request, context, "SetForwardingPipelineConfig")
+            await self._run(self._device.set_pipeline, request)
         except StatusError as exc:
             _log.warning("SetForwardingPipelineConfig refused: %s", exc)
-            _abort(context, exc)
+            await _abort(context, exc)
         return p4r.SetForwardingPipelineConfigResponse()
 
-    def GetForwardingPipelineConfig(
-        self, request: p4r.GetForwardingPipelineConfigRequest, context: grpc.ServicerContext
+    async def GetForwardingPipelineConfig(
+        self, request: p4r.GetForwardingPipelineConfigRequest, context: Context
     ) -> p4r.GetForwardingPipelineConfigResponse:
         try:
             self._check_device(request.device_id)
-            return self._device.get_pipeline(request.response_type)
+            return await self._run(self._device.get_pipeline, request.response_type)
         except StatusError as exc:
-            _abort(context, exc)
+            await _abort(context, exc)
             raise
 
-    def Capabilities(self, request: p4r.CapabilitiesRequest, context: grpc.ServicerContext
-                     ) -> p4r.CapabilitiesResponse:
+    async def Capabilities(
+        self, request: p4r.CapabilitiesRequest, context: Context
+    ) -> p4r.CapabilitiesResponse:
         if request.device_id:
             try:
                 self._check_device(request.device_id)
             except StatusError as exc:
-                _abort(context, exc)
+                await _abort(context, exc)
         return p4r.CapabilitiesResponse(p4runtime_api_version=P4RUNTIME_API_VERSION)
 
     # stream ---------------------------------------------------------------------------
-    def StreamChannel(self, request_iterator: Iterator[p4r.StreamMessageRequest],
-                      context: grpc.ServicerContext) -> Iterator[p4r.StreamMessageResponse]:
-        outbox: queue.SimpleQueue[p4r.StreamMessageResponse | StatusError | None] = (
-            queue.SimpleQueue()
-        )
+    async def StreamChannel(
+        self, request_iterator: AsyncIterator[p4r.StreamMessageRequest], context: Context
+    ) -> AsyncIterator[p4r.StreamMessageResponse]:
+        peer, identity = context.peer(), identity_of(context)
+        key = _peer_key(peer, identity)
+        refused = self._streams.admit(key)
+        if refused is not None:
+            _log.warning("StreamChannel from %s refused: %s", _who(peer, identity),
+                         refused.message)
+            await _abort(context, refused)
+            return
+        loop = asyncio.get_running_loop()
+        outbox: asyncio.Queue[p4r.StreamMessageResponse | StatusError | None] = asyncio.Queue()
 
-        def send(message: p4r.StreamMessageResponse) -> None:
+        def put(item: p4r.StreamMessageResponse | StatusError | None) -> None:
+            with contextlib.suppress(RuntimeError):  # the server is shutting down
+                loop.call_soon_threadsafe(outbox.put_nowait, item)
+
+        def send(message: p4r.StreamMessageResponse) -> None:  # from any thread
             if message.WhichOneof("update") != "arbitration" and outbox.qsize() > STREAM_BACKLOG:
                 return  # best effort, as the spec allows for packet-in and notifications
-            outbox.put(message)
+            put(message)
 
-        ctrl = Controller(send)
-        reader = threading.Thread(target=self._read_stream, args=(request_iterator, ctrl, outbox),
-                                  name="p4rt-stream", daemon=True)
-        context.add_callback(lambda: outbox.put(None))
-        reader.start()
+        ctrl = Controller(send, peer=peer, identity=identity)
+        reader = asyncio.create_task(self._read_stream(request_iterator, ctrl, put))
         try:
             while True:
-                item = outbox.get()
+                item = await outbox.get()
                 if item is None:
                     return
                 if isinstance(item, StatusError):
-                    _abort(context, item)
+                    await _abort(context, item)
                     return
                 yield item
         finally:
+            reader.cancel()
             self._arbiter.remove(ctrl)
+            self._streams.release(key)
 
-    def _read_stream(self, requests: Iterator[p4r.StreamMessageRequest], ctrl: Controller,
-                     outbox: queue.SimpleQueue[p4r.StreamMessageResponse | StatusError | None]
-                     ) -> None:
+    async def _read_stream(
+        self, requests: AsyncIterator[p4r.StreamMessageRequest], ctrl: Controller,
+        put: Callable[[p4r.StreamMessageResponse | StatusError | None], None],
+    ) -> None:
+        loop = asyncio.get_running_loop()
         try:
-            for request in requests:
+            async for request in requests:
                 which = request.WhichOneof("update")
                 if which == "arbitration":
                     try:
                         self._arbiter.update(ctrl, request.arbitration)
                     except StatusError as exc:
-                        outbox.put(exc)
+                        put(exc)
                         return
                 elif which == "packet":
-                    self._stream_packet_out(ctrl, request.packet)
+                    await loop.run_in_executor(self._stream_pool, self._stream_packet_out,
+                                               ctrl, request.packet)
                 elif which == "digest_ack":
-                    self._stream_digest_ack(ctrl, request.digest_ack)
+                    await loop.run_in_executor(self._stream_pool, self._stream_digest_ack,
+                                               ctrl, request.digest_ack)
                 else:
                     error = p4r.StreamError(canonical_code=rpc_code.UNIMPLEMENTED,
                                             message=f"stream message {which} is not supported")
                     error.other.SetInParent()
                     ctrl.send(p4r.StreamMessageResponse(error=error))
+        except asyncio.CancelledError:
+            raise
         except grpc.RpcError:
             pass  # the client went away
         except Exception:
             _log.exception("stream reader failed")
         finally:
-            outbox.put(None)
+            put(None)
 
     def _is_primary(self, ctrl: Controller) -> bool:
         return any(p is ctrl for p in self._arbiter.primaries(self._device.device_id))
@@ -191,8 +327,7 @@ class P4RuntimeService(p4r_grpc.P4RuntimeServicer):
     def _stream_packet_out(self, ctrl: Controller, packet: p4r.PacketOut) -> None:
         try:
             if not self._is_primary(ctrl):
-                raise StatusError(rpc_code.PERMISSION_DENIED,
-                                     "only the primary controller may send packet-out")
+                raise permission_denied("only the primary controller may send packet-out")
             self._device.packet_out(packet)
         except StatusError as exc:
             error = p4r.StreamError(canonical_code=exc.code, message=exc.message)
@@ -202,8 +337,7 @@ class P4RuntimeService(p4r_grpc.P4RuntimeServicer):
     def _stream_digest_ack(self, ctrl: Controller, ack: p4r.DigestListAck) -> None:
         try:
             if not self._is_primary(ctrl):
-                raise StatusError(rpc_code.PERMISSION_DENIED,
-                                     "only the primary controller may acknowledge digests")
+                raise permission_denied("only the primary controller may acknowledge digests")
             self._device.digest_ack(ack)
         except StatusError as exc:
             error = p4r.StreamError(canonical_code=exc.code, message=exc.message)

@@ -25,6 +25,7 @@ from ..switch import Switch
 from .codec import encode_uint
 from .p4info import P4InfoIndex
 from .server import P4RuntimeServer
+from .service import DEFAULT_STREAM_LIMITS, StreamLimits
 
 DEVICE_ID = 1
 CPU_PORT = 64
@@ -66,9 +67,16 @@ class Names:
 class Client:
     """A controller: one channel, one stream, arbitration, convenience RPCs."""
 
-    def __init__(self, address: str, election_id: int | None = 1) -> None:
-        self.channel = grpc.insecure_channel(
-            address, options=[("grpc.max_metadata_size", 1 << 20)])
+    def __init__(self, address: str, election_id: int | None = 1, *,
+                 credentials: grpc.ChannelCredentials | None = None,
+                 own_connection: bool = False) -> None:
+        options: list[tuple[str, int | str]] = [("grpc.max_metadata_size", 1 << 20)]
+        if own_connection:  # else channels of one process to one address share a connection
+            options.append(("grpc.use_local_subchannel_pool", 1))
+        if credentials is None:
+            self.channel = grpc.insecure_channel(address, options=options)
+        else:
+            self.channel = grpc.secure_channel(address, credentials, options=options)
         grpc.channel_ready_future(self.channel).result(timeout=10)
         self.stub = p4r_grpc.P4RuntimeStub(self.channel)
         self.election_id = election_id
@@ -210,20 +218,21 @@ class Target:
     p4info: p4i.P4Info
     device_config: bytes
 
-    def client_for(self, election_id: int | None) -> Client:
-        return Client(self.server.address, election_id)
+    def client_for(self, election_id: int | None, *, own_connection: bool = False) -> Client:
+        return Client(self.server.address, election_id, own_connection=own_connection)
 
 
 @contextmanager
 def running_target(p4info: p4i.P4Info, device_config: bytes, *, commit: bool = True,
-                   idle_scan_ns: int = 5_000_000) -> Iterator[Target]:
+                   idle_scan_ns: int = 5_000_000, address: str = "127.0.0.1:0",
+                   stream_limits: StreamLimits = DEFAULT_STREAM_LIMITS) -> Iterator[Target]:
     """A switch + server (+ the program pushed, if `commit`) and an arbitrated primary client."""
     switch = Switch(cpu_port=CPU_PORT)
     ports = {n: MemoryPort(f"p{n}") for n in DATA_PORTS}
     for number, port in ports.items():
         switch.add_port(number, port)
-    server = P4RuntimeServer(switch, device_id=DEVICE_ID, address="127.0.0.1:0",
-                             idle_scan_ns=idle_scan_ns)
+    server = P4RuntimeServer(switch, device_id=DEVICE_ID, address=address,
+                             idle_scan_ns=idle_scan_ns, stream_limits=stream_limits)
     switch.start()
     server.start()
     client = Client(server.address)

@@ -1,0 +1,226 @@
+"""Controllers cannot get in each other's way: Writes bound to the primary's stream,
+streams that never starve unary calls, per-peer stream limits."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any, cast
+
+import grpc
+import pytest
+from finsy.proto import p4i, p4r, p4r_grpc
+
+from pyoffload.embedded.p4runtime.codec import encode_uint
+from pyoffload.embedded.p4runtime.service import StreamLimits
+from pyoffload.embedded.p4runtime.testing import (
+    DEVICE_ID,
+    Client,
+    Target,
+    action,
+    insert,
+    running_target,
+    uint128,
+)
+
+
+def l2(t: Target, mac: int, port: int = 2) -> p4r.Entity:
+    n = t.names
+    return p4r.Entity(table_entry=p4r.TableEntry(
+        table_id=n.id("l2"),
+        match=[p4r.FieldMatch(field_id=n.field("l2", "hdr.ethernet.dstAddr"),
+                              exact=p4r.FieldMatch.Exact(value=encode_uint(mac)))],
+        action=p4r.TableAction(action=action(n.id("forward"), port))))
+
+
+def code_of(error: grpc.RpcError) -> grpc.StatusCode:
+    return cast(grpc.Call, error).code()
+
+
+def details_of(error: grpc.RpcError) -> str:
+    return cast(grpc.Call, error).details() or ""
+
+
+# -- a Write only from the primary's stream ------------------------------------------------
+
+def test_streamless_write_with_the_primary_election_id_is_refused(t: Target) -> None:
+    intruder = grpc.insecure_channel(t.server.address,
+                                     options=[("grpc.use_local_subchannel_pool", 1)])
+    try:
+        stub = p4r_grpc.P4RuntimeStub(intruder)
+        request = p4r.WriteRequest(device_id=DEVICE_ID, election_id=uint128(1),
+                                   updates=[insert(l2(t, 0x0A0000000002))])
+        with pytest.raises(grpc.RpcError) as info:
+            stub.Write(request, timeout=10)
+        assert code_of(info.value) == grpc.StatusCode.PERMISSION_DENIED
+        assert "not from the connection of the primary's StreamChannel" in details_of(info.value)
+        pipeline = p4r.SetForwardingPipelineConfigRequest(
+            device_id=DEVICE_ID, election_id=uint128(1),
+            action=p4r.SetForwardingPipelineConfigRequest.VERIFY_AND_COMMIT,
+            config=p4r.ForwardingPipelineConfig(p4info=t.p4info,
+                                                p4_device_config=t.device_config))
+        with pytest.raises(grpc.RpcError) as info:
+            stub.SetForwardingPipelineConfig(pipeline, timeout=10)
+        assert code_of(info.value) == grpc.StatusCode.PERMISSION_DENIED
+    finally:
+        intruder.close()
+    assert t.client.read(p4r.Entity(table_entry=p4r.TableEntry())) == []
+    t.client.write(insert(l2(t, 0x0A0000000002)))  # the primary itself still writes
+    assert len(t.client.read(p4r.Entity(table_entry=p4r.TableEntry()))) == 1
+
+
+def test_a_backup_on_its_own_connection_cannot_write_as_the_primary(t: Target) -> None:
+    backup = t.client_for(0, own_connection=True)
+    try:
+        assert backup.arbitrate().status.code != 0  # a backup
+        backup.election_id = 1  # ... that borrows the primary's election id
+        with pytest.raises(grpc.RpcError) as info:
+            backup.write(insert(l2(t, 0x0A0000000003)))
+        assert code_of(info.value) == grpc.StatusCode.PERMISSION_DENIED
+    finally:
+        backup.close()
+    assert t.client.read(p4r.Entity(table_entry=p4r.TableEntry())) == []
+
+
+def test_a_new_primary_on_another_connection_writes_and_the_old_one_cannot(t: Target) -> None:
+    other = t.client_for(5, own_connection=True)
+    try:
+        assert other.arbitrate().status.code == 0
+        other.write(insert(l2(t, 0x0A0000000004)))
+        with pytest.raises(grpc.RpcError) as info:
+            t.client.write(insert(l2(t, 0x0A0000000005)))
+        assert code_of(info.value) == grpc.StatusCode.PERMISSION_DENIED
+    finally:
+        other.close()
+
+
+# -- streams never starve unary calls -------------------------------------------------------
+
+class IdleStreams:
+    """Streams from several connections (grpc's asyncio client, one loop thread) that
+    never read; some send an arbitration as a backup, the others nothing at all."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.channels: list[grpc.aio.Channel] = []
+        self.calls: list[object] = []
+
+    def _run(self, coro: object, timeout: float = 60) -> object:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)  # type: ignore[arg-type]
+
+    def open(self, connections: int, per_connection: int, first_election: int) -> None:
+        self._run(self._open(connections, per_connection, first_election))
+
+    async def _open(self, connections: int, per_connection: int, first_election: int) -> None:
+        election = first_election
+        for _ in range(connections):
+            channel = grpc.aio.insecure_channel(
+                self.address, options=[("grpc.use_local_subchannel_pool", 1)])
+            self.channels.append(channel)
+            stub: Any = p4r_grpc.P4RuntimeStub(channel)  # typed for the sync API
+            for i in range(per_connection):
+                call = stub.StreamChannel()
+                self.calls.append(call)
+                if i % 2:
+                    update = p4r.MasterArbitrationUpdate(device_id=DEVICE_ID,
+                                                         election_id=uint128(election))
+                    election += 1
+                    await call.write(p4r.StreamMessageRequest(arbitration=update))
+
+    def open_one(self) -> grpc.StatusCode:
+        """Open one more stream on the first connection; its status (OK when it lives)."""
+        async def one() -> grpc.StatusCode:
+            stub: Any = p4r_grpc.P4RuntimeStub(self.channels[0])
+            call = stub.StreamChannel()
+            try:
+                await asyncio.wait_for(call.read(), timeout=2)
+            except TimeoutError:
+                call.cancel()
+                return grpc.StatusCode.OK
+            except grpc.aio.AioRpcError as exc:
+                return exc.code()
+            return cast(grpc.StatusCode, await call.code())
+        return cast(grpc.StatusCode, self._run(one()))
+
+    def close(self) -> None:
+        async def close_all() -> None:
+            for call in self.calls:
+                call.cancel()  # type: ignore[attr-defined]
+            for channel in self.channels:
+                await channel.close(None)
+            await asyncio.sleep(0.2)  # let grpc deliver what it still has for this loop
+        try:
+            self._run(close_all())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def limited(srv_program: tuple[p4i.P4Info, bytes]) -> Iterator[Target]:
+    with running_target(*srv_program, stream_limits=StreamLimits(per_peer=100)) as target:
+        yield target
+
+
+def _wait_streams(t: Target, count: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while t.server.service.open_streams < count:
+        assert time.monotonic() < deadline, (
+            f"only {t.server.service.open_streams} of {count} streams are open")
+        time.sleep(0.05)
+
+
+def test_a_thousand_idle_streams_do_not_block_the_primary(limited: Target) -> None:
+    t = limited
+    t.client.arbitrate(election_id=2**64)  # above every idle stream's election id
+    idle = IdleStreams(t.server.address)
+    try:
+        idle.open(connections=10, per_connection=100, first_election=1000)
+        _wait_streams(t, 1001)  # the primary's own stream too
+        latencies = []
+        for i in range(200):
+            start = time.monotonic()
+            t.client.write(insert(l2(t, 0x0B0000000000 + i)))
+            latencies.append(time.monotonic() - start)
+        start = time.monotonic()
+        entries = t.client.read(p4r.Entity(table_entry=p4r.TableEntry()))
+        read_s = time.monotonic() - start
+        assert len(entries) == 200
+        p50 = statistics.median(latencies) * 1e3
+        p99 = sorted(latencies)[int(len(latencies) * 0.99)] * 1e3
+        print(f"\nwith {t.server.service.open_streams} streams open: write p50 {p50:.2f} ms, "
+              f"p99 {p99:.2f} ms, max {max(latencies) * 1e3:.2f} ms; read of 200 entries "
+              f"{read_s * 1e3:.2f} ms")
+        assert sum(latencies) < 10
+        # the 101st stream of one connection is refused
+        assert idle.open_one() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    finally:
+        idle.close()
+    deadline = time.monotonic() + 30
+    while t.server.service.open_streams > 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert t.server.service.open_streams == 1  # every closed stream is forgotten
+
+
+def test_per_peer_limit_leaves_other_peers_alone(srv_program: tuple[p4i.P4Info, bytes]) -> None:
+    with running_target(*srv_program, stream_limits=StreamLimits(per_peer=3)) as t:
+        t.client.arbitrate(election_id=2**64)
+        idle = IdleStreams(t.server.address)
+        try:
+            idle.open(connections=1, per_connection=3, first_election=1000)
+            _wait_streams(t, 4)  # the primary's and 3 idle ones
+            assert idle.open_one() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            other = Client(t.server.address, 2**65, own_connection=True)  # another peer
+            try:
+                assert other.arbitrate().status.code == 0
+                other.write(insert(l2(t, 0x0A0000000009)))
+            finally:
+                other.close()
+        finally:
+            idle.close()
