@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent import futures
 from pathlib import Path
 
@@ -28,8 +28,22 @@ from pyoffload.rules import RuleError, from_proto, to_proto
 _log = logging.getLogger(__name__)
 
 
+COMMIT_MARGIN = 0.05
+"""Seconds a guest's deadline must still leave when an apply is committed: its answer
+must reach the guest in time, or the guest would be told DEADLINE_EXCEEDED about rules
+that are in force."""
+
+
 def _abort(context: grpc.ServicerContext, exc: AgentError) -> None:
     context.abort(exc.code, exc.message)
+
+
+def still_waiting(context: grpc.ServicerContext) -> Callable[[], bool]:
+    """Whether the guest still waits for the answer, with time to receive it."""
+    def check() -> bool:
+        left = context.time_remaining()
+        return bool(context.is_active()) and (left is None or left > COMMIT_MARGIN)
+    return check
 
 
 class VnicChannel:
@@ -46,7 +60,7 @@ class VnicChannel:
             except RuleError as exc:
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             try:
-                outcome = self.agent.apply(self.vnic, model)
+                outcome = self.agent.apply(self.vnic, model, still_wanted=still_waiting(context))
             except AgentError as exc:
                 _abort(context, exc)
             reply = pb.ApplyReply(generation=outcome.generation)
@@ -64,7 +78,8 @@ class VnicChannel:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                           "withdraw: give flow ids or all, not both")
         try:
-            removed = self.agent.withdraw(self.vnic, None if request.all else request.flow_ids)
+            removed = self.agent.withdraw(self.vnic, None if request.all else request.flow_ids,
+                                          still_wanted=still_waiting(context))
         except AgentError as exc:
             _abort(context, exc)
         return pb.WithdrawReply(generation=self.agent.state(self.vnic).generation,

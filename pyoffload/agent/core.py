@@ -23,7 +23,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 import attrs
 import grpc
@@ -316,8 +316,13 @@ class Agent:
         except KeyError:
             raise AgentError(grpc.StatusCode.NOT_FOUND, f"no VNIC named {vnic!r}") from None
 
-    def apply(self, vnic: str, request: OffloadRequest) -> ApplyOutcome:
-        """Install ``request`` as ``vnic``'s whole rule set, all or nothing."""
+    def apply(self, vnic: str, request: OffloadRequest, *,
+              still_wanted: Callable[[], bool] | None = None) -> ApplyOutcome:
+        """Install ``request`` as ``vnic``'s whole rule set, all or nothing.
+
+        ``still_wanted``: asked once the target holds the new rules, just before they
+        are committed; False (the guest's deadline passed, or it went away) undoes them
+        and raises DEADLINE_EXCEEDED, so what the guest is told is what is in force."""
         with self._lock, no_cyclic_gc():
             state = self.state(vnic)
             try:
@@ -346,6 +351,10 @@ class Agent:
                 raise AgentError(grpc.StatusCode.INTERNAL, str(exc)) from None
             pool.release_unused(vnic, compiled.owners)
             request = attrs.evolve(request, generation=generation)
+            if still_wanted is not None and not still_wanted():
+                self._take_back(vnic, state, "the guest's deadline passed (or it went away) "
+                                "before the rules were committed",
+                                grpc.StatusCode.DEADLINE_EXCEEDED)
             self._journal(vnic, state, generation, request, pool)
             self._pool = pool
             self._vnics[vnic] = attrs.evolve(state, generation=generation, request=request,
@@ -368,19 +377,24 @@ class Agent:
         try:
             self.journal.commit(record)
         except JournalError as exc:
-            _client, installer = self.session.live()
-            previous = state.compiled.entities if state.compiled is not None else []
-            try:
-                installer.install(vnic, previous)
-            except InstallError as undo:
-                self.session.request_repair()
-                raise AgentError(grpc.StatusCode.UNAVAILABLE,
-                                 f"VNIC {vnic}: {exc}; putting the previous rules back failed "
-                                 f"too ({undo}); the agent repairs the target") from None
-            raise AgentError(grpc.StatusCode.UNAVAILABLE,
-                             f"VNIC {vnic}: {exc}; nothing was installed") from None
+            self._take_back(vnic, state, str(exc), grpc.StatusCode.UNAVAILABLE)
 
-    def withdraw(self, vnic: str, flow_ids: Iterable[str] | None = None) -> list[str]:
+    def _take_back(self, vnic: str, state: VnicState, why: str,
+                   code: grpc.StatusCode) -> NoReturn:
+        """Put ``state``'s rules back on the target (an apply that may not be committed)
+        and raise ``code`` saying why: nothing new is in force."""
+        _client, installer = self.session.live()
+        previous = state.compiled.entities if state.compiled is not None else []
+        try:
+            installer.install(vnic, previous)
+        except InstallError as undo:
+            self.session.request_repair()
+            raise AgentError(code, f"VNIC {vnic}: {why}; putting the previous rules back "
+                                   f"failed too ({undo}); the agent repairs the target") from None
+        raise AgentError(code, f"VNIC {vnic}: {why}; nothing was installed")
+
+    def withdraw(self, vnic: str, flow_ids: Iterable[str] | None = None, *,
+                 still_wanted: Callable[[], bool] | None = None) -> list[str]:
         """Remove the named flows (all when None); returns the ids removed."""
         with self._lock:
             state = self.state(vnic)
@@ -394,7 +408,8 @@ class Agent:
                     raise AgentError(grpc.StatusCode.NOT_FOUND,
                                      f"VNIC {vnic} has no flow {unknown[0]!r}")
             kept = tuple(f for f in current.flows if f.id not in remove)
-            self.apply(vnic, OffloadRequest(vnic=vnic, generation=0, flows=kept))
+            self.apply(vnic, OffloadRequest(vnic=vnic, generation=0, flows=kept),
+                       still_wanted=still_wanted)
             return [f.id for f in current.flows if f.id in remove]
 
     def _next_generation(self, state: VnicState, asked: int) -> int:

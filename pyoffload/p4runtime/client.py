@@ -211,6 +211,8 @@ class P4RuntimeClient:
                             self.highest_election_id,
                             arbitration.election_id.high << 64 | arbitration.election_id.low)
                         self._role_changed.notify_all()
+                    if self._arbitrated and self.no_primary:
+                        self.claim_primary()  # the primary left: take the device back now
                     if not self._arbitrated:
                         self._arbitration.put(msg.arbitration)
                 else:
