@@ -4,7 +4,15 @@ Accepts simple_switch_grpc's common options, so scripts written for BMv2 run
 unchanged:
 
     pyoffload-target --no-p4 -i 1@veth1 -i 2@veth3 --device-id 1 \\
-        -- --grpc-server-addr 127.0.0.1:9559 --cpu-port 255
+        -- --grpc-server-addr unix:/run/pyoffload/p4rt.sock --cpu-port 255
+
+P4Runtime is served on a Unix socket by default (`DEFAULT_GRPC_ADDRESS`, mode
+0600: only the target's user, root, may connect; `--grpc-socket-mode`,
+`--grpc-socket-owner`, `--grpc-socket-group` open it to more), or on TCP with
+simple_switch_grpc's TLS options (`--grpc-server-ssl --grpc-server-cert
+--grpc-server-key --grpc-server-cacert --grpc-server-with-client-auth`).
+Plain TCP is unauthenticated: accepted on a loopback address with a warning,
+elsewhere only with `--grpc-insecure-tcp`.
 
 Options that only make sense for BMv2 (Thrift, nanolog, pcap...) are accepted
 and ignored with a notice. Bad options give one line on stderr and exit
@@ -15,7 +23,9 @@ from __future__ import annotations
 
 import argparse
 import gc
+import grp
 import logging
+import pwd
 import signal
 import sys
 import threading
@@ -28,7 +38,7 @@ from types import FrameType
 from pyoffload.errors import PyoffloadError
 
 PROG = "pyoffload-target"
-DEFAULT_GRPC_ADDRESS = "127.0.0.1:9559"
+DEFAULT_GRPC_ADDRESS = "unix:/run/pyoffload/p4rt.sock"
 _LOG_LEVELS = {
     "trace": logging.DEBUG,
     "debug": logging.DEBUG,
@@ -64,6 +74,16 @@ class Options:
     device_id: int = 0
     cpu_port: int | None = None
     grpc_address: str = DEFAULT_GRPC_ADDRESS
+    socket_mode: int = 0o600
+    socket_uid: int | None = None
+    socket_gid: int | None = None
+    tls: bool = False
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_cacert: Path | None = None
+    tls_client_auth: bool = False
+    insecure_tcp: bool = False
+    streams_per_peer: int = 100
     log_console: bool = False
     log_level: int = logging.INFO
     log_file: Path | None = None
@@ -93,6 +113,63 @@ def _non_negative(text: str) -> int:
     return value
 
 
+def _mode(text: str) -> int:
+    try:
+        value = int(text, 8)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an octal mode like 0660") from None
+    if not 0 <= value <= 0o777:
+        raise argparse.ArgumentTypeError(f"mode {text} is not between 0000 and 0777")
+    return value
+
+
+def _uid(text: str) -> int:
+    try:
+        return int(text) if text.isdigit() else pwd.getpwnam(text).pw_uid
+    except KeyError:
+        raise argparse.ArgumentTypeError(f"no such user {text!r}") from None
+
+
+def _gid(text: str) -> int:
+    try:
+        return int(text) if text.isdigit() else grp.getgrnam(text).gr_gid
+    except KeyError:
+        raise argparse.ArgumentTypeError(f"no such group {text!r}") from None
+
+
+def _positive(text: str) -> int:
+    value = _non_negative(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _add_grpc_options(p: _Parser) -> None:
+    """simple_switch_grpc's gRPC options and ours (accepted before or after `--`)."""
+    p.add_argument("--grpc-server-addr", default=None,
+                   help=f"unix:PATH or HOST:PORT (default {DEFAULT_GRPC_ADDRESS})")
+    p.add_argument("--grpc-socket-mode", type=_mode, default=None,
+                   help="mode of the Unix socket, octal (default 0600: owner only)")
+    p.add_argument("--grpc-socket-owner", type=_uid, default=None,
+                   help="owner (user name or uid) of the Unix socket")
+    p.add_argument("--grpc-socket-group", type=_gid, default=None,
+                   help="group (name or gid) of the Unix socket; with mode 0660 its members "
+                        "may connect")
+    p.add_argument("--grpc-server-ssl", action="store_true", help="serve TCP over TLS")
+    p.add_argument("--grpc-server-cert", type=Path, default=None,
+                   help="PEM certificate of the server")
+    p.add_argument("--grpc-server-key", type=Path, default=None,
+                   help="PEM private key of the server")
+    p.add_argument("--grpc-server-cacert", type=Path, default=None,
+                   help="PEM CA certificate that signs client certificates")
+    p.add_argument("--grpc-server-with-client-auth", action="store_true",
+                   help="require a client certificate signed by --grpc-server-cacert")
+    p.add_argument("--grpc-insecure-tcp", action="store_true",
+                   help="allow UNAUTHENTICATED plain TCP on a non-loopback address")
+    p.add_argument("--grpc-max-streams-per-peer", type=_positive, default=None,
+                   help="StreamChannels one peer may hold open (default 100)")
+
+
 def _level(text: str) -> int:
     try:
         return _LOG_LEVELS[text.lower()]
@@ -113,7 +190,7 @@ def _main_parser() -> _Parser:
                    metavar="PORT@IFACE", help="attach Linux interface IFACE as port PORT")
     p.add_argument("--device-id", type=_non_negative, default=0)
     p.add_argument("--cpu-port", type=_non_negative, default=None)
-    p.add_argument("--grpc-server-addr", default=None)
+    _add_grpc_options(p)
     p.add_argument("--log-console", action="store_true", help="log to stderr")
     p.add_argument("-L", "--log-level", type=_level, default=logging.INFO,
                    help="trace, debug, info, warn, error, off")
@@ -129,13 +206,12 @@ def _main_parser() -> _Parser:
 
 def _target_parser() -> _Parser:
     p = _Parser(prog=f"{PROG} ... --", add_help=False, allow_abbrev=False)
-    p.add_argument("--grpc-server-addr", default=None)
+    _add_grpc_options(p)
     p.add_argument("--cpu-port", type=_non_negative, default=None)
     for name in _IGNORED_WITH_VALUE:
         p.add_argument(name, default=None)
     for name in _IGNORED_FLAGS:
         p.add_argument(name, action="store_true")
-    p.add_argument("--grpc-server-ssl", action="store_true")
     return p
 
 
@@ -168,21 +244,55 @@ def parse_args(argv: Sequence[str]) -> Options:
     opts.cpu_port = target.cpu_port if target.cpu_port is not None else ns.cpu_port
     if opts.cpu_port is not None and opts.cpu_port in seen_ports:
         raise UsageError(f"CPU port {opts.cpu_port} is also given as an interface port")
-    address = target.grpc_server_addr or ns.grpc_server_addr or DEFAULT_GRPC_ADDRESS
+    def pick(name: str) -> object:
+        value = getattr(target, name)
+        return value if value not in (None, False) else getattr(ns, name)
+
+    address = str(pick("grpc_server_addr") or DEFAULT_GRPC_ADDRESS)
     if ":" not in address:
-        raise UsageError(f"--grpc-server-addr {address!r}: expected HOST:PORT")
+        raise UsageError(f"--grpc-server-addr {address!r}: expected HOST:PORT or unix:PATH")
     opts.grpc_address = address
+    unix = address.startswith("unix:")
+    mode, uid, gid = pick("grpc_socket_mode"), pick("grpc_socket_owner"), pick("grpc_socket_group")
+    if not unix and (mode, uid, gid) != (None, None, None):
+        raise UsageError("--grpc-socket-mode/-owner/-group apply to a unix:PATH address only")
+    opts.socket_mode = 0o600 if mode is None else int(str(mode))
+    opts.socket_uid = None if uid is None else int(str(uid))
+    opts.socket_gid = None if gid is None else int(str(gid))
+    opts.tls = bool(pick("grpc_server_ssl"))
+    opts.tls_cert = _path(pick("grpc_server_cert"))
+    opts.tls_key = _path(pick("grpc_server_key"))
+    opts.tls_cacert = _path(pick("grpc_server_cacert"))
+    opts.tls_client_auth = bool(pick("grpc_server_with_client_auth"))
+    opts.insecure_tcp = bool(pick("grpc_insecure_tcp"))
+    per_peer = pick("grpc_max_streams_per_peer")
+    opts.streams_per_peer = 100 if per_peer is None else int(str(per_peer))
+    tls_files = (opts.tls_cert, opts.tls_key, opts.tls_cacert)
+    if not opts.tls and (any(tls_files) or opts.tls_client_auth):
+        raise UsageError("TLS options need --grpc-server-ssl")
+    if opts.tls:
+        if unix:
+            raise UsageError("--grpc-server-ssl is for TCP; a Unix socket is protected by "
+                             "its owner and mode")
+        if opts.tls_cert is None or opts.tls_key is None:
+            raise UsageError("--grpc-server-ssl needs --grpc-server-cert and --grpc-server-key")
+        if opts.tls_client_auth and opts.tls_cacert is None:
+            raise UsageError("--grpc-server-with-client-auth needs --grpc-server-cacert")
     opts.log_console = ns.log_console
     opts.log_level = ns.log_level
     opts.log_file = ns.log_file
     for space in (ns, target):
-        for name in _IGNORED_WITH_VALUE + _IGNORED_FLAGS + ("--pcap", "--grpc-server-ssl"):
+        for name in _IGNORED_WITH_VALUE + _IGNORED_FLAGS + ("--pcap",):
             value = getattr(space, name.lstrip("-").replace("-", "_"), None)
             if value not in (None, False):
                 opts.notices.append(f"{name} is a BMv2 option this target ignores")
     if ns.version:
         opts.notices.append("version requested")
     return opts
+
+
+def _path(value: object) -> Path | None:
+    return value if isinstance(value, Path) else None
 
 
 def _configure_logging(opts: Options) -> None:
@@ -202,7 +312,13 @@ def _configure_logging(opts: Options) -> None:
 def run(opts: Options, stop: threading.Event) -> int:
     """Start switch and server, serve until `stop` is set, shut down cleanly."""
     from .p4runtime.device import default_loader
-    from .p4runtime.server import P4RuntimeServer, ServerError
+    from .p4runtime.server import (
+        P4RuntimeServer,
+        ServerError,
+        SocketAccess,
+        StreamLimits,
+        TlsConfig,
+    )
     from .ports import PortError, RawSocketPort
     from .switch import Switch
 
@@ -228,11 +344,23 @@ def run(opts: Options, stop: threading.Event) -> int:
             print(f"{PROG}: error: cannot load {opts.json}: {exc}", file=sys.stderr)
             return 1
     try:
-        server = P4RuntimeServer(switch, device_id=opts.device_id, address=opts.grpc_address)
+        tls = None
+        if opts.tls:
+            assert opts.tls_cert is not None and opts.tls_key is not None
+            tls = TlsConfig.from_files(cert=opts.tls_cert, key=opts.tls_key, ca=opts.tls_cacert,
+                                       client_auth=opts.tls_client_auth)
+        server = P4RuntimeServer(
+            switch, device_id=opts.device_id, address=opts.grpc_address, tls=tls,
+            socket_access=SocketAccess(mode=opts.socket_mode, uid=opts.socket_uid,
+                                       gid=opts.socket_gid),
+            insecure_tcp=opts.insecure_tcp,
+            stream_limits=StreamLimits(per_peer=opts.streams_per_peer))
     except ServerError as exc:
         switch.stop()
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
+    if server.warning is not None:
+        print(f"{PROG}: {server.warning}", file=sys.stderr, flush=True)
     switch.start()
     server.start()
     ports = ", ".join(f"{n}@{name}" for n, name in opts.interfaces) or "none"

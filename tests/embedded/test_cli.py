@@ -39,7 +39,7 @@ def test_bmv2_style_command_line() -> None:
 def test_json_positional_or_option_and_defaults() -> None:
     opts = parse_args(["prog.json"])
     assert opts.json == Path("prog.json")
-    assert opts.grpc_address == DEFAULT_GRPC_ADDRESS == "127.0.0.1:9559"
+    assert opts.grpc_address == DEFAULT_GRPC_ADDRESS == "unix:/run/pyoffload/p4rt.sock"
     assert opts.cpu_port is None
     assert parse_args(["--json", "p.json", "--cpu-port", "64"]).cpu_port == 64
 

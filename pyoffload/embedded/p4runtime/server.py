@@ -180,7 +180,7 @@ class P4RuntimeServer:
     ) -> None:
         self.warning = listen_policy(address, tls, insecure_tcp)
         if self.warning is not None:
-            _log.warning("%s", self.warning)
+            _log.info("%s", self.warning)
         self.switch = switch
         self.device = Device(switch, device_id, self._broadcast, loader=loader,
                              meter_factory=meter_factory, clock=clock, idle_scan_ns=idle_scan_ns)
