@@ -8,6 +8,7 @@ otherwise.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
@@ -15,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping
 from contextlib import ExitStack
@@ -172,6 +174,12 @@ class RunningTarget:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        if self.grpc_address.startswith("unix:"):
+            socket_dir = Path(self.grpc_address.removeprefix("unix:")).parent
+            if socket_dir.name.startswith("pyoffload-p4rt-"):  # ours: gone with the target
+                with contextlib.suppress(OSError):
+                    Path(self.grpc_address.removeprefix("unix:")).unlink(missing_ok=True)
+                    socket_dir.rmdir()
 
     def __enter__(self) -> RunningTarget:
         return self
@@ -195,9 +203,19 @@ def start_target(
     grpc_address: str | None = None,
     ready_timeout: float = 30.0,
 ) -> RunningTarget:
-    """Start a target with ``ports`` (port number -> interface) and wait for it."""
+    """Start a target with ``ports`` (port number -> interface) and wait for it.
+
+    The embedded target serves P4Runtime on a Unix socket in a fresh directory only
+    its owner may enter (no other local user can reach the pipeline's control plane);
+    BMv2 on a loopback TCP port. ``grpc_address`` chooses another address.
+    """
     kind = resolve_kind(kind)
-    address = grpc_address or f"127.0.0.1:{free_tcp_port()}"
+    if grpc_address is not None:
+        address = grpc_address
+    elif kind == "embedded":
+        address = f"unix:{tempfile.mkdtemp(prefix='pyoffload-p4rt-')}/p4rt.sock"
+    else:
+        address = f"127.0.0.1:{free_tcp_port()}"
     argv = target_command(
         kind, ports, address, device_id=device_id, cpu_port=cpu_port, log_file=output
     )
