@@ -29,6 +29,11 @@ def default_address() -> str:
     return os.environ.get(ENV_VAR) or DEFAULT_ADDRESS
 
 
+AGENT_ANSWER = "pyoffload-answer"
+"""Trailing metadata the agent sets on its refusals, so an UNAVAILABLE it sends (the
+target away, say) is not mistaken for an unreachable channel."""
+
+
 class Channel:
     """A connection to the offload channel of this guest's VNIC.
 
@@ -120,9 +125,13 @@ class Channel:
             call.cancel()  # type: ignore[no-untyped-call]
 
     def _error(self, what: str, exc: grpc.RpcError) -> GuestShimError:
+        """The guest's error for a failed call: the agent's own answer, or that the
+        channel could not be reached (no agent answered: gRPC's UNAVAILABLE)."""
         code: grpc.StatusCode = exc.code()
         details: str = exc.details() or ""
-        if code == grpc.StatusCode.UNAVAILABLE:
+        metadata = exc.trailing_metadata() or ()
+        answered = any(item.key == AGENT_ANSWER for item in metadata)
+        if code == grpc.StatusCode.UNAVAILABLE and not answered:
             message = f"{what}: cannot reach the VNIC channel at {self.address}: {details}"
         elif code == grpc.StatusCode.DEADLINE_EXCEEDED:
             message = f"{what}: no answer from {self.address} within {self.timeout:g} s"

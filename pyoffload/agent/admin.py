@@ -72,6 +72,9 @@ def status_document(agent: Agent) -> dict[str, Any]:
                 stats = agent.stats(name)
                 counters = {(r.flow_id, r.rule_id): (r.packets, r.bytes) for r in stats.rules}
                 flow_counters = dict(stats.flows)
+                if stats.missing:
+                    error = (f"{len(stats.missing)} rule(s) missing on the target (being "
+                             "repaired): " + ", ".join(f"{f}/{r}" for f, r in stats.missing[:5]))
             except AgentError as exc:
                 error = exc.message
         flows = []

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import grpc
 from guest_shim.address import ChannelAddress
+from guest_shim.client import AGENT_ANSWER
 from guest_shim.service import add_servicer
 
 from guest_shim import offload_pb2 as pb
@@ -35,6 +36,7 @@ that are in force."""
 
 
 def _abort(context: grpc.ServicerContext, exc: AgentError) -> None:
+    context.set_trailing_metadata(((AGENT_ANSWER, "refused"),))
     context.abort(exc.code, exc.message)
 
 

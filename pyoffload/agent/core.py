@@ -464,7 +464,14 @@ class Agent:
         """Per-rule and per-flow packets/bytes, read from the target now."""
         state = self.state(vnic)  # one snapshot: counters of the rules in force
         client, _installer = self.session.live()
-        return read_stats(client, self.schema, state.generation, state.compiled)
+        try:
+            stats = read_stats(client, self.schema, state.generation, state.compiled)
+        except P4RuntimeError as exc:
+            raise AgentError(grpc.StatusCode.UNAVAILABLE,
+                             f"VNIC {vnic}: reading its counters failed: {exc.message}") from None
+        if stats.missing:
+            self.session.request_repair()  # the target lost some: put them back now
+        return stats
 
     def connections(self, vnic: str | None = None) -> list[Connection]:
         """Live tracked connections (of one VNIC, or all), read from the pipeline now."""

@@ -9,11 +9,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import attrs
+import grpc
 from finsy import P4CounterEntry, P4Schema
 from finsy.proto import p4r
 
 from pyoffload.compiler import CompiledRequest
-from pyoffload.p4runtime import P4RuntimeClient
+from pyoffload.p4runtime import P4RuntimeClient, P4RuntimeError
 from pyoffload.p4runtime.entities import EntityKey, entity_key
 from pyoffload.pipeline import names
 from pyoffload.pipeline.constants import DropReason
@@ -32,6 +33,9 @@ class VnicStats:
     generation: int
     rules: tuple[RuleCounters, ...]
     flows: Mapping[str, tuple[int, int]]
+    missing: tuple[tuple[str, str], ...] = ()
+    """(flow, rule) whose entries the target does not hold now (drift being repaired):
+    they have no counters to report, rather than counters of 0."""
 
 
 def read_stats(client: P4RuntimeClient, schema: P4Schema, generation: int,
@@ -45,24 +49,40 @@ def read_stats(client: P4RuntimeClient, schema: P4Schema, generation: int,
         for key, entries in compiled.acl_entries.items() for entry in entries
     ]
     rules: list[RuleCounters] = []
+    missing: set[tuple[str, str]] = set()
     if queries:
-        replies = client.read([q for _, q in queries])
+        try:
+            replies = client.read([q for _, q in queries])
+        except P4RuntimeError as exc:
+            codes = {error.code for error in exc.details.values()} or {exc.code}
+            if codes != {grpc.StatusCode.NOT_FOUND}:  # (a batch's own code is UNKNOWN)
+                raise
+            # An entry is missing (another controller, a lost write): read the table's
+            # counters whole and tell which rules have none.
+            table_id = queries[0][1].direct_counter_entry.table_entry.table_id
+            replies = client.read([p4r.Entity(direct_counter_entry=p4r.DirectCounterEntry(
+                table_entry=p4r.TableEntry(table_id=table_id)))])
         by_key = {_table_key(r.direct_counter_entry.table_entry): r for r in replies}
         sums: dict[tuple[str, str], tuple[int, int]] = {}
         for key, query in queries:
             reply = by_key.get(_table_key(query.direct_counter_entry.table_entry))
-            data = reply.direct_counter_entry.data if reply else p4r.CounterData()
+            if reply is None:
+                missing.add(key)
+                continue
+            data = reply.direct_counter_entry.data
             packets, nbytes = sums.get(key, (0, 0))
             sums[key] = (packets + data.packet_count, nbytes + data.byte_count)
         rules = [RuleCounters(flow_id=f, rule_id=r, packets=p, bytes=b)
-                 for (f, r), (p, b) in sums.items()]
+                 for (f, r), (p, b) in sums.items() if (f, r) not in missing]
     flows: dict[str, tuple[int, int]] = {}
     for flow_id, index in compiled.flow_counters.items():
         found = client.read([P4CounterEntry(names.FLOW_COUNTER, index=index)
                              .encode(schema)])
-        data = found[0].counter_entry.data if found else p4r.CounterData()
-        flows[flow_id] = (data.packet_count, data.byte_count)
-    return VnicStats(generation=generation, rules=tuple(rules), flows=flows)
+        if found:  # (an indirect counter cell always exists; none read: nothing to say)
+            data = found[0].counter_entry.data
+            flows[flow_id] = (data.packet_count, data.byte_count)
+    return VnicStats(generation=generation, rules=tuple(rules), flows=flows,
+                     missing=tuple(sorted(missing)))
 
 
 def read_drops(client: P4RuntimeClient, schema: P4Schema) -> dict[str, int]:
