@@ -276,7 +276,8 @@ def open_lab(stack: ExitStack, tmp: Path) -> Lab:
 
 
 def write_host_config(tmp: Path, target: RunningTarget, *, reconcile_interval: float,
-                      rules_quota: int = 1024, name: str = "host.yaml") -> Path:
+                      rules_quota: int = 1024, name: str = "host.yaml",
+                      checkpoint_interval: float = 1.0) -> Path:
     """A host configuration for ``pyoffload up`` against ``target``: one VNIC, its channel
     and the state file in the test's directory ``tmp`` (never the default path)."""
     path = tmp / name
@@ -286,7 +287,7 @@ def write_host_config(tmp: Path, target: RunningTarget, *, reconcile_interval: f
                    "default_policy": "deny", "channel": channel_of(tmp),
                    "quotas": {"rules": rules_quota, "flows": 64}}],
         "state": {"path": str(tmp / "state.db"), "reconcile_interval": reconcile_interval,
-                  "checkpoint_interval": 1.0},
+                  "checkpoint_interval": checkpoint_interval},
     }))
     return path
 

@@ -16,7 +16,11 @@ agent at a random moment of one of:
   holds no bulk flow, the 10,000 rules are applied first, unharmed);
 - ``reconcile``: a second controller (another role) has just deleted, changed
   and added ACL entries behind the agent's back; the kill lands before, during
-  or after the periodic reconciliation that repairs it.
+  or after the periodic reconciliation that repairs it;
+- ``checkpoint``: the agent checkpoints its connections every 50 ms (in every
+  round), so kills land in checkpoints too; these rounds kill it at a random
+  moment of nothing else. After every kill the checkpoint in the state file must
+  read back whole and hold the five connections.
 
 After each kill ``pyoffload up`` is started again and the round checks: the
 journal's generation is the last one the guest saw acknowledged, or the one
@@ -51,7 +55,9 @@ from guest_shim.errors import GuestShimError
 from guest_shim.rulefile import parse_file
 
 from guest_shim import offload_pb2 as pb
+from pyoffload.agent.checkpoint import decode_rows
 from pyoffload.agent.config import load_config
+from pyoffload.agent.journal import Journal
 from pyoffload.p4runtime import P4RuntimeClient, UpdateType
 from pyoffload.pipeline import names
 from pyoffload.rules import Verdict
@@ -80,7 +86,8 @@ from tests.agent.service import (
 pytestmark = [*NETNS]
 
 KILLS = 50
-MOMENTS = ("idle", "apply", "withdraw", "reconcile")
+MOMENTS = ("idle", "apply", "withdraw", "reconcile", "checkpoint")
+CHECKPOINT_INTERVAL = 0.05
 BIG, SMALL = 10_000, 500
 RECONCILE_INTERVAL = 0.3
 
@@ -159,7 +166,7 @@ def host(tmp_path: Path) -> Iterator[tuple[ExitStack, Host]]:
     with ExitStack() as stack:
         lab = open_lab(stack, tmp_path)
         config = write_host_config(tmp_path, lab.target, reconcile_interval=RECONCILE_INTERVAL,
-                                   rules_quota=20000)
+                                   rules_quota=20000, checkpoint_interval=CHECKPOINT_INTERVAL)
         up = start_up(stack, config)
         requests = {}
         for bulk in (0, SMALL, BIG):
@@ -185,6 +192,14 @@ def _drift(address: str, rng: random.Random) -> int:
                     for port in rng.sample(range(60000), 3)]
         rogue.write(updates)
     return len(updates)
+
+
+def _checkpointed(path: Path) -> int:
+    """Connections in the state file's checkpoint, every row decoded (a torn one fails)."""
+    with Journal.open(path) as journal:
+        rows, taken = journal.load_connections(VNIC)
+    assert taken is not None, "no checkpoint"
+    return len(decode_rows(rows, 0.0))
 
 
 def _primary(up: Up) -> bool:
@@ -215,6 +230,8 @@ def test_kill_9_at_random_moments_loses_nothing(host: tuple[ExitStack, Host]) ->
         note = ""
         if moment == "idle":
             delay = rng.uniform(0, 0.5)
+        elif moment == "checkpoint":
+            delay = rng.uniform(0, 4 * CHECKPOINT_INTERVAL)
         elif moment == "apply":
             asked = SMALL if h.current == BIG else BIG
             delay = rng.uniform(0, 1.2 * h.estimate[f"apply-{asked}"])
@@ -242,6 +259,8 @@ def test_kill_9_at_random_moments_loses_nothing(host: tuple[ExitStack, Host]) ->
             outcome = "nothing in flight"
             outcomes[moment] += 1
 
+        checkpointed = _checkpointed(load_config(h.up.config).state.path)
+        assert checkpointed >= 5, f"round {number}: the checkpoint holds {checkpointed}"
         # What the kill left: the journal's desired state against the target as it is.
         view = expected_from_journal(load_config(h.up.config))
         left = read_back(h.lab.target.grpc_address)
