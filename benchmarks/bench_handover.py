@@ -49,7 +49,8 @@ from benchmarks.bench_wire import rx_packets
 from pyoffload.agent import Agent
 from pyoffload.agent.admin import migrate, query, serve_admin
 from pyoffload.agent.config import parse_config
-from pyoffload.pipeline.artifacts import Artifacts, build_dir, load_constants
+from pyoffload.pipeline.artifacts import Artifacts, build_dir
+from pyoffload.pipeline.constants import ConnState
 from pyoffload.playground.topology import require_root, run_tag
 from pyoffload.rules import load_data
 from pyoffload.targets import RunningTarget, start_wired_target
@@ -291,7 +292,7 @@ def run(source: str, destination: str, connections: int, build: Path,
         exported = query("Export", {"vnic": "app"}, address=b.admin, timeout=600)
         rows = exported["connections"]
         info_at = exported["fields"].index("info")
-        established_state = load_constants()["CT_TCP_ESTABLISHED"]
+        established_state = ConnState.TCP_ESTABLISHED
         established = sum(1 for r in rows if r[info_at] & 0xF == established_state)
         lo_addr, lo_port = exported["fields"].index("lo_addr"), exported["fields"].index("lo_port")
         ids = sorted(frames.index[(r[lo_addr], r[lo_port])] for r in rows

@@ -17,6 +17,8 @@ import ipaddress
 from finsy import P4TableAction, P4TableEntry, P4TableMatch
 
 from pyoffload.pipeline import names
+from pyoffload.pipeline.constants import Policy
+from pyoffload.pipeline.entries import port_map_entries
 from pyoffload.rules import Verdict
 
 VNIC2 = 2
@@ -45,22 +47,11 @@ def _range(low: int, high: int) -> str:
     return f"{low}...{high}"
 
 
-def _vnic(vnic: int, ports: tuple[int, int], policy: int,
-          const: dict[str, int]) -> list[P4TableEntry]:
+def _vnic(vnic: int, ports: tuple[int, int], policy: int) -> list[P4TableEntry]:
     """Port map entries of a VNIC: guest side and uplink side, each the other's peer."""
     guest, uplink = ports
-    return [
-        P4TableEntry(
-            names.PORT_MAP,
-            match=P4TableMatch(port=port),
-            action=P4TableAction(names.SET_VNIC, vnic_id=vnic, direction=direction,
-                                 peer_port=peer, default_policy=policy, admit_new=1),
-        )
-        for port, direction, peer in (
-            (guest, const["DIR_FROM_GUEST"], uplink),
-            (uplink, const["DIR_TO_GUEST"], guest),
-        )
-    ]
+    return port_map_entries(vnic_id=vnic, guest_port=guest, uplink_port=uplink,
+                            policy=Policy(policy))
 
 
 def _flow(vnic: int, flow: int, direction: int, services: int, verdict: int
@@ -92,7 +83,7 @@ def _acl(vnic: int, flow: int, priority: int, proto: int, port: int | None,
 def vnic1_entities(const: dict[str, int]) -> list[P4TableEntry]:
     tracked = const["SVC_CONNTRACK"] | const["SVC_COUNT"]
     return [
-        *_vnic(1, SIDES[1], const["POLICY_DENY"], const),
+        *_vnic(1, SIDES[1], const["POLICY_DENY"]),
         *_flow(1, 1, const["DIR_FROM_GUEST"], tracked, const["VERDICT_DENY"]),
         *_flow(1, 2, const["DIR_TO_GUEST"], tracked, const["VERDICT_DENY"]),
         _acl(1, 1, 30, 6, 8080, Verdict.ALLOW_TRACK),
@@ -105,7 +96,7 @@ def vnic1_entities(const: dict[str, int]) -> list[P4TableEntry]:
 def vnic2_entities(const: dict[str, int]) -> list[P4TableEntry]:
     tracked = const["SVC_CONNTRACK"] | const["SVC_COUNT"]
     entries = [
-        *_vnic(VNIC2, SIDES[VNIC2], const["POLICY_ALLOW"], const),
+        *_vnic(VNIC2, SIDES[VNIC2], const["POLICY_ALLOW"]),
         *_flow(VNIC2, OUT_FLOW, const["DIR_FROM_GUEST"], tracked | const["SVC_NAT"],
                const["VERDICT_ALLOW_TRACK"]),
         *_flow(VNIC2, IN_FLOW, const["DIR_TO_GUEST"], tracked, const["VERDICT_DENY"]),
