@@ -6,6 +6,11 @@ changes; the P4Runtime server takes the same lock, re-entrantly, to hold it
 across a whole atomic batch or pipeline swap). The pipeline's outputs
 are sent after the lock is released so a slow port never stalls the others.
 
+Control-plane work that is long (a large Write) takes the lock in short slices
+and, between two slices, lets the frames that wait for the lock through
+(`packets_waiting`, `yield_to_packets`), so forwarding is never frozen for
+longer than a slice.
+
 The CPU port is internal, as in BMv2: a frame the pipeline sends to it is
 split into the `packet_in` header fields and payload and handed to the
 packet-in listener (the P4Runtime stream); a packet-out is prefixed with the
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -83,6 +89,7 @@ class Switch:
             raise SwitchError(f"CPU port must be a port number >= 0, not {cpu_port}")
         self.cpu_port = cpu_port
         self.lock = threading.RLock()
+        self._waiting: list[None] = []  # one item per frame waiting for `lock`
         self.stats = SwitchStats()
         self._ports: dict[int, Port] = {}
         self._threads: dict[int, threading.Thread] = {}
@@ -181,9 +188,26 @@ class Switch:
                 _log.exception("port %d: processing a frame failed", number)
 
     # data path -----------------------------------------------------------
+    def packets_waiting(self) -> bool:
+        """True while a frame waits for `lock`."""
+        return bool(self._waiting)
+
+    def yield_to_packets(self, limit_s: float = 0.002) -> None:
+        """Called without `lock` held: wait (at most `limit_s`) until the frames that
+        wait for the lock got it, so a long control-plane job cannot starve them."""
+        waiting = self._waiting
+        if not waiting:
+            return
+        deadline = time.perf_counter() + limit_s
+        while waiting and time.perf_counter() < deadline:
+            time.sleep(0.00005)
+
     def receive(self, ingress_port: int, frame: bytes) -> None:
         """Process one frame arriving on `ingress_port` and deliver its outputs."""
+        waiting = self._waiting
+        waiting.append(None)  # list append/pop are atomic: an exact count of waiters
         with self.lock:
+            waiting.pop()
             pipeline = self._pipeline
             if pipeline is None:
                 self.stats.no_pipeline_drops += 1

@@ -1,10 +1,15 @@
 """One P4Runtime device: its pipeline configuration and its entities.
 
 Owns the rules of SetForwardingPipelineConfig (VERIFY ... RECONCILE_AND_COMMIT),
-batch atomicity of Write, the lock discipline (every engine access holds the
-switch's lock, so packets only ever see the state before or after an update,
-and whole batches for DATAPLANE_ATOMIC), and the background work of digests
-and idle timeouts. It knows nothing about gRPC.
+batch atomicity of Write, the lock discipline, and the background work of
+digests and idle timeouts. It knows nothing about gRPC.
+
+Two locks: the control-plane lock (`_config_lock`) serialises pipeline
+pushes, Writes and Reads, so a Read never sees half a batch and a rolled-back
+batch is never seen at all by another controller; every engine access also
+holds the switch's (packet) lock, so packets only ever see the state before
+or after an update. A large Write takes the packet lock in short slices
+(whole batches only for DATAPLANE_ATOMIC), so forwarding goes on meanwhile.
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ Loader = Callable[[str, Callable[[], int]], PipelineLike]
 SPFC = p4r.SetForwardingPipelineConfigRequest
 GFPC = p4r.GetForwardingPipelineConfigRequest
 Broadcast = Callable[[p4r.StreamMessageResponse], None]
+SLICE_S = 0.002
+"""Longest time a Write holds the packet lock at once (CONTINUE/ROLLBACK batches)."""
 
 
 @dataclass(slots=True)
@@ -128,8 +135,7 @@ class Device:
                 now = self._clock()
                 if now >= next_scan:
                     next_scan = now + self._idle_scan_ns
-                    with self.switch.lock:
-                        expired = config.store.tables.expired(now)
+                    expired = config.store.tables.expired(now, self.switch.lock)
                     if expired:
                         msg = p4r.StreamMessageResponse()
                         msg.idle_timeout_notification.table_entry.extend(expired)
@@ -282,53 +288,92 @@ class Device:
     # writes and reads ----------------------------------------------------------------
     def write(self, updates: Sequence[p4r.Update], atomicity: int
               ) -> list[StatusError | None]:
-        """Apply a batch; one error (or None) per update, in order."""
-        store = self.store
-        if store is None:
-            raise failed_precondition("no forwarding pipeline config has been set")
-        results: list[StatusError | None] = [None] * len(updates)
+        """Apply a batch; one error (or None) per update, in order.
+
+        Batches are serialised by the control-plane lock. CONTINUE_ON_ERROR and
+        ROLLBACK_ON_ERROR batches take the switch's (packet) lock in slices of
+        at most `SLICE_S` and let waiting frames through between two slices, so
+        forwarding goes on during a large batch (each update is still atomic for
+        the data plane; ROLLBACK_ON_ERROR is still all or nothing for the
+        control plane: no other Write or Read runs until it is done or undone).
+        DATAPLANE_ATOMIC batches hold the packet lock for the whole batch.
+        """
         atomic = atomicity in (p4r.WriteRequest.ROLLBACK_ON_ERROR,
                                p4r.WriteRequest.DATAPLANE_ATOMIC)
         if not atomic and atomicity != p4r.WriteRequest.CONTINUE_ON_ERROR:
             raise invalid(f"unknown atomicity {atomicity}")
+        with self._config_lock:
+            store = self.store
+            if store is None:
+                raise failed_precondition("no forwarding pipeline config has been set")
+            if atomicity == p4r.WriteRequest.DATAPLANE_ATOMIC:
+                with self.switch.lock:
+                    return self._write_batch(store, updates, atomic=True, sliced=False)
+            return self._write_batch(store, updates, atomic=atomic, sliced=True)
+
+    def _write_batch(self, store: EntityStore, updates: Sequence[p4r.Update], *,
+                     atomic: bool, sliced: bool) -> list[StatusError | None]:
+        results: list[StatusError | None] = [None] * len(updates)
+        undo: list[Callable[[], None]] | None = [] if atomic else None
         apply = store.apply
-        with self.switch.lock:
-            if not atomic:
-                for i, update in enumerate(updates):
+        lock = self.switch.lock
+        count = len(updates)
+        failed: tuple[int, StatusError] | None = None
+        i = 0
+        while i < count and failed is None:
+            with lock:
+                until = time.perf_counter() + SLICE_S
+                while i < count:
                     try:
-                        apply(update, None)
+                        apply(updates[i], undo)
                     except StatusError as exc:
-                        results[i] = exc
-                return results
-            undo: list[Callable[[], None]] = []
-            for i, update in enumerate(updates):
-                try:
-                    apply(update, undo)
-                except StatusError as exc:
-                    self._rollback(undo)
-                    aborted = StatusError(rpc_code.ABORTED,
-                                             f"not applied: update {i} of the batch failed")
-                    results = [aborted] * len(updates)
-                    results[i] = exc
-                    return results
+                        # a fresh error: no traceback keeping the batch's frames alive
+                        error = StatusError(exc.code, exc.message)
+                        if undo is not None:
+                            failed = (i, error)
+                            break
+                        results[i] = error
+                    i += 1
+                    if sliced and not i & 15 and time.perf_counter() > until:
+                        break
+            if sliced:
+                self.switch.yield_to_packets()
+        if failed is None:
+            return results
+        assert undo is not None
+        self._rollback(undo, sliced)  # DATAPLANE_ATOMIC: the caller holds the lock throughout
+        index, error = failed
+        aborted = StatusError(rpc_code.ABORTED, f"not applied: update {index} of the batch failed")
+        results = [aborted] * count
+        results[index] = error
         return results
 
-    @staticmethod
-    def _rollback(undo: list[Callable[[], None]]) -> None:
-        for step in reversed(undo):
-            try:
-                step()
-            except Exception:
-                _log.exception("rolling back a batch failed; state may differ from before")
+    def _rollback(self, undo: list[Callable[[], None]], sliced: bool) -> None:
+        """Undo applied updates in reverse order (in slices when `sliced`)."""
+        lock = self.switch.lock
+        while undo:
+            with lock:
+                until = time.perf_counter() + SLICE_S
+                while undo:
+                    step = undo.pop()
+                    try:
+                        step()
+                    except Exception:
+                        _log.exception("rolling back a batch failed; state may differ from "
+                                       "before")
+                    if sliced and not len(undo) & 15 and time.perf_counter() > until:
+                        break
+            if sliced:
+                self.switch.yield_to_packets()
 
     def read(self, entities: Sequence[p4r.Entity]) -> tuple[list[p4r.Entity],
                                                           list[StatusError | None]]:
-        store = self.store
-        if store is None:
-            raise failed_precondition("no forwarding pipeline config has been set")
         found: list[p4r.Entity] = []
         errors: list[StatusError | None] = [None] * len(entities)
-        with self.switch.lock:
+        with self._config_lock, self.switch.lock:  # never half a batch
+            store = self.store
+            if store is None:
+                raise failed_precondition("no forwarding pipeline config has been set")
             for i, entity in enumerate(entities):
                 try:
                     found.extend(store.read(entity))

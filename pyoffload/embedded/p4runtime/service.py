@@ -31,10 +31,9 @@ from .arbitration import Arbiter, Controller, election_id_of
 from .codec import encode_uint
 from .device import Device
 from .errors import (
-    OK_ERROR,
     STATUS_DETAILS_KEY,
     StatusError,
-    batch_status,
+    batch_status_bytes,
     grpc_code,
     not_found,
     permission_denied,
@@ -112,24 +111,26 @@ def _who(peer: str, identity: tuple[bytes, ...] | None) -> str:
     return f"{peer} as {','.join(n.decode(errors='replace') for n in identity)}"
 
 
-def _batch_abort_args(what: str, errors: Sequence[StatusError | None]
-                      ) -> tuple[str, bytes]:
+def _batch_failure(what: str, errors: Sequence[StatusError | None]) -> tuple[str, bytes]:
     """(message, serialized google.rpc.Status) of a batch with failed elements."""
     failed = sum(1 for e in errors if e is not None)
-    message = f"{what}: {failed} of {len(errors)} failed"
     first = next(e for e in errors if e is not None)
-    message += f"; first: {first}"
-    status = batch_status(message, [e.to_p4_error() if e else OK_ERROR for e in errors])
-    return message, status.SerializeToString()
+    message = f"{what}: {failed} of {len(errors)} failed; first: {first}"
+    return message, batch_status_bytes(message, errors)
 
 
-async def _abort_batch(context: Context, message: str, details: bytes) -> None:
-    context.set_trailing_metadata(((STATUS_DETAILS_KEY, details),))
-    await context.abort(grpc.StatusCode.UNKNOWN, message)
+def _fail(context: Context, code: int | grpc.StatusCode, message: str,
+          details: bytes | None = None) -> None:
+    """End the call with an error status once the handler returns.
 
-
-async def _abort(context: Context, exc: StatusError) -> None:
-    await context.abort(grpc_code(exc.code), exc.message)
+    Not `context.abort()`: its exception, held by grpc in a reference cycle,
+    keeps the handler's frame alive (the request, the status details: tens of
+    MB for a large batch) until a full garbage collection.
+    """
+    if details is not None:
+        context.set_trailing_metadata(((STATUS_DETAILS_KEY, details),))
+    context.set_code(code if isinstance(code, grpc.StatusCode) else grpc_code(code))
+    context.set_details(message)
 
 
 class P4RuntimeService(p4r_grpc.P4RuntimeServicer):
@@ -176,22 +177,21 @@ class P4RuntimeService(p4r_grpc.P4RuntimeServicer):
                 f"a {what} only from the primary client of an open stream")
 
     # unary RPCs ------------------------------------------------------------------
-    async def Write(self, request: p4r.WriteRequest, context: Context
-                    ) -> p4r.WriteResponse:
+    async def Write(self, request: p4r.WriteRequest, context: Context) -> p4r.WriteResponse:
         try:
             self._check_primary(request, context, "Write")
             failed = await self._run(self._write, request)
         except StatusError as exc:
-            await _abort(context, exc)
-            raise  # unreachable: abort raises
+            _fail(context, exc.code, exc.message)
+            return p4r.WriteResponse()
         if failed is not None:
-            await _abort_batch(context, *failed)
+            _fail(context, grpc.StatusCode.UNKNOWN, *failed)
         return p4r.WriteResponse()
 
     def _write(self, request: p4r.WriteRequest) -> tuple[str, bytes] | None:
         errors = self._device.write(request.updates, request.atomicity)
         if any(e is not None for e in errors):
-            return _batch_abort_args("write", errors)
+            return _batch_failure("write", errors)
         return None
 
     async def Read(self, request: p4r.ReadRequest, context: Context
@@ -200,12 +200,12 @@ class P4RuntimeService(p4r_grpc.P4RuntimeServicer):
             self._check_device(request.device_id)
             responses, failed = await self._run(self._read, request)
         except StatusError as exc:
-            await _abort(context, exc)
+            _fail(context, exc.code, exc.message)
             return
         for response in responses:
             yield response
         if failed is not None:
-            await _abort_batch(context, *failed)
+            _fail(context, grpc.StatusCode.UNKNOWN, *failed)
 
     def _read(self, request: p4r.ReadRequest
               ) -> tuple[list[p4r.ReadResponse], tuple[str, bytes] | None]:
@@ -213,7 +213,7 @@ class P4RuntimeService(p4r_grpc.P4RuntimeServicer):
         responses = [p4r.ReadResponse(entities=entities[start:start + READ_CHUNK])
                      for start in range(0, len(entities), READ_CHUNK)]
         if any(e is not None for e in errors):
-            return responses, _batch_abort_args("read", errors)
+            return responses, _batch_failure("read", errors)
         return responses, None
 
     async def SetForwardingPipelineConfig(
@@ -224,7 +224,7 @@ class P4RuntimeService(p4r_grpc.P4RuntimeServicer):
             await self._run(self._device.set_pipeline, request)
         except StatusError as exc:
             _log.warning("SetForwardingPipelineConfig refused: %s", exc)
-            await _abort(context, exc)
+            _fail(context, exc.code, exc.message)
         return p4r.SetForwardingPipelineConfigResponse()
 
     async def GetForwardingPipelineConfig(
@@ -234,8 +234,8 @@ class P4RuntimeService(p4r_grpc.P4RuntimeServicer):
             self._check_device(request.device_id)
             return await self._run(self._device.get_pipeline, request.response_type)
         except StatusError as exc:
-            await _abort(context, exc)
-            raise
+            _fail(context, exc.code, exc.message)
+            return p4r.GetForwardingPipelineConfigResponse()
 
     async def Capabilities(
         self, request: p4r.CapabilitiesRequest, context: Context
@@ -244,7 +244,8 @@ class P4RuntimeService(p4r_grpc.P4RuntimeServicer):
             try:
                 self._check_device(request.device_id)
             except StatusError as exc:
-                await _abort(context, exc)
+                _fail(context, exc.code, exc.message)
+                return p4r.CapabilitiesResponse()
         return p4r.CapabilitiesResponse(p4runtime_api_version=P4RUNTIME_API_VERSION)
 
     # stream ---------------------------------------------------------------------------
@@ -257,7 +258,7 @@ class P4RuntimeService(p4r_grpc.P4RuntimeServicer):
         if refused is not None:
             _log.warning("StreamChannel from %s refused: %s", _who(peer, identity),
                          refused.message)
-            await _abort(context, refused)
+            _fail(context, refused.code, refused.message)
             return
         loop = asyncio.get_running_loop()
         outbox: asyncio.Queue[p4r.StreamMessageResponse | StatusError | None] = asyncio.Queue()
@@ -279,7 +280,7 @@ class P4RuntimeService(p4r_grpc.P4RuntimeServicer):
                 if item is None:
                     return
                 if isinstance(item, StatusError):
-                    await _abort(context, item)
+                    _fail(context, item.code, item.message)
                     return
                 yield item
         finally:

@@ -15,6 +15,7 @@ runtime) is given the same number, see `engine_priority`.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +42,10 @@ _WILDCARD = Wildcard()
 
 Key = tuple[Any, ...]
 """Decoded match values in key order (None for don't care), then the priority."""
+
+
+EXPIRY_CHUNK = 1000
+"""Entries with a TTL checked per hold of the packet lock."""
 
 
 def engine_priority(priority: int) -> int:
@@ -627,20 +632,37 @@ class TableStore:
         return entity
 
     # idle timeout -----------------------------------------------------------------
-    def expired(self, now: int) -> list[p4r.TableEntry]:
-        """Entries idle for at least their TTL; their idle period restarts now."""
+    def expired(self, now: int, lock: AbstractContextManager[object] | None = None
+                ) -> list[p4r.TableEntry]:
+        """Entries idle for at least their TTL; their idle period restarts now.
+
+        `lock` is the switch's packet lock: taken only for a copy of each table's
+        entries and then for each chunk of `EXPIRY_CHUNK` entries that have a
+        TTL, so a large table never stalls forwarding for the whole scan.
+        """
         out: list[p4r.TableEntry] = []
+        if lock is None:
+            lock = nullcontext()
         for info in self._index.tables.values():
             if not info.supports_idle_timeout:
                 continue
-            table = self.engine_table(info)
-            for key, entry in self.entries[info.id].items():
-                ttl = entry.idle_timeout_ns
-                if ttl and now - self.last_active(table, entry) >= ttl:
-                    te = p4r.TableEntry()
-                    self.fill(info, key, entry, te)
-                    out.append(te)
-                    entry.idle_since_ns = now
+            with lock:
+                items = list(self.entries[info.id].items())
+            timed = [item for item in items if item[1].idle_timeout_ns]
+            del items
+            for start in range(0, len(timed), EXPIRY_CHUNK):
+                with lock:
+                    table = self.engine_table(info)
+                    current = self.entries[info.id]
+                    for key, entry in timed[start:start + EXPIRY_CHUNK]:
+                        ttl = entry.idle_timeout_ns
+                        if current.get(key) is not entry or not ttl:
+                            continue  # deleted or changed since the copy
+                        if now - self.last_active(table, entry) >= ttl:
+                            te = p4r.TableEntry()
+                            self.fill(info, key, entry, te)
+                            out.append(te)
+                            entry.idle_since_ns = now
         return out
 
     # direct resources through DirectCounterEntry / DirectMeterEntry -----------------
