@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
-from finsy.proto import p4r, p4r_grpc
+from finsy.proto import p4r
 
 from pyoffload.errors import PyoffloadError
 
@@ -40,7 +40,7 @@ from ..switch import Switch
 from .arbitration import Arbiter
 from .device import Device, Loader, default_loader, default_meter_factory
 from .meters import MeterFactory
-from .service import DEFAULT_STREAM_LIMITS, P4RuntimeService, StreamLimits
+from .service import DEFAULT_STREAM_LIMITS, P4RuntimeService, StreamLimits, add_to_server
 
 _log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -220,7 +220,7 @@ class P4RuntimeServer:
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.so_reuseport", 0),
         ])
-        p4r_grpc.add_P4RuntimeServicer_to_server(self.service, server)
+        add_to_server(self.service, server)
         path = self.socket_path
         if path is not None:
             try:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import grpc
-from finsy.proto import p4r, p4r_grpc, rpc_code
+from finsy.proto import p4r, rpc_code
 
 from .arbitration import Arbiter, Controller, election_id_of
 from .codec import encode_uint
@@ -39,10 +39,12 @@ from .errors import (
     permission_denied,
     resource_exhausted,
 )
+from .wire import split_write_request
 
 _log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
+SERVICE = "p4.v1.P4Runtime"
 P4RUNTIME_API_VERSION = "1.5.0"
 READ_CHUNK = 1000
 """Entities per ReadResponse message: bounded messages for large tables."""
@@ -133,7 +135,34 @@ def _fail(context: Context, code: int | grpc.StatusCode, message: str,
     context.set_details(message)
 
 
-class P4RuntimeService(p4r_grpc.P4RuntimeServicer):
+def add_to_server(service: P4RuntimeService, server: grpc.aio.Server) -> None:
+    """Register the P4Runtime methods, Write taking its request as bytes."""
+    handlers = {
+        "Write": grpc.unary_unary_rpc_method_handler(
+            service.Write, request_deserializer=None,
+            response_serializer=p4r.WriteResponse.SerializeToString),
+        "Read": grpc.unary_stream_rpc_method_handler(
+            service.Read, request_deserializer=p4r.ReadRequest.FromString,
+            response_serializer=p4r.ReadResponse.SerializeToString),
+        "SetForwardingPipelineConfig": grpc.unary_unary_rpc_method_handler(
+            service.SetForwardingPipelineConfig,
+            request_deserializer=p4r.SetForwardingPipelineConfigRequest.FromString,
+            response_serializer=p4r.SetForwardingPipelineConfigResponse.SerializeToString),
+        "GetForwardingPipelineConfig": grpc.unary_unary_rpc_method_handler(
+            service.GetForwardingPipelineConfig,
+            request_deserializer=p4r.GetForwardingPipelineConfigRequest.FromString,
+            response_serializer=p4r.GetForwardingPipelineConfigResponse.SerializeToString),
+        "StreamChannel": grpc.stream_stream_rpc_method_handler(
+            service.StreamChannel, request_deserializer=p4r.StreamMessageRequest.FromString,
+            response_serializer=p4r.StreamMessageResponse.SerializeToString),
+        "Capabilities": grpc.unary_unary_rpc_method_handler(
+            service.Capabilities, request_deserializer=p4r.CapabilitiesRequest.FromString,
+            response_serializer=p4r.CapabilitiesResponse.SerializeToString),
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+
+
+class P4RuntimeService:
     """P4Runtime RPCs for one device, on grpc's asyncio server."""
 
     def __init__(self, device: Device, arbiter: Arbiter, *, unary_pool: Executor,
@@ -177,10 +206,13 @@ class P4RuntimeService(p4r_grpc.P4RuntimeServicer):
                 f"a {what} only from the primary client of an open stream")
 
     # unary RPCs ------------------------------------------------------------------
-    async def Write(self, request: p4r.WriteRequest, context: Context) -> p4r.WriteResponse:
+    async def Write(self, request: bytes, context: Context) -> p4r.WriteResponse:
+        """Write, with the request as bytes (see `wire.py` and `add_to_server`)."""
         try:
-            self._check_primary(request, context, "Write")
-            failed = await self._run(self._write, request)
+            header, updates = split_write_request(request)
+            del request
+            self._check_primary(header, context, "Write")
+            failed = await self._run(self._write, header, updates)
         except StatusError as exc:
             _fail(context, exc.code, exc.message)
             return p4r.WriteResponse()
@@ -188,8 +220,9 @@ class P4RuntimeService(p4r_grpc.P4RuntimeServicer):
             _fail(context, grpc.StatusCode.UNKNOWN, *failed)
         return p4r.WriteResponse()
 
-    def _write(self, request: p4r.WriteRequest) -> tuple[str, bytes] | None:
-        errors = self._device.write(request.updates, request.atomicity)
+    def _write(self, header: p4r.WriteRequest, updates: Sequence[p4r.Update]
+               ) -> tuple[str, bytes] | None:
+        errors = self._device.write(updates, header.atomicity)
         if any(e is not None for e in errors):
             return _batch_failure("write", errors)
         return None
