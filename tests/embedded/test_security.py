@@ -325,3 +325,23 @@ def test_target_process_defaults_to_a_root_only_socket(public_dir: Path) -> None
         _, err = process.communicate(timeout=30)
     assert process.returncode == 0, err
     assert "WARNING" not in err
+
+
+def test_a_second_server_does_not_take_over_a_live_socket(public_dir: Path) -> None:
+    path = public_dir / "p4rt.sock"
+    switch = Switch()
+    first = P4RuntimeServer(switch, address=f"unix:{path}")
+    first.start()
+    try:
+        inode = path.stat().st_ino
+        with pytest.raises(ServerError, match="another server listens there"):
+            P4RuntimeServer(Switch(), address=f"unix:{path}")
+        assert path.stat().st_ino == inode
+    finally:
+        first.stop(grace=0)
+        switch.stop()
+    stale = socket.socket(socket.AF_UNIX)  # the socket file of a dead server: replaced
+    stale.bind(str(path))
+    stale.close()
+    second = P4RuntimeServer(Switch(), address=f"unix:{path}")
+    second.stop(grace=0)

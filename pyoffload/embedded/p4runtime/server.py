@@ -23,6 +23,7 @@ import asyncio
 import ipaddress
 import logging
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -105,6 +106,16 @@ def unix_path(address: str) -> Path | None:
     if address.startswith("unix:"):
         return Path(address[len("unix:"):])
     return None
+
+
+def _listening(path: Path) -> bool:
+    """True when a server accepts connections on the Unix socket `path` (not a stale file)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+        return True
 
 
 def _is_loopback(host: str) -> bool:
@@ -229,6 +240,8 @@ class P4RuntimeServer:
                 raise ServerError(f"cannot create {path.parent}: {exc.strerror}") from None
             if path.exists() and not path.is_socket():
                 raise ServerError(f"{path} exists and is not a socket")
+            if path.is_socket() and _listening(path):  # grpc would silently replace it
+                raise ServerError(f"cannot listen on {address}: another server listens there")
         old_umask = os.umask(0o177) if path is not None else None
         try:
             if tls is None:
