@@ -9,6 +9,7 @@ import statistics
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, cast
 
 import grpc
@@ -163,9 +164,13 @@ class IdleStreams:
             self.thread.join(timeout=10)
 
 
-@pytest.fixture
-def limited(srv_program: tuple[p4i.P4Info, bytes]) -> Iterator[Target]:
-    with running_target(*srv_program, stream_limits=StreamLimits(per_peer=100)) as target:
+@pytest.fixture(params=["tcp", "unix"])
+def limited(request: pytest.FixtureRequest, srv_program: tuple[p4i.P4Info, bytes],
+            tmp_path: Path) -> Iterator[Target]:
+    """A target on loopback TCP or a Unix socket, 100 streams per peer (connection)."""
+    address = "127.0.0.1:0" if request.param == "tcp" else f"unix:{tmp_path / 'p4rt.sock'}"
+    with running_target(*srv_program, address=address,
+                        stream_limits=StreamLimits(per_peer=100)) as target:
         yield target
 
 

@@ -345,3 +345,23 @@ def test_a_second_server_does_not_take_over_a_live_socket(public_dir: Path) -> N
     stale.close()
     second = P4RuntimeServer(Switch(), address=f"unix:{path}")
     second.stop(grace=0)
+
+
+def test_unix_socket_connections_are_told_apart(public_dir: Path,
+                                               srv_program: tuple[p4i.P4Info, bytes]) -> None:
+    """Through the relay each connection is a peer of its own: a second local client
+    cannot write with the primary's election id."""
+    address = f"unix:{public_dir / 'p4rt.sock'}"
+    with running_target(*srv_program, address=address) as t:
+        other = Client(address, None, own_connection=True)
+        try:
+            other.election_id = 1  # the primary's
+            with pytest.raises(grpc.RpcError) as info:
+                other.write(insert(_l2(t.names, 0x0A0000000003)))
+            call = cast(grpc.Call, info.value)
+            assert call.code() == grpc.StatusCode.PERMISSION_DENIED
+            assert f"-uid{os.geteuid()}-pid{os.getpid()}" in (call.details() or "")
+        finally:
+            other.close()
+        t.client.write(insert(_l2(t.names, 0x0A0000000002)))
+        assert len(t.client.read(p4r.Entity(table_entry=p4r.TableEntry()))) == 1

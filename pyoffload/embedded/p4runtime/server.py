@@ -5,7 +5,8 @@ Who may reach it is decided by the address (see `listen_policy`):
 - ``unix:PATH``: a Unix socket whose owner, group and mode are set right after
   it is bound (default: the server's user, mode 0600, so only root when the
   target runs as root). The socket is created under a umask that keeps every
-  other user out in the meantime.
+  other user out in the meantime. Each connection is relayed to grpc so that
+  grpc sees it as a peer of its own (`unixfront.py`).
 - ``HOST:PORT`` with TLS and client certificates (`TlsConfig`, client_auth):
   only clients with a certificate signed by the given CA get in.
 - ``HOST:PORT`` in plain text (or TLS without client certificates): nobody is
@@ -22,8 +23,9 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-import os
+import shutil
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -42,6 +44,7 @@ from .arbitration import Arbiter
 from .device import Device, Loader, default_loader, default_meter_factory
 from .meters import MeterFactory
 from .service import DEFAULT_STREAM_LIMITS, P4RuntimeService, StreamLimits, add_to_server
+from .unixfront import UnixFront
 
 _log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -209,6 +212,8 @@ class P4RuntimeServer:
         self._started = False
         self._stopped = False
         self.socket_path = unix_path(address)
+        self._front: UnixFront | None = None
+        self._private: Path | None = None
         try:
             self._server, self.port = self._call(self._listen(address, tls, socket_access))
         except BaseException:
@@ -240,9 +245,26 @@ class P4RuntimeServer:
                 raise ServerError(f"cannot create {path.parent}: {exc.strerror}") from None
             if path.exists() and not path.is_socket():
                 raise ServerError(f"{path} exists and is not a socket")
-            if path.is_socket() and _listening(path):  # grpc would silently replace it
+            if path.is_socket() and _listening(path):  # it would be silently replaced
                 raise ServerError(f"cannot listen on {address}: another server listens there")
-        old_umask = os.umask(0o177) if path is not None else None
+            # grpc listens in a directory only this user may enter; clients come in
+            # through the public socket and its relay (see unixfront.py)
+            try:
+                self._private = Path(tempfile.mkdtemp(prefix=".p4rt-", dir=path.parent))
+            except OSError as exc:
+                raise ServerError(f"cannot create a directory in {path.parent}: "
+                                  f"{exc.strerror}") from None
+            internal = self._private / "grpc.sock"
+            port = server.add_insecure_port(f"unix:{internal}")
+            if port == 0:
+                raise ServerError(f"cannot listen on {internal}")
+            front = UnixFront(path, internal)
+            try:
+                front.bind(access.mode, access.uid, access.gid)
+            except OSError as exc:
+                raise ServerError(f"cannot listen on {address}: {exc.strerror}") from None
+            self._front = front
+            return server, 0
         try:
             if tls is None:
                 port = server.add_insecure_port(address)
@@ -253,39 +275,41 @@ class P4RuntimeServer:
                 port = server.add_secure_port(address, credentials)
         except RuntimeError as exc:
             raise ServerError(f"cannot listen on {address}: {exc}") from None
-        finally:
-            if old_umask is not None:
-                os.umask(old_umask)
         if port == 0:
             raise ServerError(f"cannot listen on {address} (address in use or invalid)")
-        if path is not None:
-            try:
-                os.chown(path, -1 if access.uid is None else access.uid,
-                         -1 if access.gid is None else access.gid)
-                os.chmod(path, access.mode)
-            except OSError as exc:
-                raise ServerError(f"cannot set owner/mode of {path}: {exc.strerror}") from None
         return server, port
 
     def _broadcast(self, message: p4r.StreamMessageResponse) -> None:
         self.service.broadcast(message)
 
     def start(self) -> None:
-        self._call(self._server.start())
+        self._call(self._start())
         self._started = True
         self.device.start()
+
+    async def _start(self) -> None:
+        await self._server.start()
+        if self._front is not None:
+            self._front.start()
+
+    async def _stop(self, grace: float | None) -> None:
+        if self._front is not None:
+            await self._front.close()
+        await self._server.stop(grace)
 
     def stop(self, grace: float | None = 1.0) -> None:
         """Stop serving: open streams are cancelled, then background work ends."""
         if self._stopped:
             return
         self._stopped = True
-        self._call(self._server.stop(grace))
+        self._call(self._stop(grace))
         self._close_loop()
         self.device.stop()
         self.service.close()
 
     def _close_loop(self) -> None:
+        if self._private is not None:
+            shutil.rmtree(self._private, ignore_errors=True)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._loop_thread.join(timeout=10)
         self._loop.close()

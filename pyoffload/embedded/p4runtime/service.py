@@ -58,8 +58,8 @@ class StreamLimits:
     """How many StreamChannels may be open at once."""
 
     per_peer: int = 100
-    """Per peer: one authenticated identity (TLS), else one connection; all Unix-socket
-    clients are one peer, since grpc tells them apart by nothing."""
+    """Per peer: one authenticated identity (TLS), else one connection (Unix-socket
+    connections are told apart by the relay of unixfront.py)."""
     total: int = 10_000
     """On the whole server."""
 
