@@ -340,11 +340,16 @@ def test_a_second_server_does_not_take_over_a_live_socket(public_dir: Path) -> N
     finally:
         first.stop(grace=0)
         switch.stop()
+    dead = public_dir / ".p4rt-dead"  # what a server killed with SIGKILL leaves
+    dead.mkdir(mode=0o700)
+    (dead / "grpc.sock").touch()
     stale = socket.socket(socket.AF_UNIX)  # the socket file of a dead server: replaced
     stale.bind(str(path))
     stale.close()
     second = P4RuntimeServer(Switch(), address=f"unix:{path}")
+    assert not dead.exists()
     second.stop(grace=0)
+    assert sorted(public_dir.iterdir()) == []  # nothing left behind
 
 
 def test_unix_socket_connections_are_told_apart(public_dir: Path,

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import os
 import shutil
 import socket
 import tempfile
@@ -119,6 +120,19 @@ def _listening(path: Path) -> bool:
         except OSError:
             return False
         return True
+
+
+def _remove_stale_private_dirs(directory: Path) -> None:
+    """Remove the `.p4rt-*` directories of servers that died without cleaning up."""
+    for private in directory.glob(".p4rt-*"):
+        try:
+            if private.stat().st_uid != os.geteuid():
+                continue
+            inner = private / "grpc.sock"
+            if not (inner.is_socket() and _listening(inner)):
+                shutil.rmtree(private, ignore_errors=True)
+        except OSError:
+            continue
 
 
 def _is_loopback(host: str) -> bool:
@@ -249,6 +263,7 @@ class P4RuntimeServer:
                 raise ServerError(f"cannot listen on {address}: another server listens there")
             # grpc listens in a directory only this user may enter; clients come in
             # through the public socket and its relay (see unixfront.py)
+            _remove_stale_private_dirs(path.parent)
             try:
                 self._private = Path(tempfile.mkdtemp(prefix=".p4rt-", dir=path.parent))
             except OSError as exc:
