@@ -63,12 +63,13 @@ class ConnectionKeeper:
         return lambda: base + (time.monotonic_ns() - start) // 1000
 
     def import_session(self, client: P4RuntimeClient, vnic_id: int,
-                       compiled: CompiledRequest) -> ImportSession:
-        """An all-or-nothing import of connections into ``vnic_id``'s rules in force."""
+                       compiled: CompiledRequest, *, fresh: bool = False) -> ImportSession:
+        """An all-or-nothing import of connections into ``vnic_id``'s rules in force
+        (``fresh``: into a target whose registers were just wiped)."""
         return ImportSession(
             self.registers(client), client, self.schema, self.slow_path, vnic_id=vnic_id,
             slots=self.slow_path.slots.first, flow_ids=dict(compiled.flow_ids),
-            profiles=dict(compiled.profiles))
+            profiles=dict(compiled.profiles), fresh=fresh)
 
     def checkpointed(self, vnic: str) -> list[ExportedConnection]:
         """The VNIC's connections in the state file, with the time they have left now."""
@@ -92,7 +93,7 @@ class ConnectionKeeper:
             connections = self.checkpointed(name)
             if not connections or compiled is None:
                 continue
-            session = self.import_session(client, vnic_id, compiled)
+            session = self.import_session(client, vnic_id, compiled, fresh=True)
             try:
                 session.add(connections, self.running_clock(client)())
             except BaseException:

@@ -33,7 +33,7 @@ from finsy.p4entity import P4Entity
 from guest_shim import offload_pb2 as pb
 from pyoffload.agent.checkpoint import Checkpointer
 from pyoffload.agent.config import HostConfig, VnicConfig
-from pyoffload.agent.connections import Connection
+from pyoffload.agent.connections import Connection, Learned
 from pyoffload.agent.connstate import ConnectionKeeper
 from pyoffload.agent.errors import AgentError
 from pyoffload.agent.events import EventHub
@@ -162,7 +162,9 @@ class Agent:
             reconcile_interval=config.state.reconcile_interval, backoff=backoff,
             reconnect=reconnect, tls=config.target.tls)
         self.checkpoints = None if journal is None else Checkpointer(
-            journal, config.state.checkpoint_interval, self.vnic_names, self.export_state)
+            journal, config.state.checkpoint_interval, self.vnic_names, self.learned,
+            lambda vnic, learned: [c for chunk in self.export_chunks(vnic, learned=learned)
+                                   for c in chunk])
 
     # -- life cycle -------------------------------------------------------
 
@@ -493,18 +495,25 @@ class Agent:
         """The VNIC's live connections, independent of this target (see handover)."""
         return [c for chunk in self.export_chunks(vnic) for c in chunk]
 
-    def export_chunks(self, vnic: str, size: int = HANDOVER_CHUNK
+    def learned(self, vnic: str) -> list[Learned]:
+        """The VNIC's connections the pipeline reported (live or not: exports tell)."""
+        vnic_id = self.state(vnic).config.id
+        return [c for c in self.slow_path.connections.known() if c.vnic_id == vnic_id]
+
+    def export_chunks(self, vnic: str, size: int = HANDOVER_CHUNK,
+                      learned: Sequence[Learned] | None = None
                       ) -> Iterator[list[ExportedConnection]]:
         """``export_state`` in chunks of up to ``size`` learned connections, read as they go,
-        so that a destination can import the first while the next are read here."""
+        so that a destination can import the first while the next are read here
+        (``learned``: only these of the VNIC's connections)."""
         with self._lock:
             state = self.state(vnic)
             client, _installer = self.session.live()
             compiled = state.compiled
         if compiled is None:
             return
-        learned = [c for c in self.slow_path.connections.known()
-                   if c.vnic_id == state.config.id]
+        learned = [c for c in (self.slow_path.connections.known() if learned is None
+                               else learned) if c.vnic_id == state.config.id]
         names = {number: name for name, number in compiled.flow_ids.items()}
         registers = self.conns.registers(client)
         try:

@@ -272,7 +272,11 @@ class ImportSession:
 
     def __init__(self, registers: RegisterAccess, client: P4RuntimeClient, schema: P4Schema,
                  overflow: OverflowSlots, *, vnic_id: int, slots: int,
-                 flow_ids: dict[str, int], profiles: dict[str, int]) -> None:
+                 flow_ids: dict[str, int], profiles: dict[str, int],
+                 fresh: bool = False) -> None:
+        """``fresh``: the target's conntrack registers are known to be empty (it just got
+        the pipeline), so no slot is read to see whether it is held."""
+        self.fresh = fresh
         self.registers, self.client = registers, client
         self.encoder = EntityEncoder(schema)
         self.overflow_slots, self.vnic_id, self.slots = overflow, vnic_id, slots
@@ -349,7 +353,7 @@ class ImportSession:
         One read of ``ct_info`` for every slot (most are free); expiry and
         signature only for the ones in use.
         """
-        ordered = sorted(indices - self.claimed)
+        ordered = [] if self.fresh else sorted(indices - self.claimed)
         used = [i for i, (info,) in zip(ordered, _rows(self.registers, (INFO,), ordered),
                                         strict=True) if CtInfo.state_of(info)]
         busy = {i: signature for i, (expires, signature)
