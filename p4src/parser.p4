@@ -1,7 +1,8 @@
 /* Parser: packet_out from the CPU port, Ethernet, 802.1Q, IPv4 (with
  * options), IPv6, TCP, UDP, ICMP, ICMPv6. Anything else is left as payload and
  * passes through untouched (ARP, LLDP, ...). Non-first IPv4 fragments carry no
- * L4 header, so L4 is not parsed for them. */
+ * L4 header, so L4 is not parsed for them. The ingress port comes from the
+ * target through meta.arch (arch/v1model.p4 runs this parser). */
 #ifndef PYOFFLOAD_PARSER_P4
 #define PYOFFLOAD_PARSER_P4
 
@@ -13,12 +14,14 @@ error {
     IPv6IncorrectVersion
 }
 
+/* hdr is inout, not out: the architecture's parser calls this one with the
+ * headers it was given, all invalid already, and an out parameter would make
+ * p4c invalidate every header once more for each packet. */
 parser VnicParser(packet_in pkt,
-                  out headers_t hdr,
-                  inout metadata_t meta,
-                  inout standard_metadata_t std_meta) {
+                  inout headers_t hdr,
+                  inout metadata_t meta) {
     state start {
-        transition select(std_meta.ingress_port) {
+        transition select(meta.arch.ingress_port) {
             CPU_PORT: parse_packet_out;
             default: parse_ethernet;
         }

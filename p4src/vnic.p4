@@ -1,9 +1,15 @@
-/* pyoffload VNIC data path, v1model architecture.
+/* pyoffload VNIC data path.
  *
  * This file chooses the architecture and runs the stages in order; each stage
- * lives in stages/<name>.p4. Compile with `make p4` (see the README). */
+ * lives in stages/<name>.p4. Compile with `scripts/build-p4` (see the README).
+ *
+ * Everything target-specific is in the architecture file, arch/v1model.p4
+ * (the only architecture so far): included first for the target's externs
+ * (ARCH_* macros), and again at the end for its package (main) around this
+ * pipeline. Another target means another arch/<name>.p4 named in both
+ * includes. */
 #include <core.p4>
-#include <v1model.p4>
+#include "arch/v1model.p4"
 
 #include "include/sizes.p4"
 #include "include/defines.p4"
@@ -24,12 +30,14 @@
 
 /* The pipeline's clock (ingress timestamp, microseconds) when the agent last
  * probed it: conntrack expiry times are in this clock. */
-@name(".vnic.clock") register<bit<48>>(1) clock;
+@name(".vnic.clock") ARCH_REGISTER(bit<48>, 1) clock;
 
-control VnicIngress(inout headers_t hdr, inout metadata_t meta,
-                    inout standard_metadata_t std_meta) {
+/* The pipeline, in the target's ingress: meta.now and meta.arch's inputs are
+ * set before it runs; its verdict leaves in meta.arch (egress port or drop,
+ * clone, truncate, digest). */
+control VnicIngress(inout headers_t hdr, inout metadata_t meta) {
     @name(".vnic.early_drop_counter")
-    counter(DROP_REASONS, CounterType.packets_and_bytes) early_drop_counter;
+    ARCH_COUNTER_PACKETS_AND_BYTES(DROP_REASONS) early_drop_counter;
 
     PortMap() port_map;
     PacketKey() packet_key;
@@ -46,40 +54,38 @@ control VnicIngress(inout headers_t hdr, inout metadata_t meta,
     Forward() forward;
 
     apply {
-        meta.now = std_meta.ingress_global_timestamp;
-
         /* Frames from the agent: straight out, or into the pipeline. */
         if (hdr.packet_out.isValid()) {
             if (hdr.packet_out.probe == 1) {
-                clock.write(0, meta.now);
-                mark_to_drop(std_meta);
+                ARCH_REGISTER_WRITE(clock, 0, meta.now);
+                meta.arch.drop = 1;
                 return;
             }
             if (hdr.packet_out.inject == 0) {
-                std_meta.egress_spec = hdr.packet_out.egress_port;
+                meta.arch.egress_port = hdr.packet_out.egress_port;
                 hdr.packet_out.setInvalid();
                 return;
             }
             meta.vnic.in_port = hdr.packet_out.inject_port;
             hdr.packet_out.setInvalid();
         } else {
-            meta.vnic.in_port = std_meta.ingress_port;
+            meta.vnic.in_port = meta.arch.ingress_port;
         }
 
         port_map.apply(hdr, meta);
         if (meta.vnic.mapped == 0) {
-            early_drop_counter.count(DROP_UNMAPPED_PORT);
-            mark_to_drop(std_meta);
+            ARCH_COUNT(early_drop_counter, DROP_UNMAPPED_PORT);
+            meta.arch.drop = 1;
             return;
         }
-        if (std_meta.parser_error != error.NoError) {
-            early_drop_counter.count(DROP_MALFORMED);
-            mark_to_drop(std_meta);
+        if (meta.arch.parser_error == 1) {
+            ARCH_COUNT(early_drop_counter, DROP_MALFORMED);
+            meta.arch.drop = 1;
             return;
         }
-        if (std_meta.checksum_error == 1) {
-            early_drop_counter.count(DROP_IPV4_CHECKSUM);
-            mark_to_drop(std_meta);
+        if (meta.arch.checksum_error == 1) {
+            ARCH_COUNT(early_drop_counter, DROP_IPV4_CHECKSUM);
+            meta.arch.drop = 1;
             return;
         }
 
@@ -96,15 +102,11 @@ control VnicIngress(inout headers_t hdr, inout metadata_t meta,
             nat_rewrite.apply(hdr, meta);
             mirror.apply(hdr, meta);
         }
-        forward.apply(hdr, meta, std_meta);
+        forward.apply(hdr, meta);
     }
 }
 
-control VnicEgress(inout headers_t hdr, inout metadata_t meta,
-                   inout standard_metadata_t std_meta) {
-    apply {
-    }
-}
-
-V1Switch(VnicParser(), VnicVerifyChecksum(), VnicIngress(), VnicEgress(),
-         VnicComputeChecksum(), VnicDeparser()) main;
+/* The target's package around the pipeline: parser, checksums, ingress,
+ * egress, deparser, and main. */
+#define PYOFFLOAD_ARCH_PACKAGE
+#include "arch/v1model.p4"

@@ -76,6 +76,22 @@ const bit<4> CT_UDP_ESTABLISHED = 8;
 const bit<4> CT_ICMP_NEW        = 9;
 const bit<4> CT_ICMP_REPLIED    = 10;
 
+/* Layout of the 32-bit ct_info word of a conntrack slot (vnic.ct_info): the
+ * agent reads slots back and decodes them with these numbers (from the
+ * compiled constants), so moving a field changes both sides at once. Single
+ * bits are named by their position, fields by their lowest bit and width. */
+const bit<8> CT_INFO_STATE_LSB     = 0;   /* connection state, CT_* */
+const bit<8> CT_INFO_STATE_WIDTH   = 4;
+const bit<8> CT_INFO_ORIG_HI_BIT   = 4;   /* the originator is the higher endpoint */
+const bit<8> CT_INFO_KIND_LSB      = 5;   /* slot kind, CT_KIND_* */
+const bit<8> CT_INFO_KIND_WIDTH    = 2;
+const bit<8> CT_INFO_XLATE_SRC_BIT = 7;   /* the slot rewrites the source */
+const bit<8> CT_INFO_XLATE_DST_BIT = 8;   /* the slot rewrites the destination */
+const bit<8> CT_INFO_FIN_ORIG_BIT  = 9;   /* FIN seen from the originator */
+const bit<8> CT_INFO_FIN_REPLY_BIT = 10;  /* FIN seen from the responder */
+const bit<8> CT_INFO_PROFILE_LSB   = 16;  /* the flow's conntrack profile */
+const bit<8> CT_INFO_PROFILE_WIDTH = 8;
+
 /* What conntrack tells the service rules about a packet (ACL key ct_state). */
 const bit<2> CTS_UNTRACKED   = 0;  /* not a trackable packet (or no conntrack) */
 const bit<2> CTS_NEW         = 1;  /* may start a connection */

@@ -215,8 +215,27 @@ struct nat_meta_t {
     bit<1>  applied;         /* headers were rewritten: update checksums */
 }
 
+/* What the pipeline and its target tell each other. The architecture file
+ * (arch/v1model.p4) fills in the inputs from the target's own metadata before
+ * the pipeline runs and carries out the requests after it, so no stage sees
+ * the target's metadata. */
+struct arch_meta_t {
+    /* from the target */
+    port_t  ingress_port;
+    bit<1>  parser_error;     /* the parser rejected the frame */
+    bit<1>  checksum_error;   /* the IPv4 header checksum did not verify */
+    /* requests to the target */
+    port_t  egress_port;      /* where the frame goes, unless drop */
+    bit<1>  drop;             /* drop the frame (a requested clone still goes) */
+    bit<1>  clone_request;    /* a copy to clone session clone_session */
+    bit<32> clone_session;
+    bit<32> truncate_len;     /* 0: the whole frame; else cut it to this many bytes */
+    bit<1>  ct_new_digest;    /* send metadata_t.ct_new to the agent */
+}
+
 struct metadata_t {
-    bit<48>     now;          /* ingress timestamp, microseconds */
+    arch_meta_t arch;
+    bit<48>     now;          /* ingress timestamp, microseconds (from the target) */
     vnic_meta_t vnic;
     l34_meta_t  l34;
     flow_meta_t flow;
@@ -225,11 +244,12 @@ struct metadata_t {
     bit<3>      verdict;
     bit<1>      acl_hit;
     bit<2>      color;
-    bit<1>      drop;
+    bit<1>      drop;         /* the pipeline's verdict; Forward turns it into meta.arch.drop */
     bit<32>     drop_reason;
     bit<1>      punt;
     bit<8>      punt_reason;
     bit<1>      reject;
+    ct_new_digest_t ct_new;   /* a new tracked connection, for the agent */
 }
 
 #endif

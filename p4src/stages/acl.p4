@@ -14,42 +14,42 @@
 
 control Acl(inout headers_t hdr, inout metadata_t meta) {
     @name(".vnic.acl_counter")
-    direct_counter(CounterType.packets_and_bytes) acl_counter;
+    ARCH_DIRECT_COUNTER_PACKETS_AND_BYTES acl_counter;
 
     @name(".vnic.acl_meter")
-    direct_meter<bit<2>>(MeterType.bytes) acl_meter;
+    ARCH_DIRECT_METER_BYTES(bit<2>) acl_meter;
 
     @name(".vnic.acl_allow")
     action allow() {
-        acl_meter.read(meta.color);
+        ARCH_DIRECT_METER_READ(acl_meter, meta.color);
         meta.acl_hit = 1;
         meta.verdict = VERDICT_ALLOW;
     }
 
     @name(".vnic.acl_allow_track")
     action allow_track() {
-        acl_meter.read(meta.color);
+        ARCH_DIRECT_METER_READ(acl_meter, meta.color);
         meta.acl_hit = 1;
         meta.verdict = VERDICT_ALLOW_TRACK;
     }
 
     @name(".vnic.acl_deny")
     action deny() {
-        acl_meter.read(meta.color);
+        ARCH_DIRECT_METER_READ(acl_meter, meta.color);
         meta.acl_hit = 1;
         meta.verdict = VERDICT_DENY;
     }
 
     @name(".vnic.acl_reject")
     action reject() {
-        acl_meter.read(meta.color);
+        ARCH_DIRECT_METER_READ(acl_meter, meta.color);
         meta.acl_hit = 1;
         meta.verdict = VERDICT_REJECT;
     }
 
     @name(".vnic.acl_punt")
     action punt() {
-        acl_meter.read(meta.color);
+        ARCH_DIRECT_METER_READ(acl_meter, meta.color);
         meta.acl_hit = 1;
         meta.verdict = VERDICT_PUNT;
     }

@@ -16,9 +16,13 @@
  * slot stores when it expires; the timeout depends on the flow's conntrack
  * profile and the connection's state (vnic.ct_timeout, else built-in values).
  *
- * ct_info layout: [3:0] state, [4] originator was the higher endpoint,
+ * ct_info layout (the CT_INFO_* constants of include/defines.p4, which the
+ * agent decodes with): [3:0] state, [4] originator was the higher endpoint,
  * [6:5] slot kind, [7] rewrite source, [8] rewrite destination,
- * [9] FIN seen from originator, [10] FIN seen from responder, [23:16] profile. */
+ * [9] FIN seen from originator, [10] FIN seen from responder, [23:16] profile.
+ *
+ * The registers are shared by the lookup and the commit, two controls applied
+ * at different points of the pipeline, hence declared at file scope. */
 #ifndef PYOFFLOAD_CONNTRACK_P4
 #define PYOFFLOAD_CONNTRACK_P4
 
@@ -27,18 +31,55 @@
 
 #define CT_TOTAL_SLOTS (CT_SLOTS + CT_OVERFLOW_SLOTS)
 
-@name(".vnic.ct_signature")     register<bit<32>>(CT_TOTAL_SLOTS) ct_signature;
-@name(".vnic.ct_info")          register<bit<32>>(CT_TOTAL_SLOTS) ct_info;
-@name(".vnic.ct_flow")          register<bit<16>>(CT_TOTAL_SLOTS) ct_flow;
-@name(".vnic.ct_expires")       register<bit<48>>(CT_TOTAL_SLOTS) ct_expires;
-@name(".vnic.ct_partner")       register<bit<32>>(CT_TOTAL_SLOTS) ct_partner;
-@name(".vnic.ct_xlate_src_addr") register<bit<32>>(CT_TOTAL_SLOTS) ct_xlate_src_addr;
-@name(".vnic.ct_xlate_src_port") register<bit<16>>(CT_TOTAL_SLOTS) ct_xlate_src_port;
-@name(".vnic.ct_xlate_dst_addr") register<bit<32>>(CT_TOTAL_SLOTS) ct_xlate_dst_addr;
-@name(".vnic.ct_xlate_dst_port") register<bit<16>>(CT_TOTAL_SLOTS) ct_xlate_dst_port;
-@name(".vnic.ct_events")        counter(CT_EVENTS, CounterType.packets) ct_events;
+/* Fields of a ct_info word, placed by the layout constants (slices need
+ * compile-time bounds; the constants are). */
+#define CT_INFO_STATE(WORD) \
+    WORD[CT_INFO_STATE_LSB + CT_INFO_STATE_WIDTH - 1 : CT_INFO_STATE_LSB]
+#define CT_INFO_KIND(WORD) \
+    WORD[CT_INFO_KIND_LSB + CT_INFO_KIND_WIDTH - 1 : CT_INFO_KIND_LSB]
+#define CT_INFO_PROFILE(WORD) \
+    WORD[CT_INFO_PROFILE_LSB + CT_INFO_PROFILE_WIDTH - 1 : CT_INFO_PROFILE_LSB]
+#define CT_INFO_BIT(WORD, BIT) WORD[BIT:BIT]
+
+/* The bits an update of a tracked connection rewrites (state and FIN flags);
+ * originator, kind, rewrite and profile stay as inserted. */
+const bit<32> CT_INFO_UPDATED_BITS =
+    ((32w1 << CT_INFO_STATE_WIDTH) - 1) << CT_INFO_STATE_LSB
+    | 32w1 << CT_INFO_FIN_ORIG_BIT | 32w1 << CT_INFO_FIN_REPLY_BIT;
+
+@name(".vnic.ct_signature")      ARCH_REGISTER(bit<32>, CT_TOTAL_SLOTS) ct_signature;
+@name(".vnic.ct_info")           ARCH_REGISTER(bit<32>, CT_TOTAL_SLOTS) ct_info;
+@name(".vnic.ct_flow")           ARCH_REGISTER(bit<16>, CT_TOTAL_SLOTS) ct_flow;
+@name(".vnic.ct_expires")        ARCH_REGISTER(bit<48>, CT_TOTAL_SLOTS) ct_expires;
+@name(".vnic.ct_partner")        ARCH_REGISTER(bit<32>, CT_TOTAL_SLOTS) ct_partner;
+@name(".vnic.ct_xlate_src_addr") ARCH_REGISTER(bit<32>, CT_TOTAL_SLOTS) ct_xlate_src_addr;
+@name(".vnic.ct_xlate_src_port") ARCH_REGISTER(bit<16>, CT_TOTAL_SLOTS) ct_xlate_src_port;
+@name(".vnic.ct_xlate_dst_addr") ARCH_REGISTER(bit<32>, CT_TOTAL_SLOTS) ct_xlate_dst_addr;
+@name(".vnic.ct_xlate_dst_port") ARCH_REGISTER(bit<16>, CT_TOTAL_SLOTS) ct_xlate_dst_port;
+@name(".vnic.ct_events")         ARCH_COUNTER_PACKETS(CT_EVENTS) ct_events;
+
+/* The slot (one of CT_SLOTS) and the 32-bit signature of a VNIC's
+ * direction-normalised tuple. The lookup hashes the packet's tuple, the
+ * commit of a translated connection the tuple on the far side of the
+ * rewrite: both must hash alike, so the hash layout is written only here. */
+control ConntrackHash(in vnic_id_t vnic_id, in bit<8> proto,
+                      in ip_addr_t lo_addr, in ip_addr_t hi_addr,
+                      in bit<16> lo_port, in bit<16> hi_port,
+                      out bit<32> slot, out bit<32> signature) {
+    apply {
+        ARCH_HASH_CRC32(slot, 32w0, (bit<32>)CT_SLOTS,
+                        { vnic_id, proto, lo_addr, hi_addr, lo_port, hi_port });
+        /* The same fields in another order, and a salt: hashed like the slot,
+         * the signature's low bits would be the slot, and two tuples sharing
+         * a slot would share them too. */
+        ARCH_HASH_CRC32(signature, 32w0, 64w0x100000000,
+                        { hi_port, lo_port, hi_addr, lo_addr, proto, vnic_id, 8w0x5a });
+    }
+}
 
 control ConntrackLookup(inout headers_t hdr, inout metadata_t meta) {
+    ConntrackHash() ct_hash;
+
     @name(".vnic.ct_use_overflow_slot")
     action use_overflow_slot(bit<32> slot) {
         meta.ct.index = slot;
@@ -89,26 +130,20 @@ control ConntrackLookup(inout headers_t hdr, inout metadata_t meta) {
             meta.ct.hi_port = meta.l34.src_port;
         }
 
-        hash(meta.ct.index, HashAlgorithm.crc32, 32w0,
-             { meta.vnic.vnic_id, meta.l34.proto, meta.ct.lo_addr, meta.ct.hi_addr,
-               meta.ct.lo_port, meta.ct.hi_port },
-             (bit<32>)CT_SLOTS);
-        hash(meta.ct.signature, HashAlgorithm.crc32, 32w0,
-             { meta.ct.hi_port, meta.ct.lo_port, meta.ct.hi_addr, meta.ct.lo_addr,
-               meta.l34.proto, meta.vnic.vnic_id, 8w0x5a },
-             64w0x100000000);
+        ct_hash.apply(meta.vnic.vnic_id, meta.l34.proto, meta.ct.lo_addr, meta.ct.hi_addr,
+                      meta.ct.lo_port, meta.ct.hi_port, meta.ct.index, meta.ct.signature);
         ct_overflow.apply();
 
-        ct_signature.read(meta.ct.stored_signature, meta.ct.index);
-        ct_info.read(meta.ct.stored_info, meta.ct.index);
-        ct_expires.read(meta.ct.stored_expires, meta.ct.index);
-        meta.ct.stored_state = meta.ct.stored_info[3:0];
+        ARCH_REGISTER_READ(ct_signature, meta.ct.stored_signature, meta.ct.index);
+        ARCH_REGISTER_READ(ct_info, meta.ct.stored_info, meta.ct.index);
+        ARCH_REGISTER_READ(ct_expires, meta.ct.stored_expires, meta.ct.index);
+        meta.ct.stored_state = CT_INFO_STATE(meta.ct.stored_info);
 
         if (meta.ct.stored_state != CT_FREE && meta.ct.stored_expires > meta.now) {
             meta.ct.live = 1;
         }
 
-        bit<2> kind = meta.ct.stored_info[6:5];
+        bit<2> kind = CT_INFO_KIND(meta.ct.stored_info);
         bool side_ok = kind == CT_KIND_PLAIN
             || (kind == CT_KIND_GUEST && meta.vnic.direction == DIR_FROM_GUEST)
             || (kind == CT_KIND_NETWORK && meta.vnic.direction == DIR_TO_GUEST);
@@ -127,19 +162,20 @@ control ConntrackLookup(inout headers_t hdr, inout metadata_t meta) {
         bool rst = (f & TCP_RST) != 0;
 
         if (meta.ct.hit == 1) {
-            meta.ct.is_reply = meta.ct.swapped ^ meta.ct.stored_info[4:4];
-            meta.ct.fin_orig = meta.ct.stored_info[9:9];
-            meta.ct.fin_reply = meta.ct.stored_info[10:10];
+            meta.ct.is_reply = meta.ct.swapped
+                ^ CT_INFO_BIT(meta.ct.stored_info, CT_INFO_ORIG_HI_BIT);
+            meta.ct.fin_orig = CT_INFO_BIT(meta.ct.stored_info, CT_INFO_FIN_ORIG_BIT);
+            meta.ct.fin_reply = CT_INFO_BIT(meta.ct.stored_info, CT_INFO_FIN_REPLY_BIT);
             meta.ct.next_state = meta.ct.stored_state;
             meta.ct.acl_state = CTS_ESTABLISHED;
-            ct_flow.read(meta.ct.stored_flow, meta.ct.index);
-            ct_partner.read(meta.ct.partner, meta.ct.index);
-            meta.ct.xlate_src = meta.ct.stored_info[7:7];
-            meta.ct.xlate_dst = meta.ct.stored_info[8:8];
-            ct_xlate_src_addr.read(meta.ct.xlate_src_addr, meta.ct.index);
-            ct_xlate_src_port.read(meta.ct.xlate_src_port, meta.ct.index);
-            ct_xlate_dst_addr.read(meta.ct.xlate_dst_addr, meta.ct.index);
-            ct_xlate_dst_port.read(meta.ct.xlate_dst_port, meta.ct.index);
+            ARCH_REGISTER_READ(ct_flow, meta.ct.stored_flow, meta.ct.index);
+            ARCH_REGISTER_READ(ct_partner, meta.ct.partner, meta.ct.index);
+            meta.ct.xlate_src = CT_INFO_BIT(meta.ct.stored_info, CT_INFO_XLATE_SRC_BIT);
+            meta.ct.xlate_dst = CT_INFO_BIT(meta.ct.stored_info, CT_INFO_XLATE_DST_BIT);
+            ARCH_REGISTER_READ(ct_xlate_src_addr, meta.ct.xlate_src_addr, meta.ct.index);
+            ARCH_REGISTER_READ(ct_xlate_src_port, meta.ct.xlate_src_port, meta.ct.index);
+            ARCH_REGISTER_READ(ct_xlate_dst_addr, meta.ct.xlate_dst_addr, meta.ct.index);
+            ARCH_REGISTER_READ(ct_xlate_dst_port, meta.ct.xlate_dst_port, meta.ct.index);
 
             if (hdr.tcp.isValid()) {
                 bit<4> s = meta.ct.stored_state;
@@ -218,6 +254,8 @@ control ConntrackLookup(inout headers_t hdr, inout metadata_t meta) {
 }
 
 control ConntrackCommit(inout headers_t hdr, inout metadata_t meta) {
+    ConntrackHash() ct_hash;
+
     @name(".vnic.ct_set_timeout")
     action set_timeout(bit<48> timeout_us) {
         meta.ct.timeout = timeout_us;
@@ -252,18 +290,18 @@ control ConntrackCommit(inout headers_t hdr, inout metadata_t meta) {
             if (meta.ct.hit == 1) {
                 if (meta.ct.acl_state == CTS_ESTABLISHED) {
                     update = true;
-                    meta.flow.ct_profile = meta.ct.stored_info[23:16];
+                    meta.flow.ct_profile = CT_INFO_PROFILE(meta.ct.stored_info);
                 }
             } else if (meta.ct.acl_state == CTS_NEW
                     && (meta.verdict == VERDICT_ALLOW_TRACK || translate)) {
                 if (meta.vnic.admit_new == 0) {
                     meta.drop = 1;
                     meta.drop_reason = DROP_CT_QUOTA;
-                    ct_events.count(CT_EVENT_QUOTA);
+                    ARCH_COUNT(ct_events, CT_EVENT_QUOTA);
                 } else if (meta.ct.occupied == 1) {
                     meta.punt = 1;
                     meta.punt_reason = PUNT_CT_COLLISION;
-                    ct_events.count(CT_EVENT_COLLISION);
+                    ARCH_COUNT(ct_events, CT_EVENT_COLLISION);
                 } else {
                     insert = true;
                     if (hdr.tcp.isValid()) {
@@ -299,34 +337,38 @@ control ConntrackCommit(inout headers_t hdr, inout metadata_t meta) {
                 }
             }
             expires = meta.now + meta.ct.timeout;
-            state_bits = (bit<32>)meta.ct.next_state
-                | ((bit<32>)meta.ct.fin_orig << 9) | ((bit<32>)meta.ct.fin_reply << 10);
+            state_bits = ((bit<32>)meta.ct.next_state << CT_INFO_STATE_LSB)
+                | ((bit<32>)meta.ct.fin_orig << CT_INFO_FIN_ORIG_BIT)
+                | ((bit<32>)meta.ct.fin_reply << CT_INFO_FIN_REPLY_BIT);
         }
 
         if (update) {
-            ct_info.write(meta.ct.index, (meta.ct.stored_info & 32w0xfffff9f0) | state_bits);
-            ct_expires.write(meta.ct.index, expires);
-            if (meta.ct.stored_info[6:5] != CT_KIND_PLAIN) {
+            ARCH_REGISTER_WRITE(ct_info, meta.ct.index,
+                (meta.ct.stored_info & ~CT_INFO_UPDATED_BITS) | state_bits);
+            ARCH_REGISTER_WRITE(ct_expires, meta.ct.index, expires);
+            if (CT_INFO_KIND(meta.ct.stored_info) != CT_KIND_PLAIN) {
                 /* Both slots name the same originator, so state and FIN
                  * bits carry over unchanged. */
                 bit<32> partner_info;
-                ct_info.read(partner_info, meta.ct.partner);
-                ct_info.write(meta.ct.partner, (partner_info & 32w0xfffff9f0) | state_bits);
-                ct_expires.write(meta.ct.partner, expires);
+                ARCH_REGISTER_READ(ct_info, partner_info, meta.ct.partner);
+                ARCH_REGISTER_WRITE(ct_info, meta.ct.partner,
+                    (partner_info & ~CT_INFO_UPDATED_BITS) | state_bits);
+                ARCH_REGISTER_WRITE(ct_expires, meta.ct.partner, expires);
             }
         }
 
-        bit<32> profile_bits = (bit<32>)meta.flow.ct_profile << 16;
+        /* A new connection is announced to the agent once it is stored. */
+        bool announce = false;
+        bit<32> profile_bits = (bit<32>)meta.flow.ct_profile << CT_INFO_PROFILE_LSB;
         if (insert && !translate) {
-            digest<ct_new_digest_t>(1, { meta.vnic.vnic_id, meta.flow.flow_id, meta.l34.proto,
-                                         meta.ct.lo_addr, meta.ct.hi_addr, meta.ct.lo_port,
-                                         meta.ct.hi_port, meta.ct.index });
-            ct_signature.write(meta.ct.index, meta.ct.signature);
-            ct_info.write(meta.ct.index, state_bits | ((bit<32>)meta.ct.swapped << 4)
-                | ((bit<32>)CT_KIND_PLAIN << 5) | profile_bits);
-            ct_flow.write(meta.ct.index, meta.flow.flow_id);
-            ct_expires.write(meta.ct.index, expires);
-            ct_events.count(CT_EVENT_NEW);
+            announce = true;
+            ARCH_REGISTER_WRITE(ct_signature, meta.ct.index, meta.ct.signature);
+            ARCH_REGISTER_WRITE(ct_info, meta.ct.index,
+                state_bits | ((bit<32>)meta.ct.swapped << CT_INFO_ORIG_HI_BIT)
+                | ((bit<32>)CT_KIND_PLAIN << CT_INFO_KIND_LSB) | profile_bits);
+            ARCH_REGISTER_WRITE(ct_flow, meta.ct.index, meta.flow.flow_id);
+            ARCH_REGISTER_WRITE(ct_expires, meta.ct.index, expires);
+            ARCH_COUNT(ct_events, CT_EVENT_NEW);
         }
 
         if (insert && translate) {
@@ -357,22 +399,17 @@ control ConntrackCommit(inout headers_t hdr, inout metadata_t meta) {
             }
             bit<32> t_index;
             bit<32> t_signature;
-            hash(t_index, HashAlgorithm.crc32, 32w0,
-                 { meta.vnic.vnic_id, meta.l34.proto, t_lo_addr, t_hi_addr, t_lo_port,
-                   t_hi_port },
-                 (bit<32>)CT_SLOTS);
-            hash(t_signature, HashAlgorithm.crc32, 32w0,
-                 { t_hi_port, t_lo_port, t_hi_addr, t_lo_addr, meta.l34.proto,
-                   meta.vnic.vnic_id, 8w0x5a },
-                 64w0x100000000);
+            ct_hash.apply(meta.vnic.vnic_id, meta.l34.proto, t_lo_addr, t_hi_addr,
+                          t_lo_port, t_hi_port, t_index, t_signature);
             bit<32> t_info;
             bit<48> t_expires;
-            ct_info.read(t_info, t_index);
-            ct_expires.read(t_expires, t_index);
-            if (t_index == meta.ct.index || (t_info[3:0] != CT_FREE && t_expires > meta.now)) {
+            ARCH_REGISTER_READ(ct_info, t_info, t_index);
+            ARCH_REGISTER_READ(ct_expires, t_expires, t_index);
+            if (t_index == meta.ct.index
+                    || (CT_INFO_STATE(t_info) != CT_FREE && t_expires > meta.now)) {
                 meta.punt = 1;
                 meta.punt_reason = PUNT_NAT_COLLISION;
-                ct_events.count(CT_EVENT_NAT_COLLISION);
+                ARCH_COUNT(ct_events, CT_EVENT_NAT_COLLISION);
             } else {
                 bit<2> here_kind = CT_KIND_NETWORK;
                 bit<2> there_kind = CT_KIND_GUEST;
@@ -381,40 +418,51 @@ control ConntrackCommit(inout headers_t hdr, inout metadata_t meta) {
                     there_kind = CT_KIND_NETWORK;
                 }
 
-                digest<ct_new_digest_t>(1, { meta.vnic.vnic_id, meta.flow.flow_id,
-                                             meta.l34.proto, meta.ct.lo_addr, meta.ct.hi_addr,
-                                             meta.ct.lo_port, meta.ct.hi_port, meta.ct.index });
+                announce = true;
 
                 /* This side: rewrite as decided. */
-                ct_signature.write(meta.ct.index, meta.ct.signature);
-                ct_info.write(meta.ct.index, state_bits | ((bit<32>)meta.ct.swapped << 4)
-                    | ((bit<32>)here_kind << 5) | ((bit<32>)meta.nat.src_rewrite << 7)
-                    | ((bit<32>)meta.nat.dst_rewrite << 8) | profile_bits);
-                ct_flow.write(meta.ct.index, meta.flow.flow_id);
-                ct_expires.write(meta.ct.index, expires);
-                ct_partner.write(meta.ct.index, t_index);
-                ct_xlate_src_addr.write(meta.ct.index, meta.nat.new_src_addr);
-                ct_xlate_src_port.write(meta.ct.index, meta.nat.new_src_port);
-                ct_xlate_dst_addr.write(meta.ct.index, meta.nat.new_dst_addr);
-                ct_xlate_dst_port.write(meta.ct.index, meta.nat.new_dst_port);
+                ARCH_REGISTER_WRITE(ct_signature, meta.ct.index, meta.ct.signature);
+                ARCH_REGISTER_WRITE(ct_info, meta.ct.index,
+                    state_bits | ((bit<32>)meta.ct.swapped << CT_INFO_ORIG_HI_BIT)
+                    | ((bit<32>)here_kind << CT_INFO_KIND_LSB)
+                    | ((bit<32>)meta.nat.src_rewrite << CT_INFO_XLATE_SRC_BIT)
+                    | ((bit<32>)meta.nat.dst_rewrite << CT_INFO_XLATE_DST_BIT) | profile_bits);
+                ARCH_REGISTER_WRITE(ct_flow, meta.ct.index, meta.flow.flow_id);
+                ARCH_REGISTER_WRITE(ct_expires, meta.ct.index, expires);
+                ARCH_REGISTER_WRITE(ct_partner, meta.ct.index, t_index);
+                ARCH_REGISTER_WRITE(ct_xlate_src_addr, meta.ct.index, meta.nat.new_src_addr);
+                ARCH_REGISTER_WRITE(ct_xlate_src_port, meta.ct.index, meta.nat.new_src_port);
+                ARCH_REGISTER_WRITE(ct_xlate_dst_addr, meta.ct.index, meta.nat.new_dst_addr);
+                ARCH_REGISTER_WRITE(ct_xlate_dst_port, meta.ct.index, meta.nat.new_dst_port);
 
                 /* Far side: replies come back as (t_dst -> t_src) and are
                  * rewritten to (original dst -> original src). */
-                ct_signature.write(t_index, t_signature);
-                ct_info.write(t_index, state_bits | ((bit<32>)t_swapped << 4)
-                    | ((bit<32>)there_kind << 5) | ((bit<32>)meta.nat.dst_rewrite << 7)
-                    | ((bit<32>)meta.nat.src_rewrite << 8) | profile_bits);
-                ct_flow.write(t_index, meta.flow.flow_id);
-                ct_expires.write(t_index, expires);
-                ct_partner.write(t_index, meta.ct.index);
-                ct_xlate_src_addr.write(t_index, meta.l34.dst_addr[31:0]);
-                ct_xlate_src_port.write(t_index, meta.l34.dst_port);
-                ct_xlate_dst_addr.write(t_index, meta.l34.src_addr[31:0]);
-                ct_xlate_dst_port.write(t_index, meta.l34.src_port);
+                ARCH_REGISTER_WRITE(ct_signature, t_index, t_signature);
+                ARCH_REGISTER_WRITE(ct_info, t_index,
+                    state_bits | ((bit<32>)t_swapped << CT_INFO_ORIG_HI_BIT)
+                    | ((bit<32>)there_kind << CT_INFO_KIND_LSB)
+                    | ((bit<32>)meta.nat.dst_rewrite << CT_INFO_XLATE_SRC_BIT)
+                    | ((bit<32>)meta.nat.src_rewrite << CT_INFO_XLATE_DST_BIT) | profile_bits);
+                ARCH_REGISTER_WRITE(ct_flow, t_index, meta.flow.flow_id);
+                ARCH_REGISTER_WRITE(ct_expires, t_index, expires);
+                ARCH_REGISTER_WRITE(ct_partner, t_index, meta.ct.index);
+                ARCH_REGISTER_WRITE(ct_xlate_src_addr, t_index, meta.l34.dst_addr[31:0]);
+                ARCH_REGISTER_WRITE(ct_xlate_src_port, t_index, meta.l34.dst_port);
+                ARCH_REGISTER_WRITE(ct_xlate_dst_addr, t_index, meta.l34.src_addr[31:0]);
+                ARCH_REGISTER_WRITE(ct_xlate_dst_port, t_index, meta.l34.src_port);
 
-                ct_events.count(CT_EVENT_NEW);
+                ARCH_COUNT(ct_events, CT_EVENT_NEW);
                 meta.nat.applied = 1;
             }
+        }
+
+        /* Whose connection, its normalised tuple and its slot (the digest
+         * ct_new_digest_t); the architecture sends it at the end of ingress. */
+        if (announce) {
+            meta.ct_new = { meta.vnic.vnic_id, meta.flow.flow_id, meta.l34.proto,
+                            meta.ct.lo_addr, meta.ct.hi_addr, meta.ct.lo_port,
+                            meta.ct.hi_port, meta.ct.index };
+            meta.arch.ct_new_digest = 1;
         }
     }
 }

@@ -1,7 +1,8 @@
 /* Stage 10, forward / punt: to the VNIC's peer port, back to the sender as a
  * TCP reset (reject), to the CPU port with a packet_in header (punt), or
  * dropped and counted. Per-flow counters are updated here, once the fate of
- * the packet is known. */
+ * the packet is known. The decision goes to the target through meta.arch
+ * (egress port, drop, truncate). */
 #ifndef PYOFFLOAD_FORWARD_P4
 #define PYOFFLOAD_FORWARD_P4
 
@@ -64,23 +65,22 @@ control TcpReset(inout headers_t hdr, inout metadata_t meta) {
             hdr.ipv6.hop_limit = 64;
             frame_len = frame_len + 40;
         }
-        truncate(frame_len);
+        meta.arch.truncate_len = frame_len;
     }
 }
 
-control Forward(inout headers_t hdr, inout metadata_t meta,
-                inout standard_metadata_t std_meta) {
+control Forward(inout headers_t hdr, inout metadata_t meta) {
     @name(".vnic.drop_counter")
-    counter(DROP_REASONS, CounterType.packets_and_bytes) drop_counter;
+    ARCH_COUNTER_PACKETS_AND_BYTES(DROP_REASONS) drop_counter;
 
     @name(".vnic.flow_counter")
-    counter(FLOW_COUNTER_SIZE, CounterType.packets_and_bytes) flow_counter;
+    ARCH_COUNTER_PACKETS_AND_BYTES(FLOW_COUNTER_SIZE) flow_counter;
 
     TcpReset() tcp_reset;
 
     apply {
         if (meta.punt == 1) {
-            std_meta.egress_spec = CPU_PORT;
+            meta.arch.egress_port = CPU_PORT;
             hdr.packet_in.setValid();
             hdr.packet_in.ingress_port = meta.vnic.in_port;
             hdr.packet_in._pad = 0;
@@ -90,19 +90,19 @@ control Forward(inout headers_t hdr, inout metadata_t meta,
             return;
         }
         if (meta.drop == 1) {
-            drop_counter.count(meta.drop_reason);
-            mark_to_drop(std_meta);
+            ARCH_COUNT(drop_counter, meta.drop_reason);
+            meta.arch.drop = 1;
             return;
         }
         if (meta.flow.hit == 1 && (meta.flow.services & SVC_COUNT) != 0) {
-            flow_counter.count(meta.flow.counter_index);
+            ARCH_COUNT(flow_counter, meta.flow.counter_index);
         }
         if (meta.reject == 1) {
             tcp_reset.apply(hdr, meta);
-            std_meta.egress_spec = meta.vnic.in_port;
+            meta.arch.egress_port = meta.vnic.in_port;
             return;
         }
-        std_meta.egress_spec = meta.vnic.peer_port;
+        meta.arch.egress_port = meta.vnic.peer_port;
     }
 }
 

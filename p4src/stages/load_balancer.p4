@@ -11,7 +11,7 @@
 
 control LoadBalancer(inout headers_t hdr, inout metadata_t meta) {
     @name(".vnic.lb_selector")
-    action_selector(HashAlgorithm.crc16, LB_SELECTOR_SIZE, 32w16) lb_selector;
+    ARCH_ACTION_SELECTOR_CRC16(LB_SELECTOR_SIZE, 32w16) lb_selector;
 
     @name(".vnic.lb_set_backend")
     action set_backend(bit<32> addr, bit<16> port) {

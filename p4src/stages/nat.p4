@@ -18,10 +18,9 @@ control Nat(inout headers_t hdr, inout metadata_t meta) {
     action snat(bit<32> addr, bit<16> port_min, bit<16> port_max) {
         meta.nat.src_rewrite = 1;
         meta.nat.new_src_addr = addr;
-        hash(meta.nat.new_src_port, HashAlgorithm.crc16, port_min,
-             { meta.l34.src_addr, meta.l34.dst_addr, meta.l34.src_port, meta.l34.dst_port,
-               meta.l34.proto },
-             (bit<32>)(port_max - port_min) + 1);
+        ARCH_HASH_CRC16(meta.nat.new_src_port, port_min, (bit<32>)(port_max - port_min) + 1,
+                        { meta.l34.src_addr, meta.l34.dst_addr, meta.l34.src_port,
+                          meta.l34.dst_port, meta.l34.proto });
     }
 
     @name(".vnic.nat_dnat")

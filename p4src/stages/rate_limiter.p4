@@ -7,11 +7,9 @@
 #include "../include/headers.p4"
 #include "../include/sizes.p4"
 
-const bit<2> COLOR_RED = 2;
-
 control RateLimiter(inout headers_t hdr, inout metadata_t meta) {
     @name(".vnic.flow_meter")
-    meter(FLOW_METER_SIZE, MeterType.bytes) flow_meter;
+    ARCH_METER_BYTES(FLOW_METER_SIZE) flow_meter;
 
     apply {
         if (meta.verdict != VERDICT_ALLOW && meta.verdict != VERDICT_ALLOW_TRACK) {
@@ -19,9 +17,9 @@ control RateLimiter(inout headers_t hdr, inout metadata_t meta) {
         }
         bit<2> flow_color = 0;
         if (meta.flow.hit == 1 && (meta.flow.services & SVC_METER) != 0) {
-            flow_meter.execute_meter(meta.flow.meter_index, flow_color);
+            ARCH_METER_EXECUTE(flow_meter, meta.flow.meter_index, flow_color);
         }
-        if (flow_color == COLOR_RED || meta.color == COLOR_RED) {
+        if (flow_color == ARCH_COLOR_RED || meta.color == ARCH_COLOR_RED) {
             meta.drop = 1;
             meta.drop_reason = DROP_RATE_LIMIT;
         }
