@@ -8,7 +8,6 @@ otherwise.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import os
 import shutil
@@ -177,9 +176,7 @@ class RunningTarget:
         if self.grpc_address.startswith("unix:"):
             socket_dir = Path(self.grpc_address.removeprefix("unix:")).parent
             if socket_dir.name.startswith("pyoffload-p4rt-"):  # ours: gone with the target
-                with contextlib.suppress(OSError):
-                    Path(self.grpc_address.removeprefix("unix:")).unlink(missing_ok=True)
-                    socket_dir.rmdir()
+                shutil.rmtree(socket_dir, ignore_errors=True)  # (and what a killed one left)
 
     def __enter__(self) -> RunningTarget:
         return self
