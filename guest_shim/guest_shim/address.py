@@ -4,9 +4,11 @@ Three kinds, written as one string so they fit an environment variable:
 
 * ``unix:/run/pyoffload/vnic.sock``: a Unix socket (the default; the agent
   serves one per VNIC);
-* ``tcp:127.0.0.1:50051`` or ``tcp:[::1]:50051``: TCP, loopback only unless
-  the caller passes ``allow_remote=True`` (the channel has no authentication:
-  on a shared network anyone could rewrite the guest's firewall);
+* ``tcp:127.0.0.1:50051`` or ``tcp:[::1]:50051``: TCP; the agent serves it
+  with mutual TLS (``guest_shim.tls``), when the address may be remote; without
+  TLS it is loopback only unless the caller passes ``allow_remote=True`` (an
+  unauthenticated channel on a shared network lets anyone rewrite the guest's
+  firewall);
 * ``vsock:CID:PORT``: AF_VSOCK, how a real VM reaches its host (CID 2, or
   ``host``).
 

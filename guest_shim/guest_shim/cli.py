@@ -14,9 +14,10 @@ from collections.abc import Sequence
 from guest_shim import __version__
 from guest_shim.address import DEFAULT_ADDRESS, ENV_VAR
 from guest_shim.client import Channel, default_address
-from guest_shim.errors import ChannelAddressError, GuestShimError, RuleFileError
+from guest_shim.errors import ChannelAddressError, ChannelTlsError, GuestShimError, RuleFileError
 from guest_shim.rulefile import parse_file
 from guest_shim.tables import format_apply, format_event, format_request, format_stats
+from guest_shim.tls import ENV_CA, ENV_CERT, ENV_KEY, ENV_SERVER_NAME, tls_from
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -27,18 +28,35 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="guest-shim",
         description="Declare flows and their service rules to this guest's VNIC.",
-        epilog=f"The channel defaults to ${ENV_VAR}, else {DEFAULT_ADDRESS}.",
+        epilog=(
+            f"The channel defaults to ${ENV_VAR}, else {DEFAULT_ADDRESS}. A tcp: channel "
+            "is served with mutual TLS: --ca names the CA of the agent's channel "
+            "certificate, --cert and --key this guest's certificate, whose name the host "
+            f"binds to this VNIC (defaults: ${ENV_CA}, ${ENV_CERT}, ${ENV_KEY}, "
+            f"${ENV_SERVER_NAME})."
+        ),
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(
         "--channel",
         metavar="ADDR",
-        help="unix:PATH, tcp:127.0.0.1:PORT or vsock:CID:PORT",
+        help="unix:PATH, tcp:HOST:PORT (with --ca, --cert, --key) or vsock:CID:PORT",
     )
     parser.add_argument(
         "--allow-remote",
         action="store_true",
-        help="allow a non-loopback tcp: channel (it is unauthenticated)",
+        help="allow a non-loopback tcp: channel without TLS (it is unauthenticated; "
+        "with --ca a remote channel is allowed anyway)",
+    )
+    parser.add_argument("--ca", metavar="PEM", help=f"CA of the channel's certificate (${ENV_CA})")
+    parser.add_argument(
+        "--cert", metavar="PEM", help=f"this guest's certificate for a TLS channel (${ENV_CERT})"
+    )
+    parser.add_argument("--key", metavar="PEM", help=f"this guest's private key (${ENV_KEY})")
+    parser.add_argument(
+        "--server-name",
+        metavar="NAME",
+        help=f"the name the agent's certificate carries, if not the address (${ENV_SERVER_NAME})",
     )
     parser.add_argument(
         "--timeout", type=float, default=10.0, metavar="S", help="per-call timeout (seconds)"
@@ -63,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return _run(args)
-    except (RuleFileError, ChannelAddressError) as exc:
+    except (RuleFileError, ChannelAddressError, ChannelTlsError) as exc:
         return _fail(str(exc), EXIT_BAD_INPUT)
     except GuestShimError as exc:
         return _fail(str(exc), EXIT_FAILED)
@@ -82,7 +100,12 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "withdraw" and args.all == bool(args.flows):
         return _fail("withdraw: name the flows to withdraw, or --all", EXIT_BAD_INPUT)
     address = args.channel or default_address()
-    with Channel(address, timeout=args.timeout, allow_remote=args.allow_remote) as channel:
+    tls = tls_from(args.ca, args.cert, args.key, args.server_name)
+    if tls is not None and not address.startswith("tcp:") and not (args.ca or args.cert):
+        tls = None  # TLS files from the environment serve TCP channels only
+    with Channel(
+        address, timeout=args.timeout, allow_remote=args.allow_remote, tls=tls
+    ) as channel:
         if args.command == "apply":
             print(format_apply(channel.apply(parse_file(args.file))))
         elif args.command == "withdraw":

@@ -4,6 +4,10 @@
 accepted wherever a request is, one error type (``GuestShimError``) with the
 gRPC status and a readable message for every failure, a timeout on every
 call, and a ``watch`` iterator that ends cleanly when the channel closes.
+
+A TCP channel is served with mutual TLS: pass ``tls=ChannelTls(...)`` (or
+``tls_from()``, which reads the ``PYOFFLOAD_CHANNEL_*`` variables); a TLS channel may
+be remote, since the agent authenticates the guest and the guest the agent.
 """
 
 from __future__ import annotations
@@ -17,9 +21,10 @@ import grpc
 
 from guest_shim import offload_pb2 as pb
 from guest_shim.address import DEFAULT_ADDRESS, ENV_VAR, ChannelAddress, parse_address
-from guest_shim.errors import GuestShimError
+from guest_shim.errors import ChannelTlsError, GuestShimError
 from guest_shim.rulefile import parse_file
 from guest_shim.service import OffloadChannelStub
+from guest_shim.tls import ChannelTls
 
 DEFAULT_TIMEOUT_S = 10.0
 
@@ -37,9 +42,9 @@ target away, say) is not mistaken for an unreachable channel."""
 class Channel:
     """A connection to the offload channel of this guest's VNIC.
 
-    Nothing is sent until the first call; a channel that cannot be reached
-    fails that call with ``UNAVAILABLE``. Use as a context manager, or call
-    ``close``.
+    Nothing is sent until the first call; a channel that cannot be reached (or
+    whose TLS handshake fails: a certificate the agent does not trust) fails that
+    call with ``UNAVAILABLE``. Use as a context manager, or call ``close``.
     """
 
     def __init__(
@@ -48,14 +53,24 @@ class Channel:
         *,
         timeout: float = DEFAULT_TIMEOUT_S,
         allow_remote: bool = False,
+        tls: ChannelTls | None = None,
     ) -> None:
         if address is None:
             address = default_address()
         if isinstance(address, str):
-            address = parse_address(address, allow_remote=allow_remote)
+            address = parse_address(address, allow_remote=allow_remote or tls is not None)
+        if tls is not None and address.kind != "tcp":
+            raise ChannelTlsError(f"TLS is for tcp: channels, not {address}")
         self.address = address
         self.timeout = timeout
-        self._channel = grpc.insecure_channel(address.grpc_target, options=address.channel_options)
+        self.tls = tls
+        if tls is None:
+            self._channel = grpc.insecure_channel(address.grpc_target,
+                                                  options=address.channel_options)
+        else:
+            self._channel = grpc.secure_channel(
+                address.grpc_target, tls.credentials(),
+                options=address.channel_options + tls.channel_options)
         self._stub = OffloadChannelStub(self._channel)
 
     def __enter__(self) -> Channel:
@@ -133,6 +148,11 @@ class Channel:
         answered = any(item.key == AGENT_ANSWER for item in metadata)
         if code == grpc.StatusCode.UNAVAILABLE and not answered:
             message = f"{what}: cannot reach the VNIC channel at {self.address}: {details}"
+            if self.address.kind == "tcp" and self.tls is None:
+                message += " (a TCP channel needs TLS: --ca, --cert, --key)"
+        elif code == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in details:
+            message = (f"{what}: the request is larger than the VNIC channel accepts "
+                       f"(its size limit follows the VNIC's quotas): {details}")
         elif code == grpc.StatusCode.DEADLINE_EXCEEDED:
             message = f"{what}: no answer from {self.address} within {self.timeout:g} s"
         else:
@@ -145,6 +165,7 @@ def connect(
     *,
     timeout: float = DEFAULT_TIMEOUT_S,
     allow_remote: bool = False,
+    tls: ChannelTls | None = None,
 ) -> Channel:
     """Open a channel (see ``Channel``)."""
-    return Channel(address, timeout=timeout, allow_remote=allow_remote)
+    return Channel(address, timeout=timeout, allow_remote=allow_remote, tls=tls)

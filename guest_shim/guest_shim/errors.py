@@ -88,3 +88,10 @@ class ChannelAddressError(GuestShimError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, code=grpc.StatusCode.INVALID_ARGUMENT)
+
+
+class ChannelTlsError(GuestShimError):
+    """TLS files that cannot be used (missing, unreadable, or a certificate without key)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code=grpc.StatusCode.INVALID_ARGUMENT)

@@ -8,8 +8,8 @@ neither side spells method paths or serializers by hand.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Protocol
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, Protocol
 
 import grpc
 
@@ -46,8 +46,42 @@ class OffloadChannelServicer(Protocol):
         """Events until the client cancels."""
 
 
+AsyncContext = grpc.aio.ServicerContext[Any, Any]
+
+
+class AsyncOffloadChannelServicer(Protocol):
+    """The same service for ``grpc.aio`` servers: coroutines, and Watch an async
+    iterator (a stream that holds no thread while it waits)."""
+
+    async def Apply(self, request: pb.ApplyRequest, context: AsyncContext) -> pb.ApplyReply:
+        """Install the whole desired rule set; all of it or nothing."""
+
+    async def Withdraw(
+        self, request: pb.WithdrawRequest, context: AsyncContext
+    ) -> pb.WithdrawReply:
+        """Remove flows by id, or all of them."""
+
+    async def Get(self, request: pb.GetRequest, context: AsyncContext) -> pb.GetReply:
+        """The installed request and its generation."""
+
+    async def Stats(self, request: pb.StatsRequest, context: AsyncContext) -> pb.StatsReply:
+        """Counters, tracked connections, quota use."""
+
+    def Watch(self, request: pb.WatchRequest, context: AsyncContext) -> AsyncIterator[pb.Event]:
+        """Events until the client cancels."""
+
+
 def add_servicer(server: grpc.Server, servicer: OffloadChannelServicer) -> None:
     """Serve ``servicer`` as the ``OffloadChannel`` service on ``server``."""
+    server.add_generic_rpc_handlers((_handlers(servicer),))
+
+
+def add_async_servicer(server: grpc.aio.Server, servicer: AsyncOffloadChannelServicer) -> None:
+    """Serve ``servicer`` as the ``OffloadChannel`` service on a ``grpc.aio`` server."""
+    server.add_generic_rpc_handlers((_handlers(servicer),))
+
+
+def _handlers(servicer: OffloadChannelServicer | AsyncOffloadChannelServicer) -> Any:
     handlers = {
         "Apply": grpc.unary_unary_rpc_method_handler(
             servicer.Apply,
@@ -75,9 +109,7 @@ def add_servicer(server: grpc.Server, servicer: OffloadChannelServicer) -> None:
             response_serializer=pb.Event.SerializeToString,
         ),
     }
-    server.add_generic_rpc_handlers(
-        (grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),)
-    )
+    return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
 
 
 class OffloadChannelStub:

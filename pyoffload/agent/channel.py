@@ -2,25 +2,50 @@
 
 Each server is bound to exactly one VNIC when it is created; nothing a guest
 sends can name another (a request naming another VNIC is refused), and every
-entity compiled from it carries the bound VNIC's id. Unix sockets are the
-default; TCP on loopback and AF_VSOCK (for real VMs) by configuration.
+entity compiled from it carries the bound VNIC's id.
+
+Who reaches a channel (the host configuration, ``pyoffload.agent.config``, says):
+
+* a Unix socket (the default) is created with the configured owner, group and mode
+  (default: the agent's user, i.e. root, mode 0600), bound in a private directory and
+  renamed into place, so it is never reachable with looser permissions; its directory
+  and every one above it must be writable only by root or the agent's user (or be
+  sticky, as /tmp is), so no one else can replace the socket;
+* TCP only with mutual TLS: the guest's certificate must be signed by the VNIC's CA
+  and carry the identity the configuration binds to this VNIC (checked on every
+  call); plain TCP only on loopback with the explicit ``insecure_tcp`` opt-in;
+* vsock as configured (the hypervisor binds a CID to its VM).
+
+Every server runs grpc's asyncio server on an event loop thread of its own. Watch
+streams wait on that loop and hold no thread; the agent's blocking calls (Apply,
+Withdraw, Get, Stats) run in a small pool of the VNIC's own, so open streams never
+starve them. Limits checked before any expensive work: the receive size (from the
+quotas, or configured), Watch streams per peer, and the flow and rule counts of an
+Apply, read from the message before it is validated.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import shutil
+import stat
+import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
 from concurrent import futures
 from pathlib import Path
+from typing import Any, NoReturn, TypeVar
 
 import grpc
 from guest_shim.address import ChannelAddress
 from guest_shim.client import AGENT_ANSWER
-from guest_shim.service import add_servicer
+from guest_shim.service import AsyncContext, add_async_servicer
 
 from guest_shim import offload_pb2 as pb
+from pyoffload.agent.config import ChannelAccess, ChannelTls, ConfigError, VnicConfig, message_bytes
 from pyoffload.agent.core import Agent
 from pyoffload.agent.errors import AgentError
 from pyoffload.bulk import no_cyclic_gc
@@ -28,43 +53,133 @@ from pyoffload.rules import RuleError, from_proto, to_proto
 
 _log = logging.getLogger(__name__)
 
+Kind = pb.Event.Kind
+T = TypeVar("T")
 
 COMMIT_MARGIN = 0.05
 """Seconds a guest's deadline must still leave when an apply is committed: its answer
 must reach the guest in time, or the guest would be told DEADLINE_EXCEEDED about rules
 that are in force."""
 
+START_TIMEOUT_S = 10.0
+"""How long starting or stopping a channel's server may take."""
 
-def _abort(context: grpc.ServicerContext, exc: AgentError) -> None:
-    context.set_trailing_metadata(((AGENT_ANSWER, "refused"),))
-    context.abort(exc.code, exc.message)
+_REFUSED = ((AGENT_ANSWER, "refused"),)
 
 
-def still_waiting(context: grpc.ServicerContext) -> Callable[[], bool]:
-    """Whether the guest still waits for the answer, with time to receive it."""
+def still_waiting(context: AsyncContext, gone: threading.Event) -> Callable[[], bool]:
+    """Whether the guest still waits for the answer, with time to receive it (asked from
+    the worker thread; ``gone`` is set when the call ended or was cancelled)."""
     def check() -> bool:
         left = context.time_remaining()
-        return bool(context.is_active()) and (left is None or left > COMMIT_MARGIN)
+        return not gone.is_set() and (left is None or left > COMMIT_MARGIN)
     return check
 
 
-class VnicChannel:
-    """Serves one VNIC's guest; implements guest_shim's OffloadChannelServicer."""
+def peer_key(peer: str) -> str:
+    """The peer a Watch limit counts: the address without its port (``ipv4:10.0.0.2``,
+    ``ipv6:[::1]``, ``vsock:3``); every client of a Unix socket is one peer (the
+    socket's permissions already say who they may be)."""
+    scheme, _, rest = peer.partition(":")
+    if scheme in ("ipv4", "ipv6", "vsock"):
+        host, colon, _port = rest.rpartition(":")
+        return f"{scheme}:{host}" if colon else peer
+    return scheme or peer
 
-    def __init__(self, agent: Agent, vnic: str) -> None:
+
+def certificate_names(context: AsyncContext) -> list[str]:
+    """The common name and subject alternative names of the peer's certificate."""
+    auth = context.auth_context()
+    names: list[str] = []
+    for key in ("x509_common_name", "x509_subject_alternative_name"):
+        names.extend(value.decode(errors="replace") for value in auth.get(key, ()))
+    return names
+
+
+class VnicChannel:
+    """Serves one VNIC's guest; implements guest_shim's AsyncOffloadChannelServicer."""
+
+    def __init__(self, agent: Agent, vnic: str, *, tls_client: str | None = None,
+                 watch_streams_per_peer: int = 8, workers: int = 4) -> None:
         self.agent = agent
         self.vnic = vnic
+        self.tls_client = tls_client
+        """The identity a TLS peer's certificate must carry; None: not a TLS channel."""
+        self.watch_streams_per_peer = watch_streams_per_peer
+        self.pool = futures.ThreadPoolExecutor(max_workers=workers,
+                                               thread_name_prefix=f"channel-{vnic}")
+        self._watches: Counter[str] = Counter()  # touched on the event loop only
 
-    def Apply(self, request: pb.ApplyRequest, context: grpc.ServicerContext) -> pb.ApplyReply:
+    # -- admission ------------------------------------------------------------
+
+    async def _admit(self, context: AsyncContext, method: str) -> None:
+        """Refuse a TLS peer whose certificate is not the one bound to this VNIC."""
+        if self.tls_client is None:
+            return
+        names = certificate_names(context)
+        if self.tls_client in names:
+            return
+        shown = ", ".join(repr(n) for n in names) or "no name"
+        _log.warning("VNIC %s: refused %s from %s: its certificate carries %s, the VNIC "
+                     "admits only %r", self.vnic, method, context.peer(), shown,
+                     self.tls_client)
+        await context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                            f"VNIC {self.vnic}: this certificate ({shown}) is not the one "
+                            "bound to this VNIC's channel")
+
+    async def _refuse(self, context: AsyncContext, exc: AgentError) -> NoReturn:
+        await context.abort(exc.code, exc.message, trailing_metadata=_REFUSED)
+        raise AssertionError("abort returned")  # pragma: no cover (abort raises)
+
+    def _check_counts(self, request: pb.OffloadRequest) -> None:
+        """Refuse a request over the VNIC's quotas from the counts in the message, before
+        anything is validated or decoded further (thousands of rules cost seconds)."""
+        state = self.agent.state(self.vnic)
+        quotas = state.config.quotas
+        flows = len(request.flows)
+        rules = sum(len(flow.rules) for flow in request.flows)
+        for name, used, limit in (("flows", flows, quotas.flows), ("rules", rules, quotas.rules)):
+            if used > limit:
+                self.agent.events.publish(self.vnic, Kind.KIND_QUOTA_REACHED, quota=name,
+                                          message=f"{used} {name} asked, quota {limit}")
+                raise AgentError(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"VNIC {self.vnic}: the request has {used} {name}, the VNIC's quota is "
+                    f"{limit}; nothing was installed",
+                )
+
+    async def _run(self, context: AsyncContext, work: Callable[..., T], *args: Any) -> T:
+        """``work(*args)`` in the VNIC's pool; the agent's refusals become the answer."""
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self.pool, work, *args)
+        except AgentError as exc:
+            await self._refuse(context, exc)
+        except RuleError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        raise AssertionError("abort returned")  # pragma: no cover (abort raises)
+
+    def _gone(self, context: AsyncContext) -> threading.Event:
+        """Set when the call ends: a guest that went away no longer waits."""
+        gone = threading.Event()
+        context.add_done_callback(lambda _context: gone.set())  # type: ignore[arg-type]  # the stubs want a DoneCallback instance
+        return gone
+
+    # -- the service ------------------------------------------------------------
+
+    async def Apply(self, request: pb.ApplyRequest, context: AsyncContext) -> pb.ApplyReply:
+        await self._admit(context, "Apply")
+        try:
+            self._check_counts(request.request)
+        except AgentError as exc:
+            await self._refuse(context, exc)
+        check = still_waiting(context, self._gone(context))
+        return await self._run(context, self._apply, request.request, check)
+
+    def _apply(self, request: pb.OffloadRequest, check: Callable[[], bool]) -> pb.ApplyReply:
         with no_cyclic_gc():  # thousands of rules: bulk work, see pyoffload.bulk
-            try:
-                model = from_proto(request.request)
-            except RuleError as exc:
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-            try:
-                outcome = self.agent.apply(self.vnic, model, still_wanted=still_waiting(context))
-            except AgentError as exc:
-                _abort(context, exc)
+            model = from_proto(request)
+            outcome = self.agent.apply(self.vnic, model, still_wanted=check)
             reply = pb.ApplyReply(generation=outcome.generation)
             add = reply.results.add
             for flow in model.flows:
@@ -74,29 +189,35 @@ class VnicChannel:
                 add(installed=True, error=f"warning: {warning}")
             return reply
 
-    def Withdraw(self, request: pb.WithdrawRequest,
-                 context: grpc.ServicerContext) -> pb.WithdrawReply:
+    async def Withdraw(self, request: pb.WithdrawRequest,
+                       context: AsyncContext) -> pb.WithdrawReply:
+        await self._admit(context, "Withdraw")
         if request.all and request.flow_ids:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                          "withdraw: give flow ids or all, not both")
-        try:
-            removed = self.agent.withdraw(self.vnic, None if request.all else request.flow_ids,
-                                          still_wanted=still_waiting(context))
-        except AgentError as exc:
-            _abort(context, exc)
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                "withdraw: give flow ids or all, not both")
+        check = still_waiting(context, self._gone(context))
+        flow_ids = None if request.all else list(request.flow_ids)
+        return await self._run(context, self._withdraw, flow_ids, check)
+
+    def _withdraw(self, flow_ids: list[str] | None,
+                  check: Callable[[], bool]) -> pb.WithdrawReply:
+        removed = self.agent.withdraw(self.vnic, flow_ids, still_wanted=check)
         return pb.WithdrawReply(generation=self.agent.state(self.vnic).generation,
                                 withdrawn=removed)
 
-    def Get(self, request: pb.GetRequest, context: grpc.ServicerContext) -> pb.GetReply:
-        state = self.agent.state(self.vnic)
-        return pb.GetReply(request=to_proto(state.request))
+    async def Get(self, request: pb.GetRequest, context: AsyncContext) -> pb.GetReply:
+        await self._admit(context, "Get")
+        return await self._run(context, self._get)
 
-    def Stats(self, request: pb.StatsRequest, context: grpc.ServicerContext) -> pb.StatsReply:
-        try:
-            stats = self.agent.stats(self.vnic)
-        except AgentError as exc:
-            _abort(context, exc)
-        wanted = set(request.flow_ids)
+    def _get(self) -> pb.GetReply:
+        return pb.GetReply(request=to_proto(self.agent.state(self.vnic).request))
+
+    async def Stats(self, request: pb.StatsRequest, context: AsyncContext) -> pb.StatsReply:
+        await self._admit(context, "Stats")
+        return await self._run(context, self._stats, set(request.flow_ids))
+
+    def _stats(self, wanted: set[str]) -> pb.StatsReply:
+        stats = self.agent.stats(self.vnic)
         state = self.agent.state(self.vnic)
         flows = []
         for flow in state.request.flows:
@@ -128,42 +249,202 @@ class VnicChannel:
             ],
         )
 
-    def Watch(self, request: pb.WatchRequest,
-              context: grpc.ServicerContext) -> Iterator[pb.Event]:
-        stop = threading.Event()
-        context.add_callback(stop.set)
-        yield from self.agent.events.subscribe(self.vnic, stop)
+    async def Watch(self, request: pb.WatchRequest,
+                    context: AsyncContext) -> AsyncIterator[pb.Event]:
+        await self._admit(context, "Watch")
+        peer = peer_key(context.peer())
+        limit = self.watch_streams_per_peer
+        if self._watches[peer] >= limit:
+            _log.warning("VNIC %s: refused a Watch stream from %s: %d open, the limit is %d "
+                         "per peer", self.vnic, context.peer(), self._watches[peer], limit)
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                f"VNIC {self.vnic}: {peer} already has {limit} Watch streams "
+                                f"open, the limit per peer (channel_limits: "
+                                f"watch_streams_per_peer)", trailing_metadata=_REFUSED)
+        self._watches[peer] += 1
+        try:
+            async for event in self.agent.events.stream(self.vnic):
+                yield event
+        finally:
+            self._watches[peer] -= 1
+            if self._watches[peer] <= 0:
+                del self._watches[peer]
+
+
+class ChannelServer:
+    """A running channel: a ``grpc.aio`` server on an event loop thread of its own."""
+
+    def __init__(self, vnic: str, address: ChannelAddress, channel: VnicChannel) -> None:
+        self.vnic = vnic
+        self.address = address
+        self.channel = channel
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
+                                        name=f"channel-{vnic}-loop")
+        self._server: grpc.aio.Server | None = None
+        self._socket: tuple[int, int] | None = None  # (st_dev, st_ino) of our Unix socket
+        self._stopped = False
+
+    def _call(self, coroutine: Any, grace: float = 0.0) -> Any:
+        future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+        return future.result(START_TIMEOUT_S + grace)
+
+    def start(self, options: list[tuple[str, Any]], access: ChannelAccess,
+              tls: ChannelTls | None, where: str) -> ChannelServer:
+        self._thread.start()
+        try:
+            self._call(self._start(options, access, tls, where))
+        except BaseException:
+            self.stop(None)
+            raise
+        return self
+
+    async def _start(self, options: list[tuple[str, Any]], access: ChannelAccess,
+                     tls: ChannelTls | None, where: str) -> None:
+        server = grpc.aio.server(options=options)
+        self._server = server
+        add_async_servicer(server, self.channel)
+        address = self.address
+        private: Path | None = None
+        try:
+            if address.kind == "unix":
+                private = _private_directory(Path(address.path))
+                listen = f"unix:{private}/s"
+            else:
+                listen = address.listen_address
+            if tls is not None:
+                ca, cert, key = tls.read(where)
+                credentials = grpc.ssl_server_credentials(
+                    [(key, cert)], root_certificates=ca, require_client_auth=True)
+                bound = server.add_secure_port(listen, credentials)
+            else:
+                bound = server.add_insecure_port(listen)
+        except RuntimeError as exc:
+            raise AgentError(grpc.StatusCode.UNAVAILABLE,
+                             f"VNIC {self.vnic}: cannot serve its channel on {address}: "
+                             f"{exc}") from None
+        if address.kind == "tcp" and bound == 0:
+            raise AgentError(grpc.StatusCode.UNAVAILABLE,
+                             f"VNIC {self.vnic}: cannot serve its channel on {address} (in use?)")
+        await server.start()
+        if private is not None:
+            self._socket = _publish_socket(private / "s", Path(address.path), access)
+
+    def stop(self, grace: float | None) -> None:
+        """Stop serving (open calls are cancelled after ``grace`` seconds) and remove the
+        Unix socket; safe to call twice."""
+        if self._stopped:
+            return
+        self._stopped = True
+        try:
+            if self._server is not None and self._thread.is_alive():
+                self._call(self._server.stop(grace), grace or 0.0)
+        finally:
+            if self._thread.is_alive():
+                self._loop.call_soon_threadsafe(self._loop.stop)
+                self._thread.join(START_TIMEOUT_S)
+            if not self._thread.is_alive():
+                self._loop.close()
+            self.channel.pool.shutdown(wait=False)
+            self._remove_socket()
+
+    def _remove_socket(self) -> None:
+        if self._socket is None:
+            return
+        path = Path(self.address.path)
+        try:
+            st = path.lstat()
+        except OSError:
+            return
+        if stat.S_ISSOCK(st.st_mode) and (st.st_dev, st.st_ino) == self._socket:
+            path.unlink()
+
+
+def _safe_directory(path: Path, *, follow: bool) -> None:
+    """Refuse a directory someone other than root or this process's user could change."""
+    st = path.stat() if follow else path.lstat()
+    trusted = (0, os.geteuid())
+    if st.st_uid not in trusted:
+        raise AgentError(grpc.StatusCode.FAILED_PRECONDITION,
+                         f"{path} belongs to uid {st.st_uid}, who could replace the channel's "
+                         "socket; use a directory of root's")
+    if stat.S_ISLNK(st.st_mode):
+        return
+    if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
+        raise AgentError(grpc.StatusCode.FAILED_PRECONDITION,
+                         f"{path} is writable by {'others' if st.st_mode & 0o002 else 'its group'}"
+                         f" (mode {stat.S_IMODE(st.st_mode):04o}), who could replace the "
+                         "channel's socket; use a directory only root can write to")
+
+
+def _private_directory(socket_path: Path) -> Path:
+    """A fresh 0700 directory beside ``socket_path`` to bind in, after checking that the
+    socket's directory (created 0755 if missing) and those above it are safe."""
+    parent = socket_path.parent.absolute()
+    if not parent.exists():
+        parent.mkdir(mode=0o755, parents=True)
+        parent.chmod(0o755)  # whatever the umask
+    for directory in (parent, *parent.parents):
+        _safe_directory(directory, follow=False)
+    resolved = parent.resolve()
+    for directory in (resolved, *resolved.parents):
+        _safe_directory(directory, follow=True)
+    if socket_path.exists() and not socket_path.is_socket():
+        raise AgentError(grpc.StatusCode.FAILED_PRECONDITION,
+                         f"{socket_path} exists and is not a socket; not replacing it")
+    return Path(tempfile.mkdtemp(prefix=".ch", dir=parent))
+
+
+def _publish_socket(bound: Path, path: Path, access: ChannelAccess) -> tuple[int, int]:
+    """Give the socket bound in the private directory its owner, group and mode, then
+    move it into place (replacing a stale socket) and drop the directory."""
+    try:
+        os.chown(bound, -1 if access.owner is None else access.owner,
+                 -1 if access.group is None else access.group)
+        os.chmod(bound, access.mode)
+        os.rename(bound, path)
+        st = path.lstat()
+        return st.st_dev, st.st_ino
+    except OSError as exc:
+        raise AgentError(grpc.StatusCode.UNAVAILABLE,
+                         f"cannot set up the channel socket {path}: {exc.strerror}") from None
+    finally:
+        shutil.rmtree(bound.parent, ignore_errors=True)
 
 
 def serve_channel(agent: Agent, vnic: str, address: ChannelAddress,
-                  workers: int = 4) -> grpc.Server:
-    """Start the channel server of ``vnic`` on ``address``."""
-    if address.kind == "unix":
-        path = Path(address.path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.is_socket():
-            path.unlink()  # a stale socket from an agent that did not stop cleanly
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers,
-                                                    thread_name_prefix=f"channel-{vnic}"))
-    add_servicer(server, VnicChannel(agent, vnic))
+                  workers: int | None = None) -> ChannelServer:
+    """Start the channel server of ``vnic`` on ``address``, with the access, TLS and
+    limits the host configuration gives the VNIC."""
     try:
-        bound = server.add_insecure_port(address.listen_address)
-    except RuntimeError as exc:
-        raise AgentError(grpc.StatusCode.UNAVAILABLE,
-                         f"VNIC {vnic}: cannot serve its channel on {address}: {exc}") from None
-    if address.kind == "tcp" and bound == 0:
-        raise AgentError(grpc.StatusCode.UNAVAILABLE,
-                         f"VNIC {vnic}: cannot serve its channel on {address} (in use?)")
-    server.start()
-    if address.kind == "unix":
-        os.chmod(address.path, 0o660)
-    _log.info("VNIC %s: guest channel on %s", vnic, address)
+        config: VnicConfig = agent.config.vnic(vnic)
+    except ConfigError as exc:
+        raise AgentError(grpc.StatusCode.NOT_FOUND, str(exc)) from None
+    where = f"VNIC {vnic}"
+    tls = config.channel_tls if address.kind == "tcp" else None
+    if address.kind == "tcp" and tls is None and not config.insecure_tcp:
+        raise AgentError(grpc.StatusCode.FAILED_PRECONDITION,
+                         f"{where}: a TCP channel ({address}) needs channel_tls in the host "
+                         "configuration (or insecure_tcp on loopback, for tests)")
+    limits = config.channel_limits
+    size = message_bytes(limits, agent.state(vnic).config.quotas)
+    options: list[tuple[str, Any]] = [
+        ("grpc.max_receive_message_length", size),
+        ("grpc.so_reuseport", 0),  # no second server (of another user) on the same port
+    ]
+    channel = VnicChannel(agent, vnic, tls_client=None if tls is None else tls.client,
+                          watch_streams_per_peer=limits.watch_streams_per_peer,
+                          workers=workers or limits.workers)
+    server = ChannelServer(vnic, address, channel).start(options, config.channel_access, tls,
+                                                         where)
+    _log.info("VNIC %s: guest channel on %s%s (requests up to %d bytes)", vnic, address,
+              f", TLS for {tls.client!r}" if tls else "", size)
     return server
 
 
-def serve_all(agent: Agent) -> dict[str, grpc.Server]:
+def serve_all(agent: Agent) -> dict[str, ChannelServer]:
     """A channel server for every configured VNIC that has a channel address."""
-    servers: dict[str, grpc.Server] = {}
+    servers: dict[str, ChannelServer] = {}
     try:
         for vnic in agent.config.vnics:
             if vnic.channel is not None:

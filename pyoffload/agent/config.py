@@ -17,12 +17,26 @@ A YAML (or JSON) file, written by the host's operator, never by a guest:
         guest_port: 1
         uplink_port: 2
         default_policy: deny    # IP traffic no declared flow matches: allow | deny | punt
-        channel: unix:/run/pyoffload/web-1.sock   # or tcp:127.0.0.1:7001, vsock:3:7001
+        channel: unix:/run/pyoffload/web-1.sock   # or tcp:HOST:PORT, vsock:3:7001
+        channel_access: {owner: qemu, group: kvm, mode: "0660"}   # unix: who may connect
         quotas: {flows: 64, rules: 1024, tracked_connections: 65536}
+      - name: db-1
+        ...
+        channel: tcp:192.0.2.1:7002        # TCP: mutual TLS, the guest's identity bound here
+        channel_tls: {ca: guests-ca.pem, cert: channel.pem, key: channel.key,
+                      client: db-1.guests.example}   # CN or SAN of the guest's certificate
+        channel_limits: {watch_streams_per_peer: 8, max_message_bytes: 2200000}
     state:                      # the agent's durable desired state (optional)
       path: /var/lib/pyoffload/state.db   # relative: to this file's directory
       reconcile_interval: 5.0   # seconds between read-backs of the target, (0, 3600]
       checkpoint_interval: 1.0  # seconds between connection checkpoints, (0, 3600]
+
+Guest channels (see the README's security section): a Unix socket is created owner
+root, group root, mode 0600 unless ``channel_access`` says otherwise, in a directory
+only root (or the agent's user) can write to; a TCP channel needs ``channel_tls``,
+whose ``client`` is the one identity admitted, and no two VNICs may admit the same
+one; plain TCP only with ``insecure_tcp: true`` on a loopback address (tests,
+development). vsock channels are as before: the hypervisor binds a CID to its VM.
 
 Errors name the VNIC and the field, e.g. ``vnics[1] "db": guest_port: port 3
 is already the guest port of VNIC "web-1"``.
@@ -30,6 +44,9 @@ is already the guest port of VNIC "web-1"``.
 
 from __future__ import annotations
 
+import grp
+import ipaddress
+import pwd
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -47,6 +64,16 @@ TARGET_KINDS = ("embedded", "bmv2", "remote")
 POLICIES = ("allow", "deny", "punt")
 DEFAULT_STATE_PATH = Path("/var/lib/pyoffload/state.db")
 MAX_INTERVAL = 3600.0
+MESSAGE_BASE_BYTES = 64 * 1024
+"""A request's size allowance for its envelope, when the limit is derived from quotas."""
+MESSAGE_BYTES_PER_FLOW = 1024
+"""Allowance per flow of the quota (ids are at most 63 characters; a flow's match and
+config take a few hundred bytes at most)."""
+MESSAGE_BYTES_PER_RULE = 2048
+"""Allowance per rule of the quota (a rule with a load balancer of many backends is the
+largest: a few hundred bytes is typical)."""
+MAX_MESSAGE_BYTES = 2**31 - 1
+"""gRPC's own ceiling for a message size."""
 
 
 class ConfigError(PyoffloadError):
@@ -67,6 +94,71 @@ class QuotaConfig:
 
 
 @attrs.frozen(kw_only=True)
+class ChannelAccess:
+    """Who may connect to a Unix-socket channel: the socket's owner, group and mode."""
+
+    owner: int | None = None
+    """The socket's owning uid; None: the agent's own user (root as a service)."""
+    group: int | None = None
+    """The socket's group id; None: the agent's own group."""
+    mode: int = 0o600
+    """Permission bits of the socket (connecting needs write permission); never
+    writable by others: name an owner or a group instead."""
+
+
+@attrs.frozen(kw_only=True)
+class ChannelTls:
+    """The agent's side of a TCP channel's mutual TLS (PEM files) and the one guest
+    identity it admits."""
+
+    ca: Path
+    """The CA that signs guests' certificates (the only one trusted on this channel)."""
+    cert: Path
+    """The channel's server certificate (its SAN must match the address guests dial,
+    or the name they pass as ``--server-name``)."""
+    key: Path
+    """The server certificate's private key."""
+    client: str
+    """The identity bound to this VNIC: the guest's certificate must carry it as its
+    common name or as a subject alternative name; every other certificate is refused."""
+
+    def read(self, where: str) -> tuple[bytes, bytes, bytes]:
+        """(ca, cert, key) PEM bytes, read now: errors name the VNIC and the file."""
+        blobs = []
+        for label, path in (("ca", self.ca), ("cert", self.cert), ("key", self.key)):
+            try:
+                blobs.append(path.read_bytes())
+            except OSError as exc:
+                raise ConfigError(f"{where}: channel_tls: {label}: cannot read {path}: "
+                                  f"{exc.strerror}") from None
+        return blobs[0], blobs[1], blobs[2]
+
+
+@attrs.frozen(kw_only=True)
+class ChannelLimits:
+    """Per-channel limits checked before any expensive work."""
+
+    watch_streams_per_peer: int = 8
+    """Watch streams one peer (an IP address, a vsock CID, the Unix socket's users) may
+    hold open at once; more are refused with RESOURCE_EXHAUSTED."""
+    max_message_bytes: int | None = None
+    """The largest request the channel receives; None: derived from the VNIC's quotas
+    (``message_bytes``)."""
+    workers: int = 4
+    """Threads that run this VNIC's unary calls (Apply, Withdraw, Get, Stats); Watch
+    streams take none."""
+
+
+def message_bytes(limits: ChannelLimits, quotas: QuotaConfig) -> int:
+    """The channel's receive limit: configured, else what the quotas can need."""
+    if limits.max_message_bytes is not None:
+        return limits.max_message_bytes
+    derived = (MESSAGE_BASE_BYTES + quotas.flows * MESSAGE_BYTES_PER_FLOW
+               + quotas.rules * MESSAGE_BYTES_PER_RULE)
+    return min(derived, MAX_MESSAGE_BYTES)
+
+
+@attrs.frozen(kw_only=True)
 class VnicConfig:
     """One guest's VNIC: its ports, policy, channel and quotas."""
 
@@ -82,6 +174,15 @@ class VnicConfig:
     """What happens to IP traffic that no declared flow matches."""
     channel: ChannelAddress | None = None
     """Where the guest channel is served; None = no channel (host API only)."""
+    channel_access: ChannelAccess = attrs.field(factory=ChannelAccess)
+    """Owner, group and mode of a Unix-socket channel."""
+    channel_tls: ChannelTls | None = None
+    """Mutual TLS of a TCP channel (required unless ``insecure_tcp``)."""
+    insecure_tcp: bool = False
+    """Serve a TCP channel without TLS (loopback addresses only): any local user can
+    reach it, so for tests and development only."""
+    channel_limits: ChannelLimits = attrs.field(factory=ChannelLimits)
+    """Stream and size limits of the channel."""
     quotas: QuotaConfig = attrs.field(factory=QuotaConfig)
     """Per-VNIC limits."""
 
@@ -132,8 +233,9 @@ class TargetConfig:
     """Mutual TLS to the target's P4Runtime server (a TCP address); None: a Unix socket
     (whose permissions say who may connect) or, on loopback, an unauthenticated port."""
     pipeline: str = "default"
-    """Which committed build of the VNIC program: ``default`` (p4src/build) or a variant
-    of ``pyoffload.pipeline.artifacts.VARIANTS`` (``large``: a million connections)."""
+    """Which committed build of the VNIC program: ``default`` (``pyoffload/pipeline/build``)
+    or a variant of ``pyoffload.pipeline.artifacts.VARIANTS`` (``large``: a million
+    connections)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -251,7 +353,127 @@ def _target(data: Any, base: Path) -> TargetConfig:
     )
 
 
-def _vnic(index: int, data: Any) -> VnicConfig:
+def _account(value: Any, field: str, where: str, kind: str) -> int:
+    """A uid or gid from a number or a name known to the host."""
+    if isinstance(value, bool) or not isinstance(value, int | str) or value == "":
+        raise ConfigError(f"{where}: {field}: expected a {kind} name or number")
+    if isinstance(value, int) or value.isdigit():
+        number = int(value)
+        if not 0 <= number < 2**32 - 1:
+            raise ConfigError(f"{where}: {field}: {value!r} is not a {kind} id")
+        return number
+    try:
+        if kind == "user":
+            return pwd.getpwnam(value).pw_uid
+        return grp.getgrnam(value).gr_gid
+    except KeyError:
+        raise ConfigError(f"{where}: {field}: no {kind} named {value!r} on this host") from None
+
+
+def _access(data: Any, where: str) -> ChannelAccess:
+    where = f"{where}: channel_access"
+    if data is None:
+        return ChannelAccess()
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping with owner, group and mode")
+    _check_keys(data, {"owner", "group", "mode"}, where)
+    owner = None if data.get("owner") is None else _account(data["owner"], "owner", where, "user")
+    group = None if data.get("group") is None else _account(data["group"], "group", where, "group")
+    raw = data.get("mode", "0600")
+    try:
+        if isinstance(raw, bool) or not isinstance(raw, str | int):
+            raise ValueError
+        # YAML reads 0600 as the number 384 and "0600" as a string: both mean octal.
+        mode = raw if isinstance(raw, int) else int(raw, 8)
+    except ValueError:
+        raise ConfigError(f"{where}: mode: {raw!r} is not an octal mode such as \"0660\"") from None
+    if not 0 <= mode <= 0o777:
+        raise ConfigError(f"{where}: mode: {raw!r} is not a permission mode (0-0777)")
+    if mode & 0o002:
+        raise ConfigError(f"{where}: mode: {oct(mode)} lets every local user connect; name "
+                          "an owner or a group instead")
+    return ChannelAccess(owner=owner, group=group, mode=mode)
+
+
+def _channel_tls(data: Any, where: str, base: Path) -> ChannelTls | None:
+    where = f"{where}: channel_tls"
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping with ca, cert, key and client")
+    _check_keys(data, {"ca", "cert", "key", "client"}, where)
+    paths = {}
+    for field in ("ca", "cert", "key"):
+        value = data.get(field)
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{where}: {field}: expected the path of a PEM file")
+        paths[field] = base / value
+    client = data.get("client")
+    if not isinstance(client, str) or not client.strip():
+        raise ConfigError(f"{where}: client: expected the common name or subject alternative "
+                          "name the guest's certificate carries")
+    return ChannelTls(ca=paths["ca"], cert=paths["cert"], key=paths["key"],
+                      client=client.strip())
+
+
+def _limits(data: Any, where: str) -> ChannelLimits:
+    where = f"{where}: channel_limits"
+    if data is None:
+        return ChannelLimits()
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping")
+    _check_keys(data, {"watch_streams_per_peer", "max_message_bytes", "workers"}, where)
+    defaults = ChannelLimits()
+    size = data.get("max_message_bytes")
+    return ChannelLimits(
+        watch_streams_per_peer=_int(data, "watch_streams_per_peer", where, 1, 100_000,
+                                    defaults.watch_streams_per_peer),
+        max_message_bytes=None if size is None else _int(data, "max_message_bytes", where,
+                                                         1024, MAX_MESSAGE_BYTES),
+        workers=_int(data, "workers", where, 1, 64, defaults.workers),
+    )
+
+
+def _channel(data: Mapping[str, Any], where: str, base: Path) -> dict[str, Any]:
+    """The channel fields of a VNIC, checked against each other."""
+    channel = None
+    if data.get("channel"):
+        try:
+            # Remote TCP is allowed here only to be refused below without TLS.
+            channel = parse_address(str(data["channel"]), allow_remote=True)
+        except ChannelAddressError as exc:
+            raise ConfigError(f"{where}: channel: {exc}") from None
+    access = _access(data.get("channel_access"), where)
+    tls = _channel_tls(data.get("channel_tls"), where, base)
+    insecure = data.get("insecure_tcp", False)
+    if not isinstance(insecure, bool):
+        raise ConfigError(f"{where}: insecure_tcp: expected true or false")
+    kind = channel.kind if channel is not None else None
+    if "channel_access" in data and kind != "unix":
+        raise ConfigError(f"{where}: channel_access is for unix: channels (the socket's "
+                          "owner, group and mode)")
+    if tls is not None and kind != "tcp":
+        raise ConfigError(f"{where}: channel_tls is for tcp: channels")
+    if insecure and kind != "tcp":
+        raise ConfigError(f"{where}: insecure_tcp is for tcp: channels")
+    if channel is not None and kind == "tcp":
+        if tls is not None and insecure:
+            raise ConfigError(f"{where}: give channel_tls or insecure_tcp, not both")
+        if tls is None and not insecure:
+            raise ConfigError(
+                f"{where}: channel: {channel} is TCP without TLS: any local user could "
+                "rewrite this guest's firewall through it; give channel_tls (mutual TLS, "
+                "the guest's certificate bound to this VNIC) or, on loopback for tests, "
+                "insecure_tcp: true")
+        if insecure and not ipaddress.ip_address(channel.host).is_loopback:
+            raise ConfigError(f"{where}: insecure_tcp: {channel.host} is not a loopback "
+                              "address; a TCP channel beyond loopback needs channel_tls")
+    return {"channel": channel, "channel_access": access, "channel_tls": tls,
+            "insecure_tcp": insecure, "channel_limits": _limits(data.get("channel_limits"),
+                                                                where)}
+
+
+def _vnic(index: int, data: Any, base: Path) -> VnicConfig:
     where = f"vnics[{index}]"
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping")
@@ -260,17 +482,13 @@ def _vnic(index: int, data: Any) -> VnicConfig:
         raise ConfigError(f"{where}: name is required")
     where = f'{where} "{name}"'
     _check_keys(data, {"name", "id", "guest_port", "uplink_port", "default_policy", "channel",
+                       "channel_access", "channel_tls", "insecure_tcp", "channel_limits",
                        "quotas"}, where)
     policy = data.get("default_policy", "deny")
     if policy not in POLICIES:
         raise ConfigError(f"{where}: default_policy: {policy!r} is not one of "
                           f"{', '.join(POLICIES)}")
-    channel = None
-    if data.get("channel"):
-        try:
-            channel = parse_address(str(data["channel"]))
-        except ChannelAddressError as exc:
-            raise ConfigError(f"{where}: channel: {exc}") from None
+    channel = _channel(data, where, base)
     quotas_raw = data.get("quotas") or {}
     if not isinstance(quotas_raw, dict):
         raise ConfigError(f"{where}: quotas: expected a mapping")
@@ -288,8 +506,8 @@ def _vnic(index: int, data: Any) -> VnicConfig:
         guest_port=_int(data, "guest_port", where, 0, 509),
         uplink_port=_int(data, "uplink_port", where, 0, 509),
         default_policy=policy,
-        channel=channel,
         quotas=quotas,
+        **channel,
     )
 
 
@@ -321,8 +539,10 @@ def parse_config(data: Any, *, base: Path | None = None) -> HostConfig:
     vnics_raw = data.get("vnics") or []
     if not isinstance(vnics_raw, list):
         raise ConfigError("vnics: expected a list")
-    vnics = tuple(_vnic(i, v) for i, v in enumerate(vnics_raw))
+    folder = (base or Path.cwd()).absolute()
+    vnics = tuple(_vnic(i, v, folder) for i, v in enumerate(vnics_raw))
     names: dict[str, int] = {}
+    clients: dict[str, str] = {}
     ids: dict[int, str] = {}
     ports: dict[int, str] = {}
     for i, vnic in enumerate(vnics):
@@ -341,7 +561,13 @@ def parse_config(data: Any, *, base: Path | None = None) -> HostConfig:
                     f'{where}: {field}: port {port} already belongs to VNIC "{ports[port]}"'
                 )
             ports[port] = vnic.name
-    folder = (base or Path.cwd()).absolute()
+        if vnic.channel_tls is not None:
+            client = vnic.channel_tls.client
+            if client in clients:
+                raise ConfigError(f"{where}: channel_tls: client: {client!r} is already the "
+                                  f'identity bound to VNIC "{clients[client]}"; one guest '
+                                  "identity reaches one VNIC")
+            clients[client] = vnic.name
     state = _state(data.get("state"), folder)
     return HostConfig(target=_target(data.get("target"), folder), vnics=vnics, state=state)
 

@@ -1,17 +1,42 @@
-"""Per-VNIC event fan-out for the guest channel's Watch stream."""
+"""Per-VNIC event fan-out for the guest channel's Watch stream.
+
+Two kinds of subscriber: ``subscribe`` (a blocking iterator, one thread per watcher)
+and ``stream`` (an async iterator on the channel's event loop, which holds no thread
+while it waits: a hundred watchers cost a hundred queues, not a hundred workers).
+``publish`` may be called from any thread.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 from guest_shim import offload_pb2 as pb
 
 SUBSCRIBER_BACKLOG = 1024
 """Events kept for a slow watcher before the oldest are dropped."""
+
+
+class _LoopQueue:
+    """An asyncio queue fed from other threads, dropping its oldest event when full."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.queue: asyncio.Queue[pb.Event | None] = asyncio.Queue()
+
+    def _put(self, item: pb.Event | None) -> None:  # on the loop
+        if item is not None and self.queue.qsize() >= SUBSCRIBER_BACKLOG:
+            with contextlib.suppress(asyncio.QueueEmpty):
+                self.queue.get_nowait()
+        self.queue.put_nowait(item)
+
+    def put(self, item: pb.Event | None) -> None:  # from any thread
+        with contextlib.suppress(RuntimeError):  # the loop is closed: its watcher is gone
+            self.loop.call_soon_threadsafe(self._put, item)
 
 
 class EventHub:
@@ -20,6 +45,7 @@ class EventHub:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._subscribers: dict[str, list[queue.Queue[pb.Event | None]]] = {}
+        self._streams: dict[str, list[_LoopQueue]] = {}
 
     def publish(self, vnic: str, kind: int, *, generation: int = 0, flow_id: str = "",
                 rule_id: str = "", quota: str = "", message: str = "") -> None:
@@ -28,11 +54,14 @@ class EventHub:
                          time_unix_ns=time.time_ns())
         with self._lock:
             targets = list(self._subscribers.get(vnic, ()))
+            streams = list(self._streams.get(vnic, ()))
         for q in targets:
             if q.qsize() >= SUBSCRIBER_BACKLOG:
                 with contextlib.suppress(queue.Empty):
                     q.get_nowait()
             q.put(event)
+        for stream in streams:
+            stream.put(event)
 
     def subscribe(self, vnic: str, stop: threading.Event) -> Iterator[pb.Event]:
         """Events of ``vnic`` until ``stop`` is set (or ``close`` is called)."""
@@ -52,8 +81,29 @@ class EventHub:
             with self._lock:
                 self._subscribers.get(vnic, []).remove(q)
 
+    async def stream(self, vnic: str) -> AsyncIterator[pb.Event]:
+        """Events of ``vnic`` on the running event loop, until ``close`` is called or the
+        consumer stops iterating (closing the generator unsubscribes)."""
+        q = _LoopQueue(asyncio.get_running_loop())
+        with self._lock:
+            self._streams.setdefault(vnic, []).append(q)
+        try:
+            while (item := await q.queue.get()) is not None:
+                yield item
+        finally:
+            with self._lock:
+                self._streams.get(vnic, []).remove(q)
+
+    def watchers(self, vnic: str) -> int:
+        """How many subscribers of either kind ``vnic`` has now."""
+        with self._lock:
+            return len(self._subscribers.get(vnic, ())) + len(self._streams.get(vnic, ()))
+
     def close(self) -> None:
         with self._lock:
             for subscribers in self._subscribers.values():
                 for q in subscribers:
                     q.put(None)
+            for streams in self._streams.values():
+                for stream in streams:
+                    stream.put(None)

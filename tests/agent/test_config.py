@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pyoffload.agent.config import ConfigError, load_config, parse_config
+from pyoffload.agent.config import (
+    ChannelAccess,
+    ChannelLimits,
+    ConfigError,
+    QuotaConfig,
+    load_config,
+    message_bytes,
+    parse_config,
+)
 
 
 def vnic(**fields: Any) -> dict[str, Any]:
@@ -117,3 +126,89 @@ def test_state_mistakes_are_named(state: Any, message: str) -> None:
     with pytest.raises(ConfigError) as info:
         parse_config({"state": state})
     assert message in str(info.value)
+
+
+# -- guest channels: who may connect, and limits ----------------------------------------------
+
+TLS = {"ca": "ca.crt", "cert": "server.crt", "key": "server.key", "client": "web-1.guests"}
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"channel": "tcp:127.0.0.1:7001"},
+     'vnics[0] "web-1": channel: tcp:127.0.0.1:7001 is TCP without TLS: any local user could '
+     "rewrite this guest's firewall through it; give channel_tls"),
+    ({"channel": "tcp:192.0.2.1:7001", "insecure_tcp": True},
+     "insecure_tcp: 192.0.2.1 is not a loopback address; a TCP channel beyond loopback needs "
+     "channel_tls"),
+    ({"channel": "tcp:127.0.0.1:7001", "insecure_tcp": True, "channel_tls": TLS},
+     "give channel_tls or insecure_tcp, not both"),
+    ({"channel": "unix:/run/w.sock", "channel_tls": TLS}, "channel_tls is for tcp: channels"),
+    ({"channel": "unix:/run/w.sock", "insecure_tcp": True}, "insecure_tcp is for tcp: channels"),
+    ({"channel": "tcp:127.0.0.1:7001", "insecure_tcp": "yes"},
+     "insecure_tcp: expected true or false"),
+    ({"channel": "tcp:127.0.0.1:7001", "channel_tls": {**TLS, "client": ""}},
+     "channel_tls: client: expected the common name or subject alternative name"),
+    ({"channel": "tcp:127.0.0.1:7001", "channel_tls": {**TLS, "key": None}},
+     "channel_tls: key: expected the path of a PEM file"),
+    ({"channel": "tcp:127.0.0.1:7001", "channel_tls": {**TLS, "crl": "x"}},
+     "channel_tls: unknown field 'crl'"),
+    ({"channel": "vsock:3:7001", "channel_access": {"mode": "0600"}},
+     "channel_access is for unix: channels"),
+    ({"channel": "unix:/run/w.sock", "channel_access": {"mode": "0666"}},
+     'channel_access: mode: 0o666 lets every local user connect; name an owner or a group'),
+    ({"channel": "unix:/run/w.sock", "channel_access": {"mode": "rw"}},
+     "channel_access: mode: 'rw' is not an octal mode"),
+    ({"channel": "unix:/run/w.sock", "channel_access": {"mode": "01600"}},
+     "channel_access: mode: '01600' is not a permission mode"),
+    ({"channel": "unix:/run/w.sock", "channel_access": {"owner": "no-such-user-here"}},
+     "channel_access: owner: no user named 'no-such-user-here' on this host"),
+    ({"channel": "unix:/run/w.sock", "channel_access": {"group": "no-such-group-here"}},
+     "channel_access: group: no group named 'no-such-group-here' on this host"),
+    ({"channel": "unix:/run/w.sock", "channel_limits": {"watch_streams_per_peer": 0}},
+     "channel_limits: watch_streams_per_peer: 0 is not a whole number"),
+    ({"channel": "unix:/run/w.sock", "channel_limits": {"max_message_bytes": 10}},
+     "channel_limits: max_message_bytes: 10 is not a whole number in 1024-"),
+])
+def test_channel_mistakes_are_named(fields: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config({"vnics": [vnic(**fields)]})
+    assert message in str(info.value)
+
+
+def test_channel_security_fields(tmp_path: Path) -> None:
+    config = parse_config({"vnics": [
+        vnic(channel="unix:/run/w.sock",
+             channel_access={"owner": "root", "group": 0, "mode": "0660"},
+             channel_limits={"watch_streams_per_peer": 100, "workers": 2}),
+        vnic(name="db", id=2, guest_port=3, uplink_port=4, channel="tcp:192.0.2.1:7002",
+             channel_tls=TLS),
+        vnic(name="dev", id=3, guest_port=5, uplink_port=6, channel="tcp:[::1]:7003",
+             insecure_tcp=True),
+    ]}, base=tmp_path)
+    web, db, dev = config.vnics
+    assert web.channel_access == ChannelAccess(owner=0, group=0, mode=0o660)
+    assert web.channel_limits == ChannelLimits(watch_streams_per_peer=100, workers=2)
+    assert db.channel_tls is not None and db.channel_tls.client == "web-1.guests"
+    assert db.channel_tls.ca == tmp_path / "ca.crt"  # relative to the configuration
+    assert dev.insecure_tcp and dev.channel is not None and dev.channel.host == "::1"
+    assert parse_config({"vnics": [vnic(channel="unix:/w.sock")]}).vnics[0].channel_access == (
+        ChannelAccess(owner=None, group=None, mode=0o600))
+
+
+def test_one_guest_identity_reaches_one_vnic() -> None:
+    with pytest.raises(ConfigError, match=re.escape(
+            """'web-1.guests' is already the identity bound to VNIC "web-1"; one guest """
+            "identity reaches one VNIC")):
+        parse_config({"vnics": [
+            vnic(channel="tcp:127.0.0.1:7001", channel_tls=TLS),
+            vnic(name="db", id=2, guest_port=3, uplink_port=4, channel="tcp:127.0.0.1:7002",
+                 channel_tls=TLS),
+        ]})
+
+
+def test_message_size_limit_follows_the_quotas() -> None:
+    default = message_bytes(ChannelLimits(), QuotaConfig())
+    assert default == 64 * 1024 + 64 * 1024 + 1024 * 2048  # about 2.1 MiB
+    assert message_bytes(ChannelLimits(), QuotaConfig(rules=20000)) > 40_000_000
+    assert message_bytes(ChannelLimits(max_message_bytes=5000), QuotaConfig()) == 5000
+    assert message_bytes(ChannelLimits(), QuotaConfig(rules=2**31)) == 2**31 - 1
