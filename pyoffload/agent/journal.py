@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -105,14 +106,27 @@ class Journal:
             )
         except sqlite3.Error as exc:
             raise _error(path, "open", exc) from exc
-        try:
-            _prepare(connection, path)
-        except sqlite3.Error as exc:
-            connection.close()
-            raise _error(path, "open", exc) from exc
-        except BaseException:
-            connection.close()
-            raise
+        deadline = time.monotonic() + BUSY_SECONDS
+        while True:
+            try:
+                _prepare(connection, path)
+                break
+            except sqlite3.OperationalError as exc:
+                # Switching a new file to WAL takes its lock without waiting: another
+                # opener setting it up at the same moment makes this one retry.
+                if "locked" in str(exc) and time.monotonic() < deadline:
+                    if connection.in_transaction:
+                        connection.execute("ROLLBACK")
+                    time.sleep(0.02)
+                    continue
+                connection.close()
+                raise _error(path, "open", exc) from exc
+            except sqlite3.Error as exc:
+                connection.close()
+                raise _error(path, "open", exc) from exc
+            except BaseException:
+                connection.close()
+                raise
         return cls(path, connection)
 
     def load(self) -> dict[str, VnicRecord]:
@@ -254,10 +268,15 @@ def _create(path: Path) -> None:
 
 def _prepare(db: sqlite3.Connection, path: Path) -> None:
     """Check the file is ours and sound (reading only), then set it up for durable writes."""
-    application_id = db.execute("PRAGMA application_id").fetchone()[0]
-    version = db.execute("PRAGMA user_version").fetchone()[0]
-    tables = {name for (name,) in db.execute(
-        "SELECT name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'")}
+    db.execute("BEGIN")  # one snapshot: another opener may be initialising the file
+    try:
+        application_id = db.execute("PRAGMA application_id").fetchone()[0]
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        tables = {name for (name,) in db.execute(
+            "SELECT name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'")}
+    finally:
+        if db.in_transaction:
+            db.execute("COMMIT")
     fresh = application_id in (0, APPLICATION_ID) and version == 0 and not tables
     if not fresh:
         if application_id != APPLICATION_ID:

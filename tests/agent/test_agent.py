@@ -213,6 +213,7 @@ def test_tcp_loopback_channel(target: RunningTarget, tmp_path: Path) -> None:
     port = free_tcp_port()
     data = host_config(tmp_path)
     data["vnics"][0]["channel"] = f"tcp:127.0.0.1:{port}"  # type: ignore[index]
+    data["vnics"][0]["insecure_tcp"] = True  # type: ignore[index]
     config = parse_config(data)
     agent = Agent(config, target.grpc_address, device_id=target.device_id).start()
     server = serve_channel(agent, "web-1", config.vnic("web-1").channel)  # type: ignore[arg-type]
