@@ -73,6 +73,7 @@ from pyoffload.agent import Agent
 from pyoffload.agent.channel import serve_channel
 from pyoffload.agent.checkpoint import Checkpointer
 from pyoffload.agent.config import HostConfig, parse_config
+from pyoffload.agent.connections import Learned
 from pyoffload.agent.handover import ExportedConnection
 from pyoffload.agent.installer import canonical_value, comparable
 from pyoffload.agent.journal import Journal
@@ -727,14 +728,15 @@ def report_target_restart(r: dict[str, Any]) -> list[str]:
 class TimedExport:
     """``Agent.export_state`` timed: how often a checkpoint ran and how long each took."""
 
-    def __init__(self, export: Callable[[str], list[ExportedConnection]]) -> None:
-        self._export = export
+    def __init__(self, agent: Agent) -> None:
+        self._agent = agent
         self.durations: list[float] = []
 
-    def __call__(self, vnic: str) -> list[ExportedConnection]:
+    def __call__(self, vnic: str, learned: Sequence[Learned]) -> list[ExportedConnection]:
         t0 = time.perf_counter()
         try:
-            return self._export(vnic)
+            return [c for chunk in self._agent.export_chunks(vnic, learned=learned)
+                    for c in chunk]
         finally:
             self.durations.append(time.perf_counter() - t0)
 
@@ -807,8 +809,9 @@ def run_checkpoint(result: dict[str, Any], workdir: Path, connections: int, roun
         offered: dict[str, list[float]] = {"on": [], "off": []}
         taken: list[list[float]] = []
         for _ in range(rounds):
-            export = TimedExport(agent.export_state)
-            checkpointer = Checkpointer(journal, interval, agent.vnic_names, export)
+            export = TimedExport(agent)
+            checkpointer = Checkpointer(journal, interval, agent.vnic_names, agent.learned,
+                                        export)
             checkpointer.start()
             try:
                 delivered, sent = measure_pps(uplink_if, guest_if, frames_file, warmup, window)
