@@ -29,7 +29,7 @@ from pyoffload.agent.connections import Learned
 from pyoffload.agent.handover import ExportedConnection
 from pyoffload.agent.journal import Journal
 from pyoffload.errors import PyoffloadError
-from pyoffload.pipeline.constants import Tuple5
+from pyoffload.pipeline.constants import ConnState, CtInfo, Tuple5
 
 _log = logging.getLogger(__name__)
 
@@ -63,15 +63,21 @@ class CheckpointStatus:
 
 
 REFRESH_BUDGET = 2000
-"""Known connections re-read from the registers per checkpoint, beyond the new ones.
+"""Settled connections re-read from the registers per checkpoint.
 
 Reading a connection's registers costs the target's packet processing time; a
 whole table every second cost 6-22% of a target's forwarding rate at 10,000
 connections. So each checkpoint reads every connection learned since the last
-one (so a new connection is saved within one interval) and, of the others, the
-ones read longest ago, up to this many; every connection is still re-read
-within (connections / budget) intervals. A stale row only lags in TCP state
-and time left, which the first packet after a restore refreshes anyway."""
+one and every one still in a transient state (a handshake, a first UDP packet:
+they settle or end within seconds, and restored in their old state their next
+packets would be refused), and, of the settled ones, those read longest ago, up
+to this many; every connection is still re-read within (connections / budget)
+intervals. A settled row only lags in the time it has left, which its first
+packet after a restore renews anyway."""
+
+SETTLED = frozenset({ConnState.TCP_ESTABLISHED, ConnState.UDP_ESTABLISHED,
+                     ConnState.ICMP_REPLIED})
+"""States a connection stays in while it lives (the others are passed through)."""
 
 
 @attrs.define
@@ -80,6 +86,7 @@ class _Saved:
 
     row: bytes
     read: float
+    settled: bool
 
 
 def _key(connection: Learned) -> Tuple5:
@@ -130,8 +137,9 @@ class Checkpointer:
         saved = self._saved.setdefault(vnic, {})
         for gone in set(saved) - set(known):
             del saved[gone]  # forgotten: its slot was found free
-        fresh = [c for key, c in known.items() if key not in saved]
-        stale = sorted((key for key in known if key in saved), key=lambda k: saved[k].read)
+        fresh = [c for key, c in known.items() if key not in saved or not saved[key].settled]
+        stale = sorted((key for key in known if key in saved and saved[key].settled),
+                       key=lambda k: saved[k].read)
         if not everything:
             stale = stale[:self.budget]
         chosen = fresh + [known[key] for key in stale]
@@ -143,7 +151,9 @@ class Checkpointer:
             if exported is None:
                 saved.pop(key, None)  # over (or its slot holds another): not restored
             else:
-                saved[key] = _Saved(row=encode_rows([exported])[0], read=now)
+                state = CtInfo.state_of(exported.slot.info)
+                saved[key] = _Saved(row=encode_rows([exported])[0], read=now,
+                                    settled=state in SETTLED)
         self.journal.save_connections(vnic, [s.row for s in saved.values()], now)
         self._status[vnic] = CheckpointStatus(
             connections=len(saved), taken=now,

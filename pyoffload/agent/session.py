@@ -31,9 +31,9 @@ from finsy.proto import p4r
 
 from pyoffload.agent.config import TlsConfig
 from pyoffload.agent.errors import AgentError
-from pyoffload.agent.installer import Installer, InstallError, ReconcileResult
+from pyoffload.agent.installer import Installer, ReconcileResult
 from pyoffload.errors import PyoffloadError
-from pyoffload.p4runtime import P4RuntimeClient, P4RuntimeError
+from pyoffload.p4runtime import P4RuntimeClient
 from pyoffload.pipeline import names
 
 _log = logging.getLogger(__name__)
@@ -261,8 +261,10 @@ class TargetSession:
                 try:
                     self._connect(timeout=max(delay, 1.0))
                     break
-                except (P4RuntimeError, InstallError) as exc:
+                except (PyoffloadError, grpc.RpcError, OSError) as exc:
                     self.last_error = str(exc).splitlines()[0]
+                    _log.warning("reconnecting to %s failed (retrying in %.1f s): %s",
+                                 self.address, delay, self.last_error)
                     self._stop.wait(delay)
                     delay = min(delay * 2, self._backoff[1])
             else:

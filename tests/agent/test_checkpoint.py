@@ -19,8 +19,9 @@ def learned(port: int) -> Learned:
                    hi_port=80, slot=port)
 
 
-def exported(conn: Learned, remaining_us: int) -> ExportedConnection:
-    info = CtInfo(state=ConnState.TCP_ESTABLISHED).encode()
+def exported(conn: Learned, remaining_us: int,
+             state: int = ConnState.TCP_ESTABLISHED) -> ExportedConnection:
+    info = CtInfo(state=state).encode()
     return ExportedConnection(
         flow="out", remaining_us=remaining_us, partner=None,
         slot=SlotState(protocol=conn.protocol, lo_addr=conn.lo_addr, hi_addr=conn.hi_addr,
@@ -28,15 +29,19 @@ def exported(conn: Learned, remaining_us: int) -> ExportedConnection:
                        xlate=(0, 0, 0, 0)))
 
 
-def test_new_connections_always_and_a_budget_of_the_others(tmp_path: Path) -> None:
+def test_new_connections_always_and_a_budget_of_the_settled_ones(tmp_path: Path) -> None:
     known = [learned(port) for port in range(10)]
     ended: set[int] = set()
     reads: list[list[int]] = []
     remaining = {"us": 60_000_000}
 
+    handshaking = {9}
+
     def export(vnic: str, chosen: Sequence[Learned]) -> list[ExportedConnection]:
         reads.append(sorted(c.lo_port for c in chosen))
-        return [exported(c, remaining["us"]) for c in chosen if c.lo_port not in ended]
+        return [exported(c, remaining["us"], ConnState.TCP_SYN_SENT if c.lo_port in handshaking
+                         else ConnState.TCP_ESTABLISHED)
+                for c in chosen if c.lo_port not in ended]
 
     with Journal.open(tmp_path / "state.db") as journal:
         checkpointer = Checkpointer(journal, 1.0, lambda: ["web-1"], lambda vnic: known,
@@ -44,9 +49,10 @@ def test_new_connections_always_and_a_budget_of_the_others(tmp_path: Path) -> No
         assert checkpointer.take() == 10
         assert reads[-1] == list(range(10))  # all new: all read
         assert checkpointer.take() == 10
-        assert reads[-1] == [0, 1, 2]  # the three read longest ago
+        assert reads[-1] == [0, 1, 2, 9]  # the three read longest ago; 9 is handshaking
+        handshaking.clear()
         assert checkpointer.take() == 10
-        assert reads[-1] == [3, 4, 5]
+        assert reads[-1] == [3, 4, 5, 9]  # 9 was still SYN_SENT when last read
         known.append(learned(42))
         ended.add(6)
         assert checkpointer.take() == 10  # 42 in, 6 out
