@@ -62,7 +62,7 @@ class CheckpointStatus:
     """When the stalest connection in it was last read from the registers."""
 
 
-REFRESH_BUDGET = 2000
+REFRESH_BUDGET = 1000
 """Settled connections re-read from the registers per checkpoint.
 
 Reading a connection's registers costs the target's packet processing time; a
