@@ -101,10 +101,19 @@ class ConnectionTable:
         """Ask the target for new-connection digests (batched, at most 10 ms late)."""
         entry = P4DigestEntry(DIGEST, max_list_size=256, max_timeout_ns=10_000_000,
                               ack_timeout_ns=1_000_000_000).encode(self.schema)
+        query = p4r.Entity(digest_entry=p4r.DigestEntry(digest_id=self.digest_id))
         try:
-            client.write_entities(UpdateType.INSERT, [entry])
+            present = client.read([query])
         except P4RuntimeError:
-            client.write_entities(UpdateType.MODIFY, [entry])
+            present = []  # (a target answers NOT_FOUND for a digest not configured)
+        if any(e.digest_entry.config == entry.digest_entry.config for e in present):
+            return  # an adopted target: as it was, nothing to write
+        kind = UpdateType.MODIFY if present else UpdateType.INSERT
+        try:
+            client.write_entities(kind, [entry])
+        except P4RuntimeError:
+            other = UpdateType.INSERT if kind == UpdateType.MODIFY else UpdateType.MODIFY
+            client.write_entities(other, [entry])
 
     def on_digest(self, client: P4RuntimeClient, digest: p4r.DigestList) -> None:
         if digest.digest_id != self.digest_id:
