@@ -52,6 +52,22 @@ FLOWS = 10
 RULES_PER_FLOW = 1000
 
 
+
+def single_rule_updates(guest: Channel, count: int) -> list[float]:
+    """Milliseconds of ``count`` applies of a 10-rule set, each moving one rule's port."""
+    small = big_request(flows=1, rules=10)
+    guest.apply(small)
+    latencies = []
+    for i in range(count):
+        port = 20000 + i % 40000
+        small.flows[0].rules[0].match.dst_ports.lo = port
+        small.flows[0].rules[0].match.dst_ports.hi = port
+        small.generation = 0
+        start = time.perf_counter()
+        guest.apply(small)
+        latencies.append((time.perf_counter() - start) * 1000)
+    return latencies
+
 def big_request(
     flows: int = FLOWS, rules: int = RULES_PER_FLOW, salt: int = 0
 ) -> pb.OffloadRequest:
@@ -154,17 +170,7 @@ def run(kind: str, updates: int, rounds: int, pinned: bool) -> dict[str, Any]:
                         median_ratio(times, preencoded_times) - 1
 
                     # 2. single-rule updates of a 10-rule set
-                    small = big_request(flows=1, rules=10)
-                    guest.apply(small)
-                    latencies = []
-                    for i in range(updates):
-                        port = 20000 + i % 40000
-                        small.flows[0].rules[0].match.dst_ports.lo = port
-                        small.flows[0].rules[0].match.dst_ports.hi = port
-                        small.generation = 0
-                        start = time.perf_counter()
-                        guest.apply(small)
-                        latencies.append((time.perf_counter() - start) * 1000)
+                    latencies = single_rule_updates(guest, updates)
                     results["single_rule_update_ms"] = {
                         "p50": percentile(latencies, 0.5), "p99": percentile(latencies, 0.99),
                         "updates": updates, "rule_set": 10}

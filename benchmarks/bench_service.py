@@ -65,7 +65,7 @@ from finsy import P4Schema
 from finsy.proto import p4r, p4r_grpc
 from guest_shim.client import Channel
 
-from benchmarks.bench_agent import big_request, percentile
+from benchmarks.bench_agent import percentile, single_rule_updates
 from benchmarks.bench_handover import RULES, Frames, deliver, wait_delivered
 from benchmarks.bench_sender import write_frames
 from benchmarks.bench_wire import median_ratio, rx_packets
@@ -899,19 +899,10 @@ def _single_rule_updates(config: HostConfig, channel: str, target: RunningTarget
     address = config.vnic("bench").channel
     assert address is not None
     server = serve_channel(agent, "bench", address)
-    latencies = []
+    latencies: list[float] = []
     try:
         with Channel(channel) as guest:
-            small = big_request(flows=1, rules=10)
-            guest.apply(small)
-            for i in range(count):
-                port = 20000 + i % 40000
-                small.flows[0].rules[0].match.dst_ports.lo = port
-                small.flows[0].rules[0].match.dst_ports.hi = port
-                small.generation = 0
-                start = time.perf_counter()
-                guest.apply(small)
-                latencies.append((time.perf_counter() - start) * 1000)
+            latencies = single_rule_updates(guest, count)
             guest.withdraw(all_flows=True)
     finally:
         server.stop(None)

@@ -80,6 +80,17 @@ class ConfigError(PyoffloadError):
     """The host configuration is wrong; the message says where and why."""
 
 
+def read_pem(where: str, ca: Path, cert: Path, key: Path) -> tuple[bytes, bytes, bytes]:
+    """(ca, cert, key) PEM bytes, read now: an unreadable one is named with ``where``."""
+    blobs = []
+    for label, path in (("ca", ca), ("cert", cert), ("key", key)):
+        try:
+            blobs.append(path.read_bytes())
+        except OSError as exc:
+            raise ConfigError(f"{where}: {label}: cannot read {path}: {exc.strerror}") from None
+    return blobs[0], blobs[1], blobs[2]
+
+
 @attrs.frozen(kw_only=True)
 class QuotaConfig:
     """Per-VNIC limits: a guest cannot take more of the shared pipeline."""
@@ -124,14 +135,7 @@ class ChannelTls:
 
     def read(self, where: str) -> tuple[bytes, bytes, bytes]:
         """(ca, cert, key) PEM bytes, read now: errors name the VNIC and the file."""
-        blobs = []
-        for label, path in (("ca", self.ca), ("cert", self.cert), ("key", self.key)):
-            try:
-                blobs.append(path.read_bytes())
-            except OSError as exc:
-                raise ConfigError(f"{where}: channel_tls: {label}: cannot read {path}: "
-                                  f"{exc.strerror}") from None
-        return blobs[0], blobs[1], blobs[2]
+        return read_pem(f"{where}: channel_tls", self.ca, self.cert, self.key)
 
 
 @attrs.frozen(kw_only=True)
@@ -202,15 +206,9 @@ class TlsConfig:
 
     def credentials(self) -> grpc.ChannelCredentials:
         """gRPC channel credentials from the files (read now: errors name the file)."""
-        blobs = []
-        for label, path in (("ca", self.ca), ("cert", self.cert), ("key", self.key)):
-            try:
-                blobs.append(path.read_bytes())
-            except OSError as exc:
-                raise ConfigError(f"target: tls: {label}: cannot read {path}: "
-                                  f"{exc.strerror}") from None
-        return grpc.ssl_channel_credentials(root_certificates=blobs[0], certificate_chain=blobs[1],
-                                            private_key=blobs[2])
+        ca, cert, key = read_pem("target: tls", self.ca, self.cert, self.key)
+        return grpc.ssl_channel_credentials(root_certificates=ca, certificate_chain=cert,
+                                            private_key=key)
 
 
 @attrs.frozen(kw_only=True)
