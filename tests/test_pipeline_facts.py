@@ -17,8 +17,8 @@ from pyoffload.pipeline.constants import (
     COMPILED,
     ConnState,
     CtInfo,
-    Direction,
     DropReason,
+    PacketDirection,
     Policy,
     PuntReason,
     SlotKind,
@@ -68,7 +68,7 @@ def test_the_checked_names_cover_the_whole_p4info() -> None:
 
 
 def test_constants_as_enums_cover_every_compiled_constant_of_their_kind() -> None:
-    for prefix, enum in (("DIR_", Direction), ("POLICY_", Policy), ("PUNT_", PuntReason),
+    for prefix, enum in (("DIR_", PacketDirection), ("POLICY_", Policy), ("PUNT_", PuntReason),
                          ("CT_KIND_", SlotKind), ("DROP_", DropReason)):
         compiled = {k.removeprefix(prefix): v for k, v in COMPILED.items()
                     if k.startswith(prefix) and k != "DROP_REASONS"}
@@ -151,8 +151,8 @@ def test_port_map_entries() -> None:
     schema = schema_of()
     guest, uplink = port_map_entries(vnic_id=9, guest_port=3, uplink_port=4, policy=Policy.PUNT,
                                      admit_new=False)
-    for entry, port, direction, peer in ((guest, 3, Direction.FROM_GUEST, 4),
-                                         (uplink, 4, Direction.TO_GUEST, 3)):
+    for entry, port, direction, peer in ((guest, 3, PacketDirection.FROM_GUEST, 4),
+                                         (uplink, 4, PacketDirection.TO_GUEST, 3)):
         entry.encode(schema)  # every field and action parameter exists in the P4Info
         assert dict(entry.match or {}) == {"port": port}
         assert isinstance(entry.action, P4TableAction)

@@ -45,7 +45,13 @@ from guest_shim.client import AGENT_ANSWER
 from guest_shim.service import AsyncContext, add_async_servicer
 
 from guest_shim import offload_pb2 as pb
-from pyoffload.agent.config import ChannelAccess, ChannelTls, ConfigError, VnicConfig, message_bytes
+from pyoffload.agent.config import (
+    ChannelAccess,
+    ChannelTlsConfig,
+    ConfigError,
+    VnicConfig,
+    message_bytes,
+)
 from pyoffload.agent.core import Agent
 from pyoffload.agent.errors import AgentError
 from pyoffload.bulk import no_cyclic_gc
@@ -290,7 +296,7 @@ class ChannelServer:
         return future.result(START_TIMEOUT_S + grace)
 
     def start(self, options: list[tuple[str, Any]], access: ChannelAccess,
-              tls: ChannelTls | None, where: str) -> ChannelServer:
+              tls: ChannelTlsConfig | None, where: str) -> ChannelServer:
         self._thread.start()
         try:
             self._call(self._start(options, access, tls, where))
@@ -300,7 +306,7 @@ class ChannelServer:
         return self
 
     async def _start(self, options: list[tuple[str, Any]], access: ChannelAccess,
-                     tls: ChannelTls | None, where: str) -> None:
+                     tls: ChannelTlsConfig | None, where: str) -> None:
         server = grpc.aio.server(options=options)
         self._server = server
         add_async_servicer(server, self.channel)

@@ -118,7 +118,7 @@ class ChannelAccess:
 
 
 @attrs.frozen(kw_only=True)
-class ChannelTls:
+class ChannelTlsConfig:
     """The agent's side of a TCP channel's mutual TLS (PEM files) and the one guest
     identity it admits."""
 
@@ -180,7 +180,7 @@ class VnicConfig:
     """Where the guest channel is served; None = no channel (host API only)."""
     channel_access: ChannelAccess = attrs.field(factory=ChannelAccess)
     """Owner, group and mode of a Unix-socket channel."""
-    channel_tls: ChannelTls | None = None
+    channel_tls: ChannelTlsConfig | None = None
     """Mutual TLS of a TCP channel (required unless ``insecure_tcp``)."""
     insecure_tcp: bool = False
     """Serve a TCP channel without TLS (loopback addresses only): any local user can
@@ -192,7 +192,7 @@ class VnicConfig:
 
 
 @attrs.frozen(kw_only=True)
-class TlsConfig:
+class TargetTls:
     """The agent's side of mutual TLS with the target (PEM files)."""
 
     ca: Path
@@ -227,7 +227,7 @@ class TargetConfig:
     """BMv2's Thrift runtime (host:port), where the conntrack registers are read and
     written (BMv2 does not serve registers over P4Runtime); set by ``pyoffload up``
     for a BMv2 it starts."""
-    tls: TlsConfig | None = None
+    tls: TargetTls | None = None
     """Mutual TLS to the target's P4Runtime server (a TCP address); None: a Unix socket
     (whose permissions say who may connect) or, on loopback, an unauthenticated port."""
     pipeline: str = "default"
@@ -292,7 +292,7 @@ def _check_keys(data: Mapping[str, Any], allowed: set[str], where: str) -> None:
         )
 
 
-def _tls(data: Any, base: Path) -> TlsConfig | None:
+def _tls(data: Any, base: Path) -> TargetTls | None:
     if data is None:
         return None
     if not isinstance(data, dict):
@@ -307,7 +307,7 @@ def _tls(data: Any, base: Path) -> TlsConfig | None:
     server_name = data.get("server_name")
     if server_name is not None and not isinstance(server_name, str):
         raise ConfigError("target: tls: server_name: expected a host name")
-    return TlsConfig(ca=paths["ca"], cert=paths["cert"], key=paths["key"],
+    return TargetTls(ca=paths["ca"], cert=paths["cert"], key=paths["key"],
                      server_name=server_name)
 
 
@@ -393,7 +393,7 @@ def _access(data: Any, where: str) -> ChannelAccess:
     return ChannelAccess(owner=owner, group=group, mode=mode)
 
 
-def _channel_tls(data: Any, where: str, base: Path) -> ChannelTls | None:
+def _channel_tls(data: Any, where: str, base: Path) -> ChannelTlsConfig | None:
     where = f"{where}: channel_tls"
     if data is None:
         return None
@@ -410,7 +410,7 @@ def _channel_tls(data: Any, where: str, base: Path) -> ChannelTls | None:
     if not isinstance(client, str) or not client.strip():
         raise ConfigError(f"{where}: client: expected the common name or subject alternative "
                           "name the guest's certificate carries")
-    return ChannelTls(ca=paths["ca"], cert=paths["cert"], key=paths["key"],
+    return ChannelTlsConfig(ca=paths["ca"], cert=paths["cert"], key=paths["key"],
                       client=client.strip())
 
 

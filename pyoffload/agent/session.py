@@ -29,7 +29,7 @@ from finsy import P4Schema
 from finsy.p4entity import P4Entity
 from finsy.proto import p4r
 
-from pyoffload.agent.config import TlsConfig
+from pyoffload.agent.config import TargetTls
 from pyoffload.agent.errors import AgentError
 from pyoffload.agent.installer import Installer, ReconcileResult
 from pyoffload.errors import PyoffloadError
@@ -110,7 +110,7 @@ class TargetSession:
         backoff: tuple[float, float] = (0.1, 5.0),
         reconnect: bool = True,
         election_id: int = 1,
-        tls: TlsConfig | None = None,
+        tls: TargetTls | None = None,
     ) -> None:
         self.address = address
         self._tls = tls

@@ -35,7 +35,7 @@ def _value(name: str) -> int:
                                "(scripts/build-p4) or reinstall pyoffload") from None
 
 
-class Direction(enum.IntEnum):
+class PacketDirection(enum.IntEnum):
     """A packet's direction seen from the guest (``DIR_*``)."""
 
     FROM_GUEST = _value("DIR_FROM_GUEST")

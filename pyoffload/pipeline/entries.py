@@ -14,7 +14,7 @@ from finsy import P4PacketOut, P4Schema, P4TableAction, P4TableEntry, P4TableMat
 from finsy.proto import p4r
 
 from pyoffload.pipeline import names
-from pyoffload.pipeline.constants import Direction, Policy, Tuple5
+from pyoffload.pipeline.constants import PacketDirection, Policy, Tuple5
 
 
 def port_map_entries(*, vnic_id: int, guest_port: int, uplink_port: int, policy: Policy,
@@ -29,8 +29,8 @@ def port_map_entries(*, vnic_id: int, guest_port: int, uplink_port: int, policy:
                                  peer_port=peer, default_policy=int(policy),
                                  admit_new=int(admit_new)),
         )
-        for port, direction, peer in ((guest_port, Direction.FROM_GUEST, uplink_port),
-                                      (uplink_port, Direction.TO_GUEST, guest_port))
+        for port, direction, peer in ((guest_port, PacketDirection.FROM_GUEST, uplink_port),
+                                      (uplink_port, PacketDirection.TO_GUEST, guest_port))
     ]
 
 
