@@ -22,7 +22,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import NoReturn, TypeVar
 
 import attrs
@@ -158,7 +158,7 @@ class Agent:
         self.session = TargetSession(
             address, device_id=self.device_id, schema=self.schema, lock=self._lock,
             desired=self._desired, on_connected=self._connected, on_lost=self._lost,
-            on_fresh=self._restore_connections,
+            on_fresh=self._restore_connections, on_repaired=self._repaired,
             reconcile_interval=config.state.reconcile_interval, backoff=backoff,
             reconnect=reconnect, tls=config.target.tls)
         self.checkpoints = None if journal is None else Checkpointer(
@@ -246,6 +246,16 @@ class Agent:
                                     generation=state.generation,
                                     message="rules reinstalled on the restarted data path"
                                     if pushed else "the data path was adopted as it was")
+
+    def _repaired(self, by_owner: Mapping[str, int]) -> None:
+        """Tell each VNIC's guest that its rules on the target were put right."""
+        for name in self._vnics:
+            count = by_owner.get(name, 0) + by_owner.get(ports_owner(name), 0)
+            if count:
+                self.events.publish(
+                    name, Kind.KIND_TARGET_REINSTALLED, generation=self._vnics[name].generation,
+                    message=f"{count} entries were changed on the data path behind the agent's "
+                            "back (another controller, a lost write) and have been repaired")
 
     def _lost(self) -> None:
         for vnic in self._vnics:

@@ -106,6 +106,7 @@ class TargetSession:
         on_connected: Callable[[P4RuntimeClient, bool], None],
         on_lost: Callable[[], None],
         on_fresh: Callable[[P4RuntimeClient], None] = lambda client: None,
+        on_repaired: Callable[[Mapping[str, int]], None] = lambda by_owner: None,
         reconcile_interval: float = 5.0,
         backoff: tuple[float, float] = (0.1, 5.0),
         reconnect: bool = True,
@@ -122,6 +123,8 @@ class TargetSession:
         self._on_connected = on_connected
         self._on_lost = on_lost
         self._on_fresh = on_fresh
+        self._on_repaired = on_repaired
+        """Told, per owner, how many updates a reconciliation took to undo drift."""
         """Called when a target that had no pipeline has the rules but no port map yet:
         the moment to put connection state back, before any traffic is admitted."""
         self.reconcile_interval = reconcile_interval
@@ -295,6 +298,7 @@ class TargetSession:
                 if result.written:
                     _log.warning("repaired drift on the target: %d updates (%s)",
                                  result.written, dict(result.by_owner))
+                    self._on_repaired(result.by_owner)
             except (PyoffloadError, grpc.RpcError) as exc:
                 self.last_error = str(exc).splitlines()[0]
 

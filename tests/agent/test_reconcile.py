@@ -17,6 +17,7 @@ more than ~450 updates (the agent writes 1,000 at a time) comes without them.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -105,6 +106,17 @@ def test_drift_by_another_role_is_repaired_exactly(
         assert guest.apply(request(bulk=20)).generation == 1
     expected = expected_from_journal(load_config(up.config)).entities
     assert read_back(target.grpc_address) == expected
+    told: list[str] = []  # what the guest's Watch stream says
+    watcher = Channel(channel_of(tmp))
+    stack.callback(watcher.close)
+
+    def watch() -> None:
+        for event in watcher.watch():
+            if "repaired" in event.message:
+                told.append(event.message)
+                return
+
+    threading.Thread(target=watch, daemon=True).start()
     # Another controller in a role of its own: the agent stays primary of its role.
     with P4RuntimeClient(target.grpc_address, election_id=1, role="rogue") as rogue:
         writes = _drift(rogue)
@@ -118,6 +130,8 @@ def test_drift_by_another_role_is_repaired_exactly(
     (vnic,) = status["vnics"]
     assert vnic["drift_repairs"] == writes - 1  # the orphan was nobody's
     assert vnic["generation"] == 1
+    poll(lambda: told or None, 10, "the guest told of the repair")
+    assert f"{writes - 1} entries were changed" in told[0]
     assert up.terminate() == 0
     assert "Traceback" not in up.output()
 
