@@ -95,7 +95,7 @@ class ConnectionKeeper:
                 continue
             session = self.import_session(client, vnic_id, compiled, fresh=True)
             try:
-                session.add(connections, self.running_clock(client)())
+                session.add_all(connections, self.running_clock(client)())
             except BaseException:
                 session.abort()
                 raise

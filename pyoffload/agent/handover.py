@@ -32,7 +32,8 @@ then the state, then move the traffic.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import concurrent.futures
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 import attrs
@@ -299,7 +300,31 @@ class ImportSession:
         with no_cyclic_gc():
             self._add(connections, now)
 
+    def add_all(self, connections: Sequence[ExportedConnection], now: int,
+                chunk: int = 10_000) -> None:
+        """``add`` of many connections in chunks, each chunk's writes overlapping the
+        planning of the next (on two cores the two take about as long); after any
+        failure, call ``abort``."""
+        pending: concurrent.futures.Future[None] | None = None
+        with no_cyclic_gc(), concurrent.futures.ThreadPoolExecutor(
+                1, thread_name_prefix="pyoffload-import") as writer:
+            try:
+                for start in range(0, len(connections), chunk):
+                    writes = self._plan(connections[start:start + chunk], now)
+                    if pending is not None:
+                        pending.result()
+                    pending = writer.submit(writes)
+            finally:
+                if pending is not None:
+                    pending.result()
+
     def _add(self, connections: Sequence[ExportedConnection], now: int) -> None:
+        self._plan(connections, now)()
+
+    def _plan(self, connections: Sequence[ExportedConnection], now: int
+              ) -> Callable[[], None]:
+        """Choose the slots of ``connections`` (claimed at once); the writes that put
+        them in, to run next (the state words last)."""
         planned: list[tuple[ExportedConnection, list[tuple[SlotState, int, int]]]] = []
         for conn in connections:
             if conn.flow not in self.flow_ids:
@@ -340,12 +365,15 @@ class ImportSession:
                                         protocol=s.protocol, lo_addr=s.lo_addr,
                                         hi_addr=s.hi_addr, lo_port=s.lo_port,
                                         hi_port=s.hi_port, slot=placed[0].index))
-        if entries:
-            self.client.write_entities(UpdateType.INSERT,
-                                       [self.encoder.encode(e) for e in entries])
-            self.entries_written += entries
-        self.registers.write(cells)
-        self.registers.write(infos)
+        def write() -> None:
+            if entries:
+                self.client.write_entities(UpdateType.INSERT,
+                                           [self.encoder.encode(e) for e in entries])
+                self.entries_written += entries
+            self.registers.write(cells)
+            self.registers.write(infos)
+
+        return write
 
     def _busy(self, indices: set[int], now: int) -> dict[int, int]:
         """Slot -> stored signature, for the slots among ``indices`` a live connection holds.
