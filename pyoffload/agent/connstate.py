@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 from finsy import P4Schema
 
-from pyoffload.agent.checkpoint import decode_rows
+from pyoffload.agent.checkpoint import decode_chunks
 from pyoffload.agent.connections import Learned
 from pyoffload.agent.handover import ExportedConnection, ImportSession
 from pyoffload.agent.journal import Journal
@@ -71,38 +71,38 @@ class ConnectionKeeper:
             slots=self.slow_path.slots.first, flow_ids=dict(compiled.flow_ids),
             profiles=dict(compiled.profiles), fresh=fresh)
 
-    def checkpointed(self, vnic: str) -> list[ExportedConnection]:
-        """The VNIC's connections in the state file, with the time they have left now."""
+    def checkpointed(self, vnic: str) -> Iterator[list[ExportedConnection]]:
+        """The VNIC's connections in the state file, with the time they have left now, in
+        chunks decoded as they are taken (an unreadable checkpoint: none, and a warning)."""
         if self.journal is None:
-            return []
+            return
         rows, taken = self.journal.load_connections(vnic)
         if taken is None:
-            return []
+            return
         try:
-            return decode_rows(rows, time.time() - taken)
+            yield from decode_chunks(rows, time.time() - taken)
         except (ValueError, TypeError) as exc:
             _log.warning("state file %s: VNIC %s's connection checkpoint is unreadable (%s): "
                          "not restored", self.journal.path, vnic, exc)
-            return []
 
     def restore(self, client: P4RuntimeClient, vnics: VnicSlots) -> None:
         """The target came back empty: its rules are in, its port maps not yet; put every
         checkpointed connection back so established connections keep passing."""
         self.slow_path.connections.forget_all()
         for name, (vnic_id, compiled) in vnics.items():
-            connections = self.checkpointed(name)
-            if not connections or compiled is None:
+            if compiled is None:
                 continue
             session = self.import_session(client, vnic_id, compiled, fresh=True)
             try:
-                session.add_all(connections, self.running_clock(client)())
+                session.add_all(self.checkpointed(name), self.running_clock(client)())
             except BaseException:
                 session.abort()
                 raise
             result = session.result()
             self.slow_path.connections.learn(result.learned)
-            _log.info("VNIC %s: %d of %d checkpointed connections restored on the target",
-                      name, result.imported, len(connections))
+            _log.info("VNIC %s: %d checkpointed connections restored on the target (%d not: "
+                      "%s)", name, result.imported, len(result.skipped),
+                      "; ".join(result.skipped[:3]) or "-")
 
     def relearn(self, vnics: VnicSlots) -> None:
         """An agent that restarted against a live target learns again which slots hold its
@@ -113,7 +113,7 @@ class ConnectionKeeper:
         for name, (vnic_id, compiled) in vnics.items():
             if compiled is None:
                 continue
-            for conn in self.checkpointed(name):
+            for conn in (c for chunk in self.checkpointed(name) for c in chunk):
                 key = conn.slot.key
                 flow_id = compiled.flow_ids.get(conn.flow)
                 if flow_id is None:

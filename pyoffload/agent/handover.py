@@ -33,7 +33,7 @@ then the state, then move the traffic.
 from __future__ import annotations
 
 import concurrent.futures
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
 import attrs
@@ -300,17 +300,16 @@ class ImportSession:
         with no_cyclic_gc():
             self._add(connections, now)
 
-    def add_all(self, connections: Sequence[ExportedConnection], now: int,
-                chunk: int = 10_000) -> None:
-        """``add`` of many connections in chunks, each chunk's writes overlapping the
-        planning of the next (on two cores the two take about as long); after any
-        failure, call ``abort``."""
+    def add_all(self, chunks: Iterable[Sequence[ExportedConnection]], now: int) -> None:
+        """``add`` of many connections, chunk by chunk, each chunk's writes overlapping
+        the making and planning of the next (on two cores the two take about as long);
+        after any failure, call ``abort``."""
         pending: concurrent.futures.Future[None] | None = None
         with no_cyclic_gc(), concurrent.futures.ThreadPoolExecutor(
                 1, thread_name_prefix="pyoffload-import") as writer:
             try:
-                for start in range(0, len(connections), chunk):
-                    writes = self._plan(connections[start:start + chunk], now)
+                for connections in chunks:
+                    writes = self._plan(connections, now)
                     if pending is not None:
                         pending.result()
                     pending = writer.submit(writes)
