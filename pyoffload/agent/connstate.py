@@ -85,14 +85,14 @@ class ConnectionKeeper:
             _log.warning("state file %s: VNIC %s's connection checkpoint is unreadable (%s): "
                          "not restored", self.journal.path, vnic, exc)
 
-    def restore(self, client: P4RuntimeClient, vnics: VnicSlots) -> None:
+    def restore(self, client: P4RuntimeClient, vnics: VnicSlots, *, empty: bool = True) -> None:
         """The target came back empty: its rules are in, its port maps not yet; put every
         checkpointed connection back so established connections keep passing."""
-        self.slow_path.connections.forget_all()
+        self.slow_path.connections.forget_all()  # (their slots were another target's)
         for name, (vnic_id, compiled) in vnics.items():
             if compiled is None:
                 continue
-            session = self.import_session(client, vnic_id, compiled, fresh=True)
+            session = self.import_session(client, vnic_id, compiled, fresh=empty)
             try:
                 session.add_all(self.checkpointed(name), self.running_clock(client)())
             except BaseException:

@@ -228,9 +228,12 @@ class Agent:
     def _vnic_slots(self) -> dict[str, tuple[int, CompiledRequest | None]]:
         return {name: (state.config.id, state.compiled) for name, state in self._vnics.items()}
 
-    def _restore_connections(self, client: P4RuntimeClient) -> None:
-        """The target came back empty with the rules in: put the checkpoint back."""
-        self.conns.restore(client, self._vnic_slots())
+    def _restore_connections(self, client: P4RuntimeClient, empty: bool) -> None:
+        """The target came back (``empty``, or half restored) with the rules in and no
+        port map yet: put the checkpoint back."""
+        if not empty:  # what a restore cut short left: overflow slots in use, live slots
+            self.slow_path.adopt(client)
+        self.conns.restore(client, self._vnic_slots(), empty=empty)
 
     def _connected(self, client: P4RuntimeClient, pushed: bool) -> None:
         """A (re)connection: the slow path takes over the stream; the guests are told."""

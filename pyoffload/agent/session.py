@@ -105,7 +105,7 @@ class TargetSession:
         desired: Callable[[], Desired],
         on_connected: Callable[[P4RuntimeClient, bool], None],
         on_lost: Callable[[], None],
-        on_fresh: Callable[[P4RuntimeClient], None] = lambda client: None,
+        on_fresh: Callable[[P4RuntimeClient, bool], None] = lambda client, empty: None,
         on_repaired: Callable[[Mapping[str, int]], None] = lambda by_owner: None,
         reconcile_interval: float = 5.0,
         backoff: tuple[float, float] = (0.1, 5.0),
@@ -125,8 +125,9 @@ class TargetSession:
         self._on_fresh = on_fresh
         self._on_repaired = on_repaired
         """Told, per owner, how many updates a reconciliation took to undo drift."""
-        """Called when a target that had no pipeline has the rules but no port map yet:
-        the moment to put connection state back, before any traffic is admitted."""
+        """Called when a target has the rules but no port map yet (it just got the
+        pipeline: ``empty``; or an agent died restoring it): the moment to put connection
+        state back, before any traffic is admitted."""
         self.reconcile_interval = reconcile_interval
         self._backoff = backoff
         self._reconnect = reconnect
@@ -216,13 +217,20 @@ class TargetSession:
     def _adopt(self, client: P4RuntimeClient, installer: Installer, pushed: bool) -> None:
         """Make the target hold the desired state. A target that just got the pipeline
         holds nothing: the rules go in before the port maps, so no VNIC's traffic is
-        admitted before its rules are there."""
+        admitted before its rules are there, and its connections in between. The port
+        maps go in last, so a target that has our pipeline but no port map is one whose
+        restore did not finish (the agent died in it): it is finished now."""
         desired = self._desired()
-        if pushed:
+        port_map = self.schema.tables[names.PORT_MAP].id
+        restoring = pushed or (any(owner.endswith(PORTS_SUFFIX) and entities
+                                  for owner, entities in desired.items()) and not any(
+            e.WhichOneof("entity") == "table_entry" and e.table_entry.table_id == port_map
+            for e in read_managed(client, self.schema)))
+        if restoring:
             rules = {owner: entities for owner, entities in desired.items()
                      if not owner.endswith(PORTS_SUFFIX)}
-            installer.reconcile(rules, [])
-            self._on_fresh(client)
+            installer.reconcile(rules, [] if pushed else read_managed(client, self.schema))
+            self._on_fresh(client, pushed)
         self._reconcile_with(client, installer, desired, count=False)
 
     def _reconcile_with(self, client: P4RuntimeClient, installer: Installer,

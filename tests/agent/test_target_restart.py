@@ -75,6 +75,18 @@ def eventually(check: Callable[[], bool], seconds: float) -> bool:
     return check()
 
 
+def establish(guest: RawWire, uplink: RawWire, ports: range) -> None:
+    """A TCP handshake for each guest port, through the firewall."""
+    for port in ports:
+        guest.send(frame(GUEST, SERVER, port, 8080, "S", 1000))
+    for port in ports:
+        uplink.send(frame(SERVER, GUEST, 8080, port, "SA", 5000, 1001))
+    for port in ports:
+        guest.send(frame(GUEST, SERVER, port, 8080, "A", 1001, 5001))
+    guest.receive(1.0)
+    uplink.receive(1.0)
+
+
 def test_connections_survive_a_target_restart(tmp_path: Path) -> None:
     with ExitStack() as stack:
         topo = stack.enter_context(Topology())
@@ -102,14 +114,7 @@ def test_connections_survive_a_target_restart(tmp_path: Path) -> None:
         agent.apply("app", load_data(RULES))
 
         guest_ports = range(20_000, 20_000 + CONNECTIONS)
-        for port in guest_ports:
-            guest.send(frame(GUEST, SERVER, port, 8080, "S", 1000))
-        for port in guest_ports:
-            uplink.send(frame(SERVER, GUEST, 8080, port, "SA", 5000, 1001))
-        for port in guest_ports:
-            guest.send(frame(GUEST, SERVER, port, 8080, "A", 1001, 5001))
-        guest.receive(1.0)
-        uplink.receive(1.0)
+        establish(guest, uplink, guest_ports)
         assert eventually(lambda: agent.checkpoints is not None
                           and agent.checkpoints.status("app").connections == CONNECTIONS, 20), (
             f"checkpointed: {agent.checkpoints.status('app') if agent.checkpoints else None}")
@@ -133,3 +138,62 @@ def test_connections_survive_a_target_restart(tmp_path: Path) -> None:
         uplink.send(frame(SERVER, GUEST, 8080, 40_000, "A", 1, 1))
         assert 40_000 not in ports_seen(guest, 1.0)
         second.stop()
+
+
+class Died(BaseException):
+    """The agent "dies" in the middle of putting connections back."""
+
+
+def test_a_restore_cut_short_is_finished_by_the_next_agent(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The agent dies after the rules of a restarted target are in and before its port
+    maps (while it puts the connections back): the next agent sees a target with the
+    pipeline and no port map, finishes the restore, and the connections pass."""
+    from pyoffload.agent.connstate import ConnectionKeeper
+
+    with ExitStack() as stack:
+        topo = stack.enter_context(Topology())
+        topo.add_veth(1)
+        topo.add_veth(2)
+        ports = {p: pair.switch_end for p, pair in topo.pairs.items()}
+        first = stack.enter_context(start_target("embedded", ports, output=tmp_path / "a.log"))
+        guest, uplink = RawWire(topo.pairs[1].test_end), RawWire(topo.pairs[2].test_end)
+        for wire in (guest, uplink):
+            wire.sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 64 << 20)
+            stack.callback(wire.close)
+        config = parse_config({
+            "target": {"kind": "remote", "address": first.grpc_address},
+            "vnics": [{"name": "app", "id": 4, "guest_port": 1, "uplink_port": 2}],
+            "state": {"path": str(tmp_path / "state.db"), "checkpoint_interval": 0.2,
+                      "reconcile_interval": 60},
+        })
+        guest_ports = range(30_000, 30_100)
+
+        def agent() -> Agent:
+            journal = stack.enter_context(Journal.open(config.state.path))
+            return Agent(config, first.grpc_address, device_id=1, journal=journal,
+                         reconnect=False)
+
+        one = agent().start()
+        one.apply("app", load_data(RULES))
+        establish(guest, uplink, guest_ports)
+        assert eventually(lambda: one.checkpoints is not None
+                          and one.checkpoints.status("app").connections == len(guest_ports),
+                          20)
+        one.stop()
+        first.stop()
+        stack.enter_context(start_target("embedded", ports, output=tmp_path / "b.log",
+                                         grpc_address=first.grpc_address))
+
+        def die(*args: object, **kwargs: object) -> None:
+            raise Died()
+
+        with monkeypatch.context() as patch:
+            patch.setattr(ConnectionKeeper, "restore", die)
+            with pytest.raises(Died):
+                agent().start()
+        three = agent().start()
+        stack.callback(three.stop)
+        for port in guest_ports:
+            uplink.send(frame(SERVER, GUEST, 8080, port, "A", 5001, 1001))
+        assert ports_seen(guest) == set(guest_ports)
