@@ -28,7 +28,6 @@ import attrs
 from pyoffload.agent.connections import Learned
 from pyoffload.agent.handover import ExportedConnection
 from pyoffload.agent.journal import Journal
-from pyoffload.errors import PyoffloadError
 from pyoffload.pipeline.constants import ConnState, CtInfo, Tuple5
 
 _log = logging.getLogger(__name__)
@@ -177,6 +176,6 @@ class Checkpointer:
             try:
                 self.take()
                 self.last_error = ""
-            except PyoffloadError as exc:  # the target away, the disk full: say so, go on
-                self.last_error = str(exc).splitlines()[0]
+            except Exception as exc:  # the target away, the disk full: say so, and go on
+                self.last_error = str(exc).splitlines()[0] if str(exc) else repr(exc)
                 _log.warning("connection checkpoint failed: %s", self.last_error)

@@ -307,8 +307,9 @@ class TargetSession:
                     _log.warning("repaired drift on the target: %d updates (%s)",
                                  result.written, dict(result.by_owner))
                     self._on_repaired(result.by_owner)
-            except (PyoffloadError, grpc.RpcError) as exc:
-                self.last_error = str(exc).splitlines()[0]
+            except Exception as exc:  # this loop must outlive any one failure
+                self.last_error = str(exc).splitlines()[0] if str(exc) else repr(exc)
+                _log.warning("reconciliation failed: %s", self.last_error)
 
     def occupancy(self) -> dict[str, int]:
         """Entries per managed table, read from the target now."""

@@ -137,6 +137,8 @@ class SlowPath:
                     self.connections.on_digest(client, message.digest)
             except P4RuntimeError as exc:
                 _log.warning("slow path: the target refused an update: %s", exc)
+            except Exception:  # one bad message must not end the slow path
+                _log.exception("slow path: a %s message could not be handled", kind)
 
     def on_packet_in(self, client: P4RuntimeClient, packet: p4r.PacketIn) -> None:
         meta = {m.metadata_id: int.from_bytes(m.value, "big") for m in packet.metadata}

@@ -334,7 +334,11 @@ class P4RuntimeClient:
         request.election_id.CopyFrom(self._election())
         if self.role:
             request.role = self.role
-        future = self.stub.Write.future(request)
+        try:
+            future = self.stub.Write.future(request)
+        except ValueError as exc:  # grpc's word for a channel closed under the call
+            raise P4RuntimeError("Write", grpc.StatusCode.UNAVAILABLE,
+                                 f"the connection to {self.address} was closed ({exc})") from None
 
         def result() -> None:
             try:
@@ -404,6 +408,9 @@ class P4RuntimeClient:
                 result.extend(reply.entities)
         except grpc.RpcError as exc:
             raise P4RuntimeError.from_rpc_error("Read", exc) from None
+        except ValueError as exc:  # grpc's word for a channel closed under the call
+            raise P4RuntimeError("Read", grpc.StatusCode.UNAVAILABLE,
+                                 f"the connection to {self.address} was closed ({exc})") from None
         return result
 
     def _pool(self) -> concurrent.futures.ThreadPoolExecutor:

@@ -256,7 +256,7 @@ def expected_from_journal(config: HostConfig) -> JournalView:
 # -- the host: namespaces, target, configuration ---------------------------------------
 
 
-@attrs.frozen(kw_only=True)
+@attrs.define(kw_only=True)
 class Lab:
     """A guest and an uplink namespace through the embedded target (ports 1 and 2)."""
 
@@ -264,6 +264,18 @@ class Lab:
     guest: str
     uplink: str
     target: RunningTarget
+    ports: dict[int, str] = attrs.field(factory=dict)
+    restarts: int = 0
+
+    def restart_target(self) -> None:
+        """``kill -9`` the target and start a new one on the same ports and address (it
+        comes back empty: no pipeline, no tables, no connections)."""
+        self.target.process.kill()
+        self.target.process.wait()
+        self.restarts += 1
+        self.target = start_target(
+            "embedded", self.ports, output=self.tmp / f"target-{self.restarts}.log",
+            grpc_address=self.target.grpc_address)
 
 
 def open_lab(stack: ExitStack, tmp: Path) -> Lab:
@@ -271,8 +283,10 @@ def open_lab(stack: ExitStack, tmp: Path) -> Lab:
     topo = stack.enter_context(Topology())
     guest, uplink = topo.add_guest_and_uplink(f"{GUEST_IP}/24", f"{UPLINK_IP}/24")
     ports = {port: pair.switch_end for port, pair in topo.pairs.items()}
-    target = stack.enter_context(start_target("embedded", ports, output=tmp / "target.log"))
-    return Lab(tmp=tmp, guest=guest, uplink=uplink, target=target)
+    target = start_target("embedded", ports, output=tmp / "target.log")
+    lab = Lab(tmp=tmp, guest=guest, uplink=uplink, target=target, ports=ports)
+    stack.callback(lambda: lab.target.stop())  # the one running at the end
+    return lab
 
 
 def write_host_config(tmp: Path, target: RunningTarget, *, reconcile_interval: float,

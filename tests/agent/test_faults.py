@@ -20,7 +20,11 @@ agent at a random moment of one of:
 - ``checkpoint``: the agent checkpoints its connections every 50 ms (in every
   round), so kills land in checkpoints too; these rounds kill it at a random
   moment of nothing else. After every kill the checkpoint in the state file must
-  read back whole and hold the five connections.
+  read back whole and hold the five connections;
+- ``import``: the target is killed and a new one started on the same ports (it
+  comes back empty); the agent is killed at a random moment of its reconnecting
+  and putting rules, checkpointed connections (an import) and port maps back. The
+  connections must still pass once the next agent has finished what it began.
 
 After each kill ``pyoffload up`` is started again and the round checks: the
 journal's generation is the last one the guest saw acknowledged, or the one
@@ -86,7 +90,7 @@ from tests.agent.service import (
 pytestmark = [*NETNS]
 
 KILLS = 50
-MOMENTS = ("idle", "apply", "withdraw", "reconcile", "checkpoint")
+MOMENTS = ("idle", "apply", "withdraw", "reconcile", "checkpoint", "import")
 CHECKPOINT_INTERVAL = 0.05
 BIG, SMALL = 10_000, 500
 RECONCILE_INTERVAL = 0.3
@@ -232,6 +236,9 @@ def test_kill_9_at_random_moments_loses_nothing(host: tuple[ExitStack, Host]) ->
             delay = rng.uniform(0, 0.5)
         elif moment == "checkpoint":
             delay = rng.uniform(0, 4 * CHECKPOINT_INTERVAL)
+        elif moment == "import":
+            h.lab.restart_target()
+            delay = rng.uniform(0, 1.0)
         elif moment == "apply":
             asked = SMALL if h.current == BIG else BIG
             delay = rng.uniform(0, 1.2 * h.estimate[f"apply-{asked}"])
