@@ -205,6 +205,11 @@ class Agent:
                 target = VnicTarget(name=name, vnic_id=state.config.id)
                 compiled = compile_request(request, target, self.const, self._pool,
                                            ternary_ports=self._ternary_ports)
+                if record.entities and len(record.entities) != len(compiled.entities):
+                    _log.warning("state file %s: VNIC %s: this pyoffload compiles its request "
+                                 "to %d entities where %d were installed; the target is "
+                                 "reconciled to this version's", journal.path, name,
+                                 len(compiled.entities), len(record.entities))
                 self._vnics[name] = attrs.evolve(
                     state, generation=record.generation, compiled=compiled,
                     request=attrs.evolve(request, generation=record.generation))
@@ -386,8 +391,11 @@ class Agent:
         that fails, put the previous rules back: nothing is in force that is not journaled."""
         if self.journal is None:
             return
+        _client, installer = self.session.live()
+        installed = tuple(e.SerializeToString(deterministic=True)
+                          for e in installer.installed(vnic))
         record = VnicRecord(name=vnic, generation=generation,
-                            request=to_proto(request).SerializeToString(), entities=(),
+                            request=to_proto(request).SerializeToString(), entities=installed,
                             resources=json.dumps(pool.holdings(vnic)), updated=time.time())
         try:
             self.journal.commit(record)
