@@ -95,6 +95,16 @@ def rules_document(bulk: int = 0) -> dict[str, Any]:
     return {"generation": 0, "flows": flows}
 
 
+def eventually(check: Callable[[], bool], seconds: float) -> bool:
+    """``check()`` until it holds, for at most ``seconds``; whether it held."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return check()
+
+
 def poll(check: Callable[[], T | None], timeout: float, what: str,
          interval: float = 0.05) -> T:
     """``check()`` until it returns something true (returned), for at most ``timeout`` s."""

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
-from collections.abc import Callable
 
 import pytest
 
@@ -17,6 +15,7 @@ from pyoffload.agent.config import parse_config
 from pyoffload.rules import load_data
 from pyoffload.targets import RunningTarget
 from tests.agent.conftest import Wire, udp
+from tests.agent.service import eventually
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for veth pairs")
 
@@ -31,15 +30,6 @@ RULES = {
          "config": {"services": ["conntrack"], "default_verdict": "deny"}},
     ],
 }
-
-
-def eventually(condition: Callable[[], bool], seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
 
 
 def test_new_connections_are_refused_at_the_quota_until_some_end(

@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from pyoffload.playground.topology import Topology
 from pyoffload.playground.traffic import RawWire
 from pyoffload.rules import load_data
 from pyoffload.targets import RunningTarget, start_target
+from tests.agent.service import eventually
 
 pytestmark = [pytest.mark.netns,
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root for veth pairs")]
@@ -64,15 +64,6 @@ def ports_seen(wire: RawWire, seconds: float = 5.0) -> set[int]:
         if packet.haslayer(TCP) and packet[IP].src == SERVER:
             seen.add(int(packet[TCP].dport))
     return seen
-
-
-def eventually(check: Callable[[], bool], seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.05)
-    return check()
 
 
 def establish(guest: RawWire, uplink: RawWire, ports: range) -> None:
