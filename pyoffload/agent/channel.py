@@ -137,22 +137,24 @@ class VnicChannel:
         await context.abort(exc.code, exc.message, trailing_metadata=_REFUSED)
         raise AssertionError("abort returned")  # pragma: no cover (abort raises)
 
-    def _check_counts(self, request: pb.OffloadRequest) -> None:
-        """Refuse a request over the VNIC's quotas from the counts in the message, before
-        anything is validated or decoded further (thousands of rules cost seconds)."""
-        state = self.agent.state(self.vnic)
-        quotas = state.config.quotas
-        flows = len(request.flows)
-        rules = sum(len(flow.rules) for flow in request.flows)
-        for name, used, limit in (("flows", flows, quotas.flows), ("rules", rules, quotas.rules)):
-            if used > limit:
-                self.agent.events.publish(self.vnic, Kind.KIND_QUOTA_REACHED, quota=name,
-                                          message=f"{used} {name} asked, quota {limit}")
-                raise AgentError(
-                    grpc.StatusCode.RESOURCE_EXHAUSTED,
-                    f"VNIC {self.vnic}: the request has {used} {name}, the VNIC's quota is "
-                    f"{limit}; nothing was installed",
-                )
+    def _check_request(self, request: pb.ApplyRequest) -> None:
+        """Refuse, before anything is validated or decoded further (thousands of rules
+        cost seconds): a body that only decodes by luck (fields this protocol does not
+        have, or no request at all: random bytes can parse as an empty message, which
+        would withdraw everything), and a request over the VNIC's quotas, from the counts
+        in the message."""
+        size = request.ByteSize()
+        request.DiscardUnknownFields()
+        if request.ByteSize() != size or not request.HasField("request"):
+            raise AgentError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"VNIC {self.vnic}: the body is not an apply request of this protocol ("
+                + ("it has fields this agent does not know: is the guest shim newer than "
+                   "the agent?" if request.ByteSize() != size else "it carries no request")
+                + "); nothing was installed")
+        rules = request.request
+        self.agent.check_quotas(self.vnic, len(rules.flows),
+                                sum(len(flow.rules) for flow in rules.flows))
 
     async def _run(self, context: AsyncContext, work: Callable[..., T], *args: Any) -> T:
         """``work(*args)`` in the VNIC's pool; the agent's refusals become the answer."""
@@ -176,7 +178,7 @@ class VnicChannel:
     async def Apply(self, request: pb.ApplyRequest, context: AsyncContext) -> pb.ApplyReply:
         await self._admit(context, "Apply")
         try:
-            self._check_counts(request.request)
+            self._check_request(request)
         except AgentError as exc:
             await self._refuse(context, exc)
         check = still_waiting(context, self._gone(context))

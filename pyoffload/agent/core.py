@@ -350,7 +350,7 @@ class Agent:
             except RuleError as exc:
                 raise AgentError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
             generation = self._next_generation(state, request.generation)
-            self._check_quotas(state, request)
+            self.check_quotas(vnic, len(request.flows), sum(len(f.rules) for f in request.flows))
             _client, installer = self.session.writer()
             pool = self._pool.copy()
             target = VnicTarget(name=vnic, vnic_id=state.config.id)
@@ -446,18 +446,18 @@ class Agent:
             )
         return asked
 
-    def _check_quotas(self, state: VnicState, request: OffloadRequest) -> None:
-        quotas = state.config.quotas
-        flows = len(request.flows)
-        rules = sum(len(f.rules) for f in request.flows)
+    def check_quotas(self, vnic: str, flows: int, rules: int) -> None:
+        """Refuse a request of ``flows`` flows and ``rules`` rules over the VNIC's quotas;
+        counts are all it takes, so a channel can ask before anything is decoded."""
+        quotas = self.state(vnic).config.quotas
         for name, used, limit in (("flows", flows, quotas.flows), ("rules", rules, quotas.rules)):
             if used > limit:
-                self.events.publish(state.config.name, Kind.KIND_QUOTA_REACHED, quota=name,
+                self.events.publish(vnic, Kind.KIND_QUOTA_REACHED, quota=name,
                                     message=f"{used} {name} asked, quota {limit}")
                 raise AgentError(
                     grpc.StatusCode.RESOURCE_EXHAUSTED,
-                    f"VNIC {state.config.name}: the request has {used} {name}, the VNIC's "
-                    f"quota is {limit}; nothing was installed",
+                    f"VNIC {vnic}: the request has {used} {name}, the VNIC's quota is "
+                    f"{limit}; nothing was installed",
                 )
 
     def _size(self, name: str, kind: str) -> int:

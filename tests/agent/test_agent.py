@@ -11,12 +11,14 @@ import random
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import attrs
 import grpc
 import pytest
 from finsy import P4Schema, P4TableEntry
 from finsy.proto import p4r, p4r_grpc
+from google.protobuf.message import DecodeError
 from guest_shim.client import Channel
 from guest_shim.errors import GuestShimError
 
@@ -261,3 +263,35 @@ def test_deadlines_expiring_anywhere_in_an_apply_are_honoured(
             pass
         assert (agent.state("web-1").generation, len(read_table(target, names.ACL))) == in_force
     print(f"told: {told}")
+
+
+def test_garbage_that_decodes_by_luck_changes_nothing(agent: Agent, target: RunningTarget,
+                                                      tmp_path: Path) -> None:
+    """Random bytes can parse as an (empty) apply request; applied, it would withdraw every
+    rule. Bodies with fields the protocol does not have, or with no request, are refused."""
+    address = f"unix:{tmp_path}/web-1.sock"
+    with Channel(address) as guest:
+        assert guest.apply(web_request()).generation == 1
+    before = len(read_table(target, names.ACL))
+    lucky = b""
+    rng = random.Random(1)
+    for _ in range(3000):  # the first random body that parses (seeded: found at once)
+        candidate = rng.randbytes(rng.randrange(1, 4000))
+        try:
+            pb.ApplyRequest.FromString(candidate)
+        except DecodeError:  # most random bytes do not parse
+            continue
+        lucky = candidate
+        break
+    assert lucky, "no random body parsed"
+    with grpc.insecure_channel(address) as channel:
+        raw = channel.unary_unary("/pyoffload.guest.v1.OffloadChannel/Apply",
+                                  request_serializer=None, response_deserializer=None)
+        for body in (lucky, pb.ApplyRequest().SerializeToString()):
+            with pytest.raises(grpc.RpcError) as info:
+                raw(body, timeout=10)
+            error = cast(grpc.Call, info.value)
+            assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error.details()
+            assert "nothing was installed" in (error.details() or "")
+    assert agent.state("web-1").generation == 1
+    assert len(read_table(target, names.ACL)) == before
