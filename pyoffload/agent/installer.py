@@ -92,8 +92,6 @@ class ReconcileResult(ApplyResult):
 
     by_owner: Mapping[str, int]
     """Updates written per owner ("" for orphans nobody owns, deleted)."""
-    table_delta: Mapping[object, int]
-    """Entries added (removed, if negative) per table id."""
 
 
 class InstallError(PyoffloadError):
@@ -309,10 +307,6 @@ class Installer:
         owner_of = {key: owner for owner, items in keyed.items() for key, _ in items}
         by_owner: Counter[str] = Counter(owner_of.get(entity_key(c.entity), "")
                                          for c in changes)
-        delta: Counter[object] = Counter()
-        for change in changes:
-            if change.entity.WhichOneof("entity") == "table_entry" and change.label != "modify":
-                delta[change.entity.table_entry.table_id] += 1 if change.label == "insert" else -1
         self._installed = {owner: dict(items) for owner, items in keyed.items()}
         self._table_entries = _table_sizes(k for items in self._installed.values() for k in items)
         for batch in _batches(changes, self.batch_size):
@@ -325,8 +319,7 @@ class Installer:
                     f"reconciliation tries again:\n{exc}", exc, needs_repair=True) from None
         labels = [c.label for c in changes]
         return ReconcileResult(inserted=labels.count("insert"), modified=labels.count("modify"),
-                               deleted=labels.count("delete"), by_owner=dict(by_owner),
-                               table_delta=dict(delta))
+                               deleted=labels.count("delete"), by_owner=dict(by_owner))
 
     def _undone(self, vnic: str, done: list[Change], what: str, error: P4RuntimeError | None,
                 failed: Sequence[p4r.Entity]) -> InstallError:
@@ -367,20 +360,35 @@ class Installer:
         """Which updates of a refused batch the target did not apply, found by reading
         their keys back: a target may send no per-update details (gRPC's metadata
         limit drops a large status), and then nothing else tells what went in."""
-        found = {entity_key(e): _value(e) for e in self.client.read(
-            [read_query(c.entity) for c in batch])}
+        found = {entity_key(e): canonical_value(comparable(e))
+                 for e in self._read_present([read_query(c.entity) for c in batch])}
         failed = set()
         for index, change in enumerate(batch):
             now = found.get(entity_key(change.entity))
             if change.kind == UpdateType.DELETE:
                 applied = now is None
-            elif _is_modify_only(change.entity):
-                applied = now is not None and now == _value(change.entity)
             else:
-                applied = now is not None and now == _value(change.entity)
+                applied = now == canonical_value(change.entity)
             if not applied:
                 failed.add(index)
         return failed
+
+    def _read_present(self, queries: list[p4r.Entity]) -> list[p4r.Entity]:
+        """The entities of ``queries`` the target holds. A target may refuse a whole Read
+        when some keys are missing (NOT_FOUND for those): then they are read one by one."""
+        try:
+            return self.client.read(queries)
+        except P4RuntimeError as exc:
+            if not exc.not_found:
+                raise
+        found: list[p4r.Entity] = []
+        for query in queries:
+            try:
+                found += self.client.read([query])
+            except P4RuntimeError as exc:
+                if exc.code != grpc.StatusCode.NOT_FOUND:
+                    raise
+        return found
 
     def _read_back(self, written: Sequence[p4r.Entity],
                    sizes: Counter[object]) -> list[_ReadBack]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import attrs
-import grpc
 from finsy import P4CounterEntry, P4Schema
 from finsy.proto import p4r
 
@@ -54,8 +53,7 @@ def read_stats(client: P4RuntimeClient, schema: P4Schema, generation: int,
         try:
             replies = client.read([q for _, q in queries])
         except P4RuntimeError as exc:
-            codes = {error.code for error in exc.details.values()} or {exc.code}
-            if codes != {grpc.StatusCode.NOT_FOUND}:  # (a batch's own code is UNKNOWN)
+            if not exc.not_found:
                 raise
             # An entry is missing (another controller, a lost write): read the table's
             # counters whole and tell which rules have none.

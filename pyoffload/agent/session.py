@@ -88,8 +88,6 @@ class SessionStatus:
     """Updates written since start to undo changes made behind the agent's back."""
     repairs_by_owner: Mapping[str, int]
     last_error: str
-    occupancy: Mapping[str, int]
-    """Entries per table as read from the target at the last reconciliation."""
 
 
 class TargetSession:
@@ -142,7 +140,6 @@ class TargetSession:
         self._last_reconcile: float | None = None
         self._drift_repairs = 0
         self._repairs_by_owner: dict[str, int] = {}
-        self._occupancy: dict[str, int] = {}
         self.last_error = ""
 
     # -- life cycle -------------------------------------------------------
@@ -221,24 +218,28 @@ class TargetSession:
         maps go in last, so a target that has our pipeline but no port map is one whose
         restore did not finish (the agent died in it): it is finished now."""
         desired = self._desired()
+        actual = [] if pushed else read_managed(client, self.schema)
         port_map = self.schema.tables[names.PORT_MAP].id
         restoring = pushed or (any(owner.endswith(PORTS_SUFFIX) and entities
                                   for owner, entities in desired.items()) and not any(
             e.WhichOneof("entity") == "table_entry" and e.table_entry.table_id == port_map
-            for e in read_managed(client, self.schema)))
+            for e in actual))
         if restoring:
             rules = {owner: entities for owner, entities in desired.items()
                      if not owner.endswith(PORTS_SUFFIX)}
-            installer.reconcile(rules, [] if pushed else read_managed(client, self.schema))
+            installer.reconcile(rules, actual)
             self._on_fresh(client, pushed)
-        self._reconcile_with(client, installer, desired, count=False)
+            actual = read_managed(client, self.schema)  # the rules and connections are in
+        self._reconcile_with(client, installer, desired, count=False, actual=actual)
 
     def _reconcile_with(self, client: P4RuntimeClient, installer: Installer,
-                        desired: Desired, *, count: bool) -> ReconcileResult:
-        actual = read_managed(client, self.schema)
+                        desired: Desired, *, count: bool,
+                        actual: Sequence[p4r.Entity] | None = None) -> ReconcileResult:
+        """Correct the target (``actual``: what it holds, read now unless given)."""
+        if actual is None:
+            actual = read_managed(client, self.schema)
         result = installer.reconcile(desired, actual)
         self._last_reconcile = time.time()
-        self._occupancy = _occupancy(self.schema, actual, result)
         if count and result.written:
             self._drift_repairs += result.written
             for owner, written in result.by_owner.items():
@@ -314,7 +315,7 @@ class TargetSession:
     def occupancy(self) -> dict[str, int]:
         """Entries per managed table, read from the target now."""
         client, _installer = self.live()
-        return _occupancy(self.schema, read_managed(client, self.schema), None)
+        return _occupancy(self.schema, read_managed(client, self.schema))
 
     def status(self) -> SessionStatus:
         client = self._client
@@ -323,8 +324,7 @@ class TargetSession:
             primary=client is not None and client.primary,
             reconnects=self._reconnects, last_reconnect=self._last_reconnect,
             last_reconcile=self._last_reconcile, drift_repairs=self._drift_repairs,
-            repairs_by_owner=dict(self._repairs_by_owner), last_error=self.last_error,
-            occupancy=dict(self._occupancy))
+            repairs_by_owner=dict(self._repairs_by_owner), last_error=self.last_error)
 
 
 PORTS_SUFFIX = "#ports"
@@ -335,9 +335,8 @@ def ports_owner(vnic: str) -> str:
     return f"{vnic}{PORTS_SUFFIX}"
 
 
-def _occupancy(schema: P4Schema, actual: Sequence[p4r.Entity],
-               result: ReconcileResult | None) -> dict[str, int]:
-    """Entries per managed table on the target once the reconciliation wrote its changes."""
+def _occupancy(schema: P4Schema, actual: Sequence[p4r.Entity]) -> dict[str, int]:
+    """Entries per managed table among ``actual`` (read from the target)."""
     names_by_id = {schema.tables[t].id: t for t in MANAGED_TABLES}
     counts = dict.fromkeys(MANAGED_TABLES, 0)
     for entity in actual:
@@ -345,8 +344,4 @@ def _occupancy(schema: P4Schema, actual: Sequence[p4r.Entity],
             table = names_by_id.get(entity.table_entry.table_id)
             if table is not None:
                 counts[table] += 1
-    for table_id, change in (result.table_delta if result else {}).items():
-        table = names_by_id.get(int(table_id))  # type: ignore[call-overload]
-        if table is not None:
-            counts[table] += change
     return counts

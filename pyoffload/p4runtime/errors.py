@@ -56,6 +56,13 @@ class P4RuntimeError(PyoffloadError):
         self.details = details or {}
         super().__init__(str(self))
 
+    @property
+    def not_found(self) -> bool:
+        """Every part that failed named something the target does not hold (a batch's
+        own code is UNKNOWN; its details tell)."""
+        codes = {error.code for error in self.details.values()} or {self.code}
+        return codes == {grpc.StatusCode.NOT_FOUND}
+
     def __str__(self) -> str:
         head = f"{self.operation} failed: {self.code.name}: {self.message}"
         if not self.details:
