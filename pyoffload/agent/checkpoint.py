@@ -12,7 +12,9 @@ them, with the rules, before any port map admits traffic (``session.py``).
 A connection that opened after the last checkpoint is lost with the target,
 as with conntrackd; the interval bounds that window (``state.checkpoint_interval``).
 Each checkpoint reads the new connections and a budget of the others, so its
-cost to the data path stays bounded however many connections there are.
+cost to the data path stays bounded however many connections there are, and
+writes only the rows that changed; each row keeps the time it was read, from
+which its time left is counted down when it is restored.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import attrs
 
@@ -33,27 +35,33 @@ from pyoffload.pipeline.constants import ConnState, CtInfo, Tuple5
 _log = logging.getLogger(__name__)
 
 
-def encode_rows(connections: Iterable[ExportedConnection]) -> list[bytes]:
-    """One checkpoint row per connection (the handover's row, as compact JSON)."""
-    return [json.dumps(c.to_row(), separators=(",", ":")).encode() for c in connections]
+def row_key(key: Tuple5) -> bytes:
+    """A connection's key in the state file: its normalised tuple, packed."""
+    return b"".join((key.protocol.to_bytes(1, "big"), key.lo_addr.to_bytes(16, "big"),
+                     key.hi_addr.to_bytes(16, "big"), key.lo_port.to_bytes(2, "big"),
+                     key.hi_port.to_bytes(2, "big")))
 
 
-def decode_chunks(rows: Sequence[bytes], elapsed_s: float, size: int = 10_000
+def encode_row(connection: ExportedConnection) -> bytes:
+    """A checkpoint row (the handover's row, as compact JSON)."""
+    return json.dumps(connection.to_row(), separators=(",", ":")).encode()
+
+
+def decode_chunks(rows: Sequence[tuple[bytes, float]], now: float, size: int = 10_000
                   ) -> Iterator[list[ExportedConnection]]:
     """``decode_rows`` of ``size`` rows at a time, as the caller takes them."""
     for start in range(0, len(rows), size):
-        yield decode_rows(rows[start:start + size], elapsed_s)
+        yield decode_rows(rows[start:start + size], now)
 
 
-def decode_rows(rows: Iterable[bytes], elapsed_s: float) -> list[ExportedConnection]:
-    """The checkpointed connections that have time left ``elapsed_s`` after it was taken."""
-    elapsed_us = int(elapsed_s * 1e6)
-    parsed = json.loads(b"[" + b",".join(rows) + b"]")  # one parse for them all
+def decode_rows(rows: Sequence[tuple[bytes, float]], now: float) -> list[ExportedConnection]:
+    """The checkpointed connections, (row, time it was read), with time left at ``now``."""
+    parsed = json.loads(b"[" + b",".join(row for row, _read in rows) + b"]")  # one parse
     alive = []
-    for row in parsed:
+    for row, (_raw, read) in zip(parsed, rows, strict=True):
         if not isinstance(row, list) or len(row) < 2 or type(row[1]) is not int:
             raise ValueError(f"not a checkpoint row: {row!r:.80}")
-        row[1] -= elapsed_us  # the time it has left now
+        row[1] -= int((now - read) * 1e6)  # the time it has left now
         if row[1] > 0:
             alive.append(ExportedConnection.from_row(row))
     return alive
@@ -66,8 +74,6 @@ class CheckpointStatus:
     connections: int
     taken: float | None
     """``time.time()`` when it was taken; None: never."""
-    oldest: float | None = None
-    """When the stalest connection in it was last read from the registers."""
 
 
 REFRESH_BUDGET = 1000
@@ -88,13 +94,16 @@ SETTLED = frozenset({ConnState.TCP_ESTABLISHED, ConnState.UDP_ESTABLISHED,
 """States a connection stays in while it lives (the others are passed through)."""
 
 
-@attrs.define
+@attrs.frozen
 class _Saved:
-    """A checkpointed connection: its row, and when its registers were read."""
+    """A checkpointed connection: when its registers were read, and whether it settled."""
 
-    row: bytes
     read: float
     settled: bool
+
+
+def _settled(connection: ExportedConnection) -> bool:
+    return CtInfo.state_of(connection.slot.info) in SETTLED
 
 
 def _key(connection: Learned) -> Tuple5:
@@ -120,6 +129,7 @@ class Checkpointer:
         self._thread: threading.Thread | None = None
         self._status: dict[str, CheckpointStatus] = {}
         self._saved: dict[str, dict[Tuple5, _Saved]] = {}
+        """What the state file holds, per VNIC (read from it at the first checkpoint)."""
         self.last_error = ""
 
     def start(self) -> None:
@@ -140,11 +150,27 @@ class Checkpointer:
             saved += self._take(vnic, everything)
         return saved
 
+    def _on_file(self, vnic: str) -> dict[Tuple5, _Saved]:
+        """The VNIC's checkpoint as the state file holds it (an agent that restarted
+        carries on from there instead of reading every connection again)."""
+        saved = self._saved.get(vnic)
+        if saved is None:
+            rows = self.journal.read_connections(vnic)
+            try:
+                decoded = decode_rows([(row, read) for _key, row, read in rows], time.time())
+            except (ValueError, TypeError):
+                decoded = []  # unreadable: every row is written again
+            reads = {key: read for key, _row, read in rows}
+            saved = self._saved[vnic] = {
+                c.slot.key: _Saved(read=reads.get(row_key(c.slot.key), 0.0),
+                                   settled=_settled(c))
+                for c in decoded}
+        return saved
+
     def _take(self, vnic: str, everything: bool) -> int:
         known = {_key(c): c for c in self._learned(vnic)}
-        saved = self._saved.setdefault(vnic, {})
-        for gone in set(saved) - set(known):
-            del saved[gone]  # forgotten: its slot was found free
+        saved = self._on_file(vnic)
+        gone = [key for key in saved if key not in known]  # forgotten: their slots are free
         fresh = [c for key, c in known.items() if key not in saved or not saved[key].settled]
         stale = sorted((key for key in known if key in saved and saved[key].settled),
                        key=lambda k: saved[k].read)
@@ -152,20 +178,16 @@ class Checkpointer:
             stale = stale[:self.budget]
         chosen = fresh + [known[key] for key in stale]
         now = time.time()
-        live = {connection.slot.key: connection for connection in self._export(vnic, chosen)}
-        for connection in chosen:
-            key = _key(connection)
-            exported = live.get(key)
-            if exported is None:
-                saved.pop(key, None)  # over (or its slot holds another): not restored
-            else:
-                state = CtInfo.state_of(exported.slot.info)
-                saved[key] = _Saved(row=encode_rows([exported])[0], read=now,
-                                    settled=state in SETTLED)
-        self.journal.save_connections(vnic, [s.row for s in saved.values()], now)
-        self._status[vnic] = CheckpointStatus(
-            connections=len(saved), taken=now,
-            oldest=min((s.read for s in saved.values()), default=None))
+        live = {c.slot.key: c for c in self._export(vnic, chosen)}
+        over = [key for key in map(_key, chosen) if key not in live]  # or held by another
+        self.journal.update_connections(
+            vnic, ((row_key(key), encode_row(c)) for key, c in live.items()),
+            [row_key(key) for key in (*gone, *over)], now)
+        for key in (*gone, *over):
+            saved.pop(key, None)
+        for key, connection in live.items():
+            saved[key] = _Saved(read=now, settled=_settled(connection))
+        self._status[vnic] = CheckpointStatus(connections=len(saved), taken=now)
         return len(saved)
 
     def status(self, vnic: str) -> CheckpointStatus:

@@ -76,11 +76,9 @@ class ConnectionKeeper:
         chunks decoded as they are taken (an unreadable checkpoint: none, and a warning)."""
         if self.journal is None:
             return
-        rows, taken = self.journal.load_connections(vnic)
-        if taken is None:
-            return
+        rows = [(row, read) for _key, row, read in self.journal.read_connections(vnic)]
         try:
-            yield from decode_chunks(rows, time.time() - taken)
+            yield from decode_chunks(rows, time.time())
         except (ValueError, TypeError) as exc:
             _log.warning("state file %s: VNIC %s's connection checkpoint is unreadable (%s): "
                          "not restored", self.journal.path, vnic, exc)

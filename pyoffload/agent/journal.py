@@ -22,7 +22,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
@@ -46,8 +46,8 @@ _SCHEMA = (
     "CREATE TABLE entities (vnic TEXT NOT NULL, seq INTEGER NOT NULL, entity BLOB NOT NULL,"
     " PRIMARY KEY (vnic, seq)) WITHOUT ROWID",
     "CREATE TABLE checkpoints (vnic TEXT PRIMARY KEY, taken REAL NOT NULL)",
-    "CREATE TABLE connections (vnic TEXT NOT NULL, seq INTEGER NOT NULL, row BLOB NOT NULL,"
-    " PRIMARY KEY (vnic, seq)) WITHOUT ROWID",
+    "CREATE TABLE connections (vnic TEXT NOT NULL, key BLOB NOT NULL, row BLOB NOT NULL,"
+    " read REAL NOT NULL, PRIMARY KEY (vnic, key)) WITHOUT ROWID",
 )
 _TABLES = frozenset({"vnics", "entities", "checkpoints", "connections"})
 _ELSEWHERE = "move it away or point state.path elsewhere"
@@ -175,26 +175,51 @@ class Journal:
                 db.execute(f"DELETE FROM {table} WHERE {column} = ?", (name,))
 
     def save_connections(self, vnic: str, rows: Sequence[bytes], taken: float) -> None:
-        """Replace the VNIC's connection checkpoint as one; ``taken`` is its time.time()."""
+        """Replace the VNIC's connection checkpoint as one, every row read at ``taken``
+        (its time.time()); the rows are kept in this order."""
         with self._transaction("write", "BEGIN IMMEDIATE") as db:
-            db.execute(
-                "INSERT INTO checkpoints (vnic, taken) VALUES (?, ?)"
-                " ON CONFLICT (vnic) DO UPDATE SET taken = excluded.taken",
-                (vnic, taken),
-            )
             db.execute("DELETE FROM connections WHERE vnic = ?", (vnic,))
-            db.executemany(
-                "INSERT INTO connections (vnic, seq, row) VALUES (?, ?, ?)",
-                ((vnic, seq, row) for seq, row in enumerate(rows)),
-            )
+            self._put_connections(db, vnic, ((seq.to_bytes(8, "big"), row)
+                                             for seq, row in enumerate(rows)), (), taken)
+
+    def update_connections(self, vnic: str, upserts: Iterable[tuple[bytes, bytes]],
+                           deletes: Iterable[bytes], taken: float) -> None:
+        """Change the VNIC's checkpoint as one: ``upserts`` (key, row) read at ``taken``
+        are put in, the rows of the keys ``deletes`` taken out; the others stay as they
+        were (each with the time it was read), so a checkpoint writes what changed only."""
+        with self._transaction("write", "BEGIN IMMEDIATE") as db:
+            self._put_connections(db, vnic, upserts, deletes, taken)
+
+    @staticmethod
+    def _put_connections(db: sqlite3.Connection, vnic: str,
+                         upserts: Iterable[tuple[bytes, bytes]], deletes: Iterable[bytes],
+                         taken: float) -> None:
+        db.execute(
+            "INSERT INTO checkpoints (vnic, taken) VALUES (?, ?)"
+            " ON CONFLICT (vnic) DO UPDATE SET taken = excluded.taken",
+            (vnic, taken),
+        )
+        db.executemany("DELETE FROM connections WHERE vnic = ? AND key = ?",
+                       ((vnic, key) for key in deletes))
+        db.executemany(
+            "INSERT INTO connections (vnic, key, row, read) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (vnic, key) DO UPDATE SET row = excluded.row, read = excluded.read",
+            ((vnic, key, row, taken) for key, row in upserts),
+        )
 
     def load_connections(self, vnic: str) -> tuple[list[bytes], float | None]:
-        """The VNIC's checkpointed rows and when they were taken (None: never)."""
+        """The VNIC's checkpointed rows and when it was last taken (None: never)."""
         with self._transaction("read", "BEGIN") as db:
             found = db.execute("SELECT taken FROM checkpoints WHERE vnic = ?", (vnic,)).fetchone()
             rows = [row for (row,) in db.execute(
-                "SELECT row FROM connections WHERE vnic = ? ORDER BY seq", (vnic,))]
+                "SELECT row FROM connections WHERE vnic = ? ORDER BY key", (vnic,))]
         return rows, (None if found is None else found[0])
+
+    def read_connections(self, vnic: str) -> list[tuple[bytes, bytes, float]]:
+        """The VNIC's checkpoint as (key, row, time the row was read)."""
+        with self._transaction("read", "BEGIN") as db:
+            return [(key, row, read) for key, row, read in db.execute(
+                "SELECT key, row, read FROM connections WHERE vnic = ? ORDER BY key", (vnic,))]
 
     def close(self) -> None:
         """Close the file; later calls raise ``JournalError``. Closing twice is harmless."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from pyoffload.agent.checkpoint import Checkpointer, decode_rows
+from pyoffload.agent.checkpoint import Checkpointer, decode_rows, encode_row
 from pyoffload.agent.connections import Learned
 from pyoffload.agent.handover import ExportedConnection, SlotState
 from pyoffload.agent.journal import Journal
@@ -57,13 +57,30 @@ def test_new_connections_always_and_a_budget_of_the_settled_ones(tmp_path: Path)
         ended.add(6)
         assert checkpointer.take() == 10  # 42 in, 6 out
         assert reads[-1] == [6, 7, 8, 42]
-        rows, taken = journal.load_connections("web-1")
-        assert taken is not None
-        ports = sorted(c.slot.lo_port for c in decode_rows(rows, 0.0))
+        rows = journal.read_connections("web-1")
+        reads_on_file = {read for _key, _row, read in rows}
+        assert len(reads_on_file) > 1  # each row keeps the time it was read
+        ports = sorted(c.slot.lo_port for c in decode_rows(
+            [(row, read) for _key, row, read in rows], max(reads_on_file)))
         assert ports == [0, 1, 2, 3, 4, 5, 7, 8, 9, 42]
         assert checkpointer.status("web-1").connections == 10
 
+        # An agent that restarted carries on from the file: nothing new, the budget only.
+        again = Checkpointer(journal, 1.0, lambda: ["web-1"], lambda vnic: known, export,
+                             budget=3)
+        assert again.take() == 10
+        assert reads[-1] == [0, 1, 2, 6]  # the three read longest ago, and 6: not on file
+
         remaining["us"] = 1  # ended before anything is restored: not restored
         assert checkpointer.take(everything=True) == 10
-        rows, _taken = journal.load_connections("web-1")
-        assert decode_rows(rows, 0.5) == []
+        rows = journal.read_connections("web-1")
+        latest = max(read for _key, _row, read in rows)
+        assert decode_rows([(row, read) for _key, row, read in rows], latest + 0.5) == []
+
+
+def test_time_left_counts_from_when_each_row_was_read() -> None:
+    conn = exported(learned(1), 10_000_000)
+    row = encode_row(conn)
+    (left,) = decode_rows([(row, 100.0)], 104.0)
+    assert left.remaining_us == 6_000_000
+    assert decode_rows([(row, 100.0)], 111.0) == []

@@ -201,9 +201,9 @@ def _drift(address: str, rng: random.Random) -> int:
 def _checkpointed(path: Path) -> int:
     """Connections in the state file's checkpoint, every row decoded (a torn one fails)."""
     with Journal.open(path) as journal:
-        rows, taken = journal.load_connections(VNIC)
-    assert taken is not None, "no checkpoint"
-    return len(decode_rows(rows, 0.0))
+        rows = journal.read_connections(VNIC)
+    assert rows, "no checkpoint"
+    return len(decode_rows([(row, read) for _key, row, read in rows], time.time()))
 
 
 def _primary(up: Up) -> bool:
