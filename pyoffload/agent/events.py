@@ -1,19 +1,17 @@
 """Per-VNIC event fan-out for the guest channel's Watch stream.
 
-Two kinds of subscriber: ``subscribe`` (a blocking iterator, one thread per watcher)
-and ``stream`` (an async iterator on the channel's event loop, which holds no thread
-while it waits: a hundred watchers cost a hundred queues, not a hundred workers).
-``publish`` may be called from any thread.
+A subscriber is an async iterator (``stream``) on its event loop, which holds no
+thread while it waits: a hundred watchers cost a hundred queues, not a hundred
+workers. ``publish`` may be called from any thread.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import queue
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 from guest_shim import offload_pb2 as pb
 
@@ -44,7 +42,6 @@ class EventHub:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._subscribers: dict[str, list[queue.Queue[pb.Event | None]]] = {}
         self._streams: dict[str, list[_LoopQueue]] = {}
 
     def publish(self, vnic: str, kind: int, *, generation: int = 0, flow_id: str = "",
@@ -53,33 +50,9 @@ class EventHub:
                          rule_id=rule_id, quota=quota, message=message,
                          time_unix_ns=time.time_ns())
         with self._lock:
-            targets = list(self._subscribers.get(vnic, ()))
             streams = list(self._streams.get(vnic, ()))
-        for q in targets:
-            if q.qsize() >= SUBSCRIBER_BACKLOG:
-                with contextlib.suppress(queue.Empty):
-                    q.get_nowait()
-            q.put(event)
         for stream in streams:
             stream.put(event)
-
-    def subscribe(self, vnic: str, stop: threading.Event) -> Iterator[pb.Event]:
-        """Events of ``vnic`` until ``stop`` is set (or ``close`` is called)."""
-        q: queue.Queue[pb.Event | None] = queue.Queue()
-        with self._lock:
-            self._subscribers.setdefault(vnic, []).append(q)
-        try:
-            while not stop.is_set():
-                try:
-                    item = q.get(timeout=0.5)
-                except queue.Empty:
-                    continue
-                if item is None:
-                    return
-                yield item
-        finally:
-            with self._lock:
-                self._subscribers.get(vnic, []).remove(q)
 
     async def stream(self, vnic: str) -> AsyncIterator[pb.Event]:
         """Events of ``vnic`` on the running event loop, until ``close`` is called or the
@@ -95,15 +68,12 @@ class EventHub:
                 self._streams.get(vnic, []).remove(q)
 
     def watchers(self, vnic: str) -> int:
-        """How many subscribers of either kind ``vnic`` has now."""
+        """How many subscribers ``vnic`` has now."""
         with self._lock:
-            return len(self._subscribers.get(vnic, ())) + len(self._streams.get(vnic, ()))
+            return len(self._streams.get(vnic, ()))
 
     def close(self) -> None:
         with self._lock:
-            for subscribers in self._subscribers.values():
-                for q in subscribers:
-                    q.put(None)
             for streams in self._streams.values():
                 for stream in streams:
                     stream.put(None)

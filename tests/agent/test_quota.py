@@ -4,6 +4,7 @@ the guest is told; once connections end, new ones are admitted again."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 
@@ -41,10 +42,13 @@ def test_new_connections_are_refused_at_the_quota_until_some_end(
                    "quotas": {"tracked_connections": QUOTA}}],
     })
     agent = Agent(config, target.grpc_address, device_id=target.device_id).start()
-    stop = threading.Event()
     events: list[pb.Event] = []
-    watcher = threading.Thread(target=lambda: events.extend(agent.events.subscribe("v", stop)),
-                               daemon=True)
+
+    async def collect() -> None:  # a watcher, as the guest channel's Watch is
+        async for event in agent.events.stream("v"):
+            events.append(event)
+
+    watcher = threading.Thread(target=lambda: asyncio.run(collect()), daemon=True)
     watcher.start()
     try:
         agent.apply("v", load_data(RULES))
@@ -67,5 +71,4 @@ def test_new_connections_are_refused_at_the_quota_until_some_end(
         guest.send(udp(GUEST, "10.0.1.9", 41000, 53))
         assert (41000, 53) in uplink.udp_ports()
     finally:
-        stop.set()
-        agent.stop()
+        agent.stop()  # (ends the watcher's stream)
