@@ -4,7 +4,6 @@ line (no traceback, no wipe)."""
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 import sys
@@ -18,27 +17,12 @@ from pyoffload.agent import Agent
 from pyoffload.agent.config import load_config
 from pyoffload.errors import PyoffloadError
 from pyoffload.rules import load_data
-
-pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
+from tests.pki import make_pki
 
 RULES = {"vnic": "web-1", "flows": [
     {"id": "out", "match": {"direction": "from-guest", "protocol": "tcp"},
      "config": {"default_verdict": "deny"},
      "rules": [{"id": "web", "match": {"dst_ports": 80}, "verdict": "allow"}]}]}
-
-
-def openssl(directory: Path, *args: str) -> None:
-    subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True,
-                   timeout=60)
-
-
-def certificate(directory: Path, name: str, san: str) -> None:
-    openssl(directory, "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}")
-    (directory / f"{name}.ext").write_text(f"subjectAltName={san}\n")
-    openssl(directory, "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey",
-            "ca.key", "-CAcreateserial", "-out", f"{name}.crt", "-days", "1", "-extfile",
-            f"{name}.ext")
 
 
 def free_port() -> int:
@@ -51,10 +35,7 @@ def free_port() -> int:
 def test_agent_over_mutual_tls(tmp_path: Path) -> None:
     pki = tmp_path / "pki"
     pki.mkdir()
-    openssl(pki, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "1", "-subj", "/CN=ca")
-    certificate(pki, "target", "IP:127.0.0.1,DNS:localhost")
-    certificate(pki, "agent", "DNS:agent")
+    make_pki(pki, {"target": ("ca", "IP:127.0.0.1,DNS:localhost"), "agent": ("ca", "DNS:agent")})
     address = f"127.0.0.1:{free_port()}"
     target = subprocess.Popen(
         [sys.executable, "-m", "pyoffload.embedded", "--no-p4", "--device-id", "1", "--",

@@ -42,6 +42,7 @@ from pyoffload.embedded.p4runtime.testing import (
     running_target,
 )
 from pyoffload.embedded.switch import Switch
+from tests.pki import make_pki
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="creates a user and drops to it")
 
@@ -126,34 +127,12 @@ def probe(user: User, address: str, ca: Path | None = None) -> dict[str, str]:
     return answer
 
 
-def openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
-
-
-def make_cert(directory: Path, name: str, ca: str, san: str) -> None:
-    """NAME.key/NAME.crt for `san`, signed by CA.key/CA.crt."""
-    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-            "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}", cwd=directory)
-    (directory / f"{name}.ext").write_text(f"subjectAltName={san}\n")
-    openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.crt", "-CAkey", f"{ca}.key",
-            "-CAcreateserial", "-out", f"{name}.crt", "-days", "1", "-extfile", f"{name}.ext",
-            cwd=directory)
-
-
 @pytest.fixture
 def pki(public_dir: Path) -> Path:
     """A test CA with a server and a client certificate, and a rogue CA with a client."""
-    for ca in ("ca", "rogue-ca"):
-        openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                "-nodes", "-keyout", f"{ca}.key", "-out", f"{ca}.crt", "-days", "1",
-                "-subj", f"/CN={ca}", cwd=public_dir)
-    make_cert(public_dir, "server", "ca", "IP:127.0.0.1,DNS:localhost")
-    make_cert(public_dir, "agent", "ca", "DNS:agent")
-    make_cert(public_dir, "other", "ca", "DNS:other")
-    make_cert(public_dir, "rogue", "rogue-ca", "DNS:agent")
-    for path in public_dir.iterdir():
-        path.chmod(0o644)
-    return public_dir
+    return make_pki(public_dir, {"server": ("ca", "IP:127.0.0.1,DNS:localhost"),
+                                 "agent": ("ca", "DNS:agent"), "other": ("ca", "DNS:other"),
+                                 "rogue": ("rogue-ca", "DNS:agent")})
 
 
 def client_credentials(pki: Path, name: str | None) -> grpc.ChannelCredentials:

@@ -8,7 +8,6 @@ security tests.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
@@ -21,8 +20,9 @@ from guest_shim.tls import ENV_CA, ENV_CERT, ENV_KEY, ChannelTls, tls_from
 
 from guest_shim import ChannelTlsError, GuestShimError, connect
 from guest_shim import offload_pb2 as pb
-from tests.embedded.test_security import make_cert, openssl, public_dir
+from tests.embedded.test_security import public_dir
 from tests.guest_shim.test_channel import EXAMPLES, RecordingServicer
+from tests.pki import make_pki
 
 __all__ = ["channel_pki", "public_dir"]  # fixtures the agent's tests import too
 
@@ -31,19 +31,10 @@ def channel_pki(public_dir: Path) -> Path:
     """ca.crt with server (IP 127.0.0.1), web-1 (SAN web-1.guests) and db-1 (SAN
     db-1.guests); rogue-ca.crt with rogue (SAN web-1.guests: the right name, the wrong
     CA). Readable by every user, like the directory."""
-    if shutil.which("openssl") is None:
-        pytest.skip("the openssl command makes the test certificates")
-    for ca in ("ca", "rogue-ca"):
-        openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                "-nodes", "-keyout", f"{ca}.key", "-out", f"{ca}.crt", "-days", "1",
-                "-subj", f"/CN={ca}", cwd=public_dir)
-    make_cert(public_dir, "server", "ca", "IP:127.0.0.1")
-    make_cert(public_dir, "web-1", "ca", "DNS:web-1.guests")
-    make_cert(public_dir, "db-1", "ca", "DNS:db-1.guests")
-    make_cert(public_dir, "rogue", "rogue-ca", "DNS:web-1.guests")
-    for path in public_dir.iterdir():
-        path.chmod(0o644)
-    return public_dir
+    return make_pki(public_dir, {"server": ("ca", "IP:127.0.0.1"),
+                                 "web-1": ("ca", "DNS:web-1.guests"),
+                                 "db-1": ("ca", "DNS:db-1.guests"),
+                                 "rogue": ("rogue-ca", "DNS:web-1.guests")})
 
 
 def guest_tls(pki: Path, name: str | None, ca: str = "ca") -> ChannelTls:
