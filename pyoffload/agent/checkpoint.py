@@ -35,13 +35,6 @@ from pyoffload.pipeline.constants import ConnState, CtInfo, Tuple5
 _log = logging.getLogger(__name__)
 
 
-def row_key(key: Tuple5) -> bytes:
-    """A connection's key in the state file: its normalised tuple, packed."""
-    return b"".join((key.protocol.to_bytes(1, "big"), key.lo_addr.to_bytes(16, "big"),
-                     key.hi_addr.to_bytes(16, "big"), key.lo_port.to_bytes(2, "big"),
-                     key.hi_port.to_bytes(2, "big")))
-
-
 def encode_row(connection: ExportedConnection) -> bytes:
     """A checkpoint row (the handover's row, as compact JSON)."""
     return json.dumps(connection.to_row(), separators=(",", ":")).encode()
@@ -162,7 +155,7 @@ class Checkpointer:
                 decoded = []  # unreadable: every row is written again
             reads = {key: read for key, _row, read in rows}
             saved = self._saved[vnic] = {
-                c.slot.key: _Saved(read=reads.get(row_key(c.slot.key), 0.0),
+                c.slot.key: _Saved(read=reads.get(c.slot.key.packed(), 0.0),
                                    settled=_settled(c))
                 for c in decoded}
         return saved
@@ -181,8 +174,8 @@ class Checkpointer:
         live = {c.slot.key: c for c in self._export(vnic, chosen)}
         over = [key for key in map(_key, chosen) if key not in live]  # or held by another
         self.journal.update_connections(
-            vnic, ((row_key(key), encode_row(c)) for key, c in live.items()),
-            [row_key(key) for key in (*gone, *over)], now)
+            vnic, ((key.packed(), encode_row(c)) for key, c in live.items()),
+            [key.packed() for key in (*gone, *over)], now)
         for key in (*gone, *over):
             saved.pop(key, None)
         for key, connection in live.items():

@@ -18,11 +18,12 @@ exactly as it is: it may be someone's data, or the evidence of what went wrong.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
@@ -30,10 +31,11 @@ from types import TracebackType
 import attrs
 
 from pyoffload.errors import PyoffloadError
+from pyoffload.pipeline.constants import Tuple5
 
 APPLICATION_ID = 0x50794F66
 """``PRAGMA application_id`` of our state files: "PyOf" in ASCII."""
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """``PRAGMA user_version`` this code writes; it refuses files of a newer one."""
 BUSY_SECONDS = 10.0
 """How long a statement waits for another process's lock before failing."""
@@ -291,6 +293,30 @@ def _create(path: Path) -> None:
         os.close(directory)
 
 
+def _connections_by_key(db: sqlite3.Connection) -> None:
+    """Schema 1 -> 2: checkpoint rows keyed by their connection's tuple, each with the time
+    it was read (the checkpoint's time, the only one schema 1 kept)."""
+    taken = dict(db.execute("SELECT vnic, taken FROM checkpoints"))
+    rows = db.execute("SELECT vnic, row FROM connections").fetchall()
+    db.execute("DROP TABLE connections")
+    db.execute(_SCHEMA[3])
+    moved = []
+    for vnic, row in rows:
+        try:
+            fields = json.loads(row)
+            key = Tuple5(protocol=fields[2], lo_addr=fields[3], hi_addr=fields[4],
+                         lo_port=fields[5], hi_port=fields[6]).packed()
+        except (ValueError, TypeError, IndexError, OverflowError, AttributeError):
+            continue  # a row no pyoffload could restore: not carried over
+        moved.append((vnic, key, row, taken.get(vnic, 0.0)))
+    db.executemany("INSERT OR REPLACE INTO connections (vnic, key, row, read) "
+                   "VALUES (?, ?, ?, ?)", moved)
+
+
+_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _connections_by_key}
+"""Schema version -> what brings a file of that version to SCHEMA_VERSION."""
+
+
 def _prepare(db: sqlite3.Connection, path: Path) -> None:
     """Check the file is ours and sound (reading only), then set it up for durable writes."""
     db.execute("BEGIN")  # one snapshot: another opener may be initialising the file
@@ -314,7 +340,7 @@ def _prepare(db: sqlite3.Connection, path: Path) -> None:
                 f"{path} was written by a newer pyoffload (schema version {version}, this one "
                 f"knows {SCHEMA_VERSION}); upgrade pyoffload or point state.path elsewhere"
             )
-        if version != SCHEMA_VERSION or not tables >= _TABLES:
+        if version not in (SCHEMA_VERSION, *_MIGRATIONS) or not tables >= _TABLES:
             missing = ", ".join(sorted(_TABLES - tables)) or "none"
             raise JournalError(
                 f"{path} is damaged (schema version {version}, missing tables: {missing}); "
@@ -339,6 +365,18 @@ def _prepare(db: sqlite3.Connection, path: Path) -> None:
                            "point state.path at a local file system")
     db.execute("PRAGMA synchronous = FULL")
     db.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT}")
+    if version in _MIGRATIONS:  # an older pyoffload's file: brought up to date, as one
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            now = db.execute("PRAGMA user_version").fetchone()[0]
+            if now in _MIGRATIONS:  # (unless another opener just did it)
+                _MIGRATIONS[now](db)
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
     if fresh:  # unless another process initialised it in the meantime
         db.execute("BEGIN IMMEDIATE")
         try:

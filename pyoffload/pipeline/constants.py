@@ -177,6 +177,12 @@ class Tuple5:
     lo_port: int
     hi_port: int
 
+    def packed(self) -> bytes:
+        """The tuple as 37 bytes (protocol, addresses, ports, big-endian): a stable key."""
+        return b"".join((self.protocol.to_bytes(1, "big"), self.lo_addr.to_bytes(16, "big"),
+                         self.hi_addr.to_bytes(16, "big"), self.lo_port.to_bytes(2, "big"),
+                         self.hi_port.to_bytes(2, "big")))
+
 
 class FiveTuple(Protocol):
     """Anything that carries a normalised tuple (a slot, a learned connection)."""

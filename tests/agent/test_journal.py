@@ -21,7 +21,13 @@ from pathlib import Path
 import pytest
 
 import pyoffload
-from pyoffload.agent.journal import APPLICATION_ID, Journal, JournalError, VnicRecord
+from pyoffload.agent.journal import (
+    APPLICATION_ID,
+    SCHEMA_VERSION,
+    Journal,
+    JournalError,
+    VnicRecord,
+)
 
 
 def entity_count(name: str, generation: int) -> int:
@@ -272,8 +278,8 @@ def damaged(path: Path) -> None:
     (foreign_tables, "is not a pyoffload state file (application id 0x00000000, tables "
                      "people); move it away"),
     (foreign_id, "is not a pyoffload state file (application id 0x12345678); move it away"),
-    (newer, "was written by a newer pyoffload (schema version 99, this one knows 1); "
-            "upgrade pyoffload"),
+    (newer, "was written by a newer pyoffload (schema version 99, this one knows "
+            f"{SCHEMA_VERSION}); upgrade pyoffload"),
     (damaged, "is damaged ("),
 ])
 def test_files_not_ours_are_refused_untouched(tmp_path: Path, make: Callable[[Path], None],
@@ -351,3 +357,40 @@ def test_a_full_disk_refuses_commits_and_keeps_the_record(tmp_path: Path) -> Non
             assert journal.load() == {"db": other, "web-1": kept}
         with Journal.open(path) as journal:
             assert journal.load() == {"db": other, "web-1": kept}
+
+
+SCHEMA_1 = (
+    "CREATE TABLE vnics (name TEXT PRIMARY KEY, generation INTEGER NOT NULL,"
+    " request BLOB NOT NULL, resources TEXT NOT NULL, updated REAL NOT NULL)",
+    "CREATE TABLE entities (vnic TEXT NOT NULL, seq INTEGER NOT NULL, entity BLOB NOT NULL,"
+    " PRIMARY KEY (vnic, seq)) WITHOUT ROWID",
+    "CREATE TABLE checkpoints (vnic TEXT PRIMARY KEY, taken REAL NOT NULL)",
+    "CREATE TABLE connections (vnic TEXT NOT NULL, seq INTEGER NOT NULL, row BLOB NOT NULL,"
+    " PRIMARY KEY (vnic, seq)) WITHOUT ROWID",
+)
+"""The state file as the first release of the journal wrote it (an upgrade meets it)."""
+
+
+def test_an_older_state_file_is_brought_up_to_date(tmp_path: Path) -> None:
+    """An upgrade keeps the desired state and the connection checkpoint of the file the
+    previous version wrote (its rows keyed anew, each read at the checkpoint's time)."""
+    path = tmp_path / "state.db"
+    row = json.dumps(["out", 5_000_000, 6, 1, 2, 1234, 80, 3, 0, 0, 0, 0,
+                      None, None, None, None, None]).encode()
+    with closing(sqlite3.connect(path)) as db:
+        db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        db.execute("PRAGMA user_version = 1")
+        for statement in SCHEMA_1:
+            db.execute(statement)
+        db.execute("INSERT INTO vnics VALUES ('web-1', 4, x'0a00', '{}', 1.0)")
+        db.execute("INSERT INTO checkpoints VALUES ('web-1', 42.0)")
+        db.execute("INSERT INTO connections VALUES ('web-1', 0, ?)", (row,))
+        db.execute("INSERT INTO connections VALUES ('web-1', 1, x'6e6f74206a736f6e')")
+        db.commit()
+    with Journal.open(path) as journal:
+        assert journal.load()["web-1"].generation == 4
+        assert [(r, read) for _key, r, read in journal.read_connections("web-1")] == \
+            [(row, 42.0)]  # the unreadable row is not carried over
+        journal.update_connections("web-1", [(b"k", b"r")], [], 43.0)
+    with Journal.open(path) as journal:  # and opens as the current version after
+        assert len(journal.read_connections("web-1")) == 2
