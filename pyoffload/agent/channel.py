@@ -20,8 +20,10 @@ Every server runs grpc's asyncio server on an event loop thread of its own. Watc
 streams wait on that loop and hold no thread; the agent's blocking calls (Apply,
 Withdraw, Get, Stats) run in a small pool of the VNIC's own, so open streams never
 starve them. Limits checked before any expensive work: the receive size (from the
-quotas, or configured), Watch streams per peer, and the flow and rule counts of an
-Apply, read from the message before it is validated.
+quotas, or configured), the guest's rate of unary calls (checked before the body is
+even decoded: the methods are handed the bytes as sent), Watch streams per peer, and
+the flow and rule counts of an Apply, read from the message before it is validated.
+A body that does not decode is answered INVALID_ARGUMENT, and costs no memory.
 """
 
 from __future__ import annotations
@@ -37,12 +39,13 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from concurrent import futures
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn, Protocol, TypeVar
 
 import grpc
+from google.protobuf.message import DecodeError
 from guest_shim.address import ChannelAddress
 from guest_shim.client import AGENT_ANSWER
-from guest_shim.service import AsyncContext, add_async_servicer
+from guest_shim.service import AsyncContext, add_async_raw_servicer
 
 from guest_shim import offload_pb2 as pb
 from pyoffload.agent.config import (
@@ -54,6 +57,7 @@ from pyoffload.agent.config import (
 )
 from pyoffload.agent.core import Agent
 from pyoffload.agent.errors import AgentError
+from pyoffload.agent.ratelimit import RateLimit
 from pyoffload.bulk import no_cyclic_gc
 from pyoffload.rules import RuleError, from_proto, to_proto
 
@@ -61,6 +65,14 @@ _log = logging.getLogger(__name__)
 
 Kind = pb.Event.Kind
 T = TypeVar("T")
+
+
+class _Message(Protocol):
+    @classmethod
+    def FromString(cls: type[M], body: bytes) -> M: ...
+
+
+M = TypeVar("M", bound=_Message)
 
 COMMIT_MARGIN = 0.05
 """Seconds a guest's deadline must still leave when an apply is committed: its answer
@@ -103,12 +115,15 @@ def certificate_names(context: AsyncContext) -> list[str]:
 
 
 class VnicChannel:
-    """Serves one VNIC's guest; implements guest_shim's AsyncOffloadChannelServicer."""
+    """Serves one VNIC's guest; implements guest_shim's RawAsyncOffloadChannelServicer."""
 
     def __init__(self, agent: Agent, vnic: str, *, tls_client: str | None = None,
-                 watch_streams_per_peer: int = 8, workers: int = 4) -> None:
+                 watch_streams_per_peer: int = 8, workers: int = 4,
+                 rate: RateLimit | None = None) -> None:
         self.agent = agent
         self.vnic = vnic
+        self.rate = rate or RateLimit(20.0, 40)
+        """The guest's unary calls (``channel_limits.requests_per_second``, ``request_burst``)."""
         self.tls_client = tls_client
         """The identity a TLS peer's certificate must carry; None: not a TLS channel."""
         self.watch_streams_per_peer = watch_streams_per_peer
@@ -132,6 +147,30 @@ class VnicChannel:
         await context.abort(grpc.StatusCode.PERMISSION_DENIED,
                             f"VNIC {self.vnic}: this certificate ({shown}) is not the one "
                             "bound to this VNIC's channel")
+
+    async def _open(self, context: AsyncContext, method: str, body: bytes,
+                    kind: type[M]) -> M:
+        """Admit a unary call (the peer's identity, then the guest's rate) and only then
+        decode its body."""
+        await self._admit(context, method)
+        wait = self.rate.take()
+        if wait:
+            await self._refuse(context, AgentError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"VNIC {self.vnic}: over its rate of {self.rate.rate:g} calls a second "
+                f"(burst {self.rate.burst}: channel_limits.requests_per_second, "
+                f"request_burst); retry in {wait:.2f} s; nothing was done"))
+        return await self._decode(context, method, body, kind)
+
+    async def _decode(self, context: AsyncContext, method: str, body: bytes,
+                      kind: type[M]) -> M:
+        try:
+            return kind.FromString(body)
+        except DecodeError as exc:
+            await self._refuse(context, AgentError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"VNIC {self.vnic}: the {method} request's body is not a message of this "
+                f"protocol ({exc}); nothing was done"))
 
     async def _refuse(self, context: AsyncContext, exc: AgentError) -> NoReturn:
         await context.abort(exc.code, exc.message, trailing_metadata=_REFUSED)
@@ -175,8 +214,8 @@ class VnicChannel:
 
     # -- the service ------------------------------------------------------------
 
-    async def Apply(self, request: pb.ApplyRequest, context: AsyncContext) -> pb.ApplyReply:
-        await self._admit(context, "Apply")
+    async def Apply(self, body: bytes, context: AsyncContext) -> pb.ApplyReply:
+        request = await self._open(context, "Apply", body, pb.ApplyRequest)
         try:
             self._check_request(request)
         except AgentError as exc:
@@ -197,9 +236,8 @@ class VnicChannel:
                 add(installed=True, error=f"warning: {warning}")
             return reply
 
-    async def Withdraw(self, request: pb.WithdrawRequest,
-                       context: AsyncContext) -> pb.WithdrawReply:
-        await self._admit(context, "Withdraw")
+    async def Withdraw(self, body: bytes, context: AsyncContext) -> pb.WithdrawReply:
+        request = await self._open(context, "Withdraw", body, pb.WithdrawRequest)
         if request.all and request.flow_ids:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 "withdraw: give flow ids or all, not both")
@@ -213,15 +251,15 @@ class VnicChannel:
         return pb.WithdrawReply(generation=self.agent.state(self.vnic).generation,
                                 withdrawn=removed)
 
-    async def Get(self, request: pb.GetRequest, context: AsyncContext) -> pb.GetReply:
-        await self._admit(context, "Get")
+    async def Get(self, body: bytes, context: AsyncContext) -> pb.GetReply:
+        await self._open(context, "Get", body, pb.GetRequest)
         return await self._run(context, self._get)
 
     def _get(self) -> pb.GetReply:
         return pb.GetReply(request=to_proto(self.agent.state(self.vnic).request))
 
-    async def Stats(self, request: pb.StatsRequest, context: AsyncContext) -> pb.StatsReply:
-        await self._admit(context, "Stats")
+    async def Stats(self, body: bytes, context: AsyncContext) -> pb.StatsReply:
+        request = await self._open(context, "Stats", body, pb.StatsRequest)
         return await self._run(context, self._stats, set(request.flow_ids))
 
     def _stats(self, wanted: set[str]) -> pb.StatsReply:
@@ -257,9 +295,10 @@ class VnicChannel:
             ],
         )
 
-    async def Watch(self, request: pb.WatchRequest,
-                    context: AsyncContext) -> AsyncIterator[pb.Event]:
+    async def Watch(self, body: bytes, context: AsyncContext) -> AsyncIterator[pb.Event]:
+        """Not rate-limited (a stream is limited per peer instead)."""
         await self._admit(context, "Watch")
+        await self._decode(context, "Watch", body, pb.WatchRequest)
         peer = peer_key(context.peer())
         limit = self.watch_streams_per_peer
         if self._watches[peer] >= limit:
@@ -311,7 +350,7 @@ class ChannelServer:
                      tls: ChannelTlsConfig | None, where: str) -> None:
         server = grpc.aio.server(options=options)
         self._server = server
-        add_async_servicer(server, self.channel)
+        add_async_raw_servicer(server, self.channel)
         address = self.address
         private: Path | None = None
         try:
@@ -442,7 +481,8 @@ def serve_channel(agent: Agent, vnic: str, address: ChannelAddress,
     ]
     channel = VnicChannel(agent, vnic, tls_client=None if tls is None else tls.client,
                           watch_streams_per_peer=limits.watch_streams_per_peer,
-                          workers=workers or limits.workers)
+                          workers=workers or limits.workers,
+                          rate=RateLimit(limits.requests_per_second, limits.request_burst))
     server = ChannelServer(vnic, address, channel).start(options, config.channel_access, tls,
                                                          where)
     _log.info("VNIC %s: guest channel on %s%s (requests up to %d bytes)", vnic, address,

@@ -25,7 +25,8 @@ A YAML (or JSON) file, written by the host's operator, never by a guest:
         channel: tcp:192.0.2.1:7002        # TCP: mutual TLS, the guest's identity bound here
         channel_tls: {ca: guests-ca.pem, cert: channel.pem, key: channel.key,
                       client: db-1.guests.example}   # CN or SAN of the guest's certificate
-        channel_limits: {watch_streams_per_peer: 8, max_message_bytes: 2200000}
+        channel_limits: {watch_streams_per_peer: 8, max_message_bytes: 2200000,
+                         requests_per_second: 20, request_burst: 40}
     state:                      # the agent's durable desired state (optional)
       path: /var/lib/pyoffload/state.db   # relative: to this file's directory
       reconcile_interval: 5.0   # seconds between read-backs of the target, (0, 3600]
@@ -151,6 +152,11 @@ class ChannelLimits:
     workers: int = 4
     """Threads that run this VNIC's unary calls (Apply, Withdraw, Get, Stats); Watch
     streams take none."""
+    requests_per_second: float = 20.0
+    """The guest's calls (any method, whatever they carry) a second on average; over it
+    a call is refused (RESOURCE_EXHAUSTED, saying when to retry) before it is decoded."""
+    request_burst: int = 40
+    """Calls the guest may make at once above that rate."""
 
 
 def message_bytes(limits: ChannelLimits, quotas: QuotaConfig) -> int:
@@ -420,7 +426,8 @@ def _limits(data: Any, where: str) -> ChannelLimits:
         return ChannelLimits()
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping")
-    _check_keys(data, {"watch_streams_per_peer", "max_message_bytes", "workers"}, where)
+    _check_keys(data, {"watch_streams_per_peer", "max_message_bytes", "workers",
+                       "requests_per_second", "request_burst"}, where)
     defaults = ChannelLimits()
     size = data.get("max_message_bytes")
     return ChannelLimits(
@@ -429,7 +436,20 @@ def _limits(data: Any, where: str) -> ChannelLimits:
         max_message_bytes=None if size is None else _int(data, "max_message_bytes", where,
                                                          1024, MAX_MESSAGE_BYTES),
         workers=_int(data, "workers", where, 1, 64, defaults.workers),
+        requests_per_second=_rate(data, "requests_per_second", where,
+                                  defaults.requests_per_second),
+        request_burst=_int(data, "request_burst", where, 1, 1_000_000,
+                           defaults.request_burst),
     )
+
+
+def _rate(data: Mapping[str, Any], key: str, where: str, default: float) -> float:
+    value = data.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not 0.01 <= value <= 1_000_000:
+        raise ConfigError(f"{where}: {key}: {value!r} is not a rate between 0.01 and "
+                          "1000000 calls a second")
+    return float(value)
 
 
 def _channel(data: Mapping[str, Any], where: str, base: Path) -> dict[str, Any]:

@@ -12,8 +12,14 @@ forwarding and keeps its connections. The session also reconnects when the
 target goes away, reconciles periodically (drift repaired and counted), and
 says so (status and the guests' Watch streams).
 
-A VNIC's state is an immutable snapshot swapped under the lock, so a reader
-never pairs one generation's rules with another's counters.
+Guests are isolated from each other: each VNIC's requests are serialised by a
+lock of its own, and different VNICs' applies run at the same time. The work
+they share is taken in short turns: numbers from the pool (a ``Reservation``,
+number by number), table capacity (counted with the other VNICs' applies in
+flight), the target's writes (batch by batch), the state file's commit. Only the
+session's adoption and repairs stop every apply, through the gate
+(``gate.py``). A VNIC's state is an immutable snapshot swapped under a short
+lock, so a reader never pairs one generation's rules with another's counters.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from pyoffload.agent.connections import Connection, Learned
 from pyoffload.agent.connstate import ConnectionKeeper
 from pyoffload.agent.errors import AgentError
 from pyoffload.agent.events import EventHub
+from pyoffload.agent.gate import ApplyGate
 from pyoffload.agent.handover import (
     ExportedConnection,
     ImportResult,
@@ -51,6 +58,7 @@ from pyoffload.agent.slowpath import SlowPath
 from pyoffload.bulk import no_cyclic_gc
 from pyoffload.compiler import (
     CompiledRequest,
+    Reservation,
     ResourceExhausted,
     ResourcePool,
     VnicTarget,
@@ -139,8 +147,16 @@ class Agent:
                                      p4info.action_profiles)
                        for item in group}
         """Capacity of every table, meter, counter and action profile, from the P4Info."""
-        self._lock = threading.RLock()
+        self._lock = threading.Lock()
+        """Held briefly: to swap a VNIC's snapshot, to count capacity in flight."""
         self._vnics = {v.name: VnicState(config=v) for v in config.vnics}
+        self._vnic_locks = {name: threading.Lock() for name in self._vnics}
+        """One per VNIC: its applies, withdraws, admission changes and imports in turn."""
+        self.gate = ApplyGate()
+        self._numbers_lock = threading.Lock()
+        """Held while a number is taken from or given back to the pool."""
+        self._in_flight: dict[str, Mapping[str, int]] = {}
+        """Table usage of the applies in flight (capacity they may take)."""
         self._pool = ResourcePool.sized(
             meters=self._size(names.FLOW_METER, "meters"),
             counters=self._size(names.FLOW_COUNTER, "counters"),
@@ -156,7 +172,7 @@ class Agent:
         self.quotas = ConnectionQuotas(self)
         self.slow_path.connections.on_learned = self.quotas.poke
         self.session = TargetSession(
-            address, device_id=self.device_id, schema=self.schema, lock=self._lock,
+            address, device_id=self.device_id, schema=self.schema, gate=self.gate,
             desired=self._desired, on_connected=self._connected, on_lost=self._lost,
             on_fresh=self._restore_connections, on_repaired=self._repaired,
             reconcile_interval=config.state.reconcile_interval, backoff=backoff,
@@ -282,11 +298,10 @@ class Agent:
 
     def live_count(self, vnic: str) -> int:
         """The VNIC's connections whose slots are held now (read from the pipeline)."""
-        with self._lock:
-            client, _installer = self.session.live()
-            vnic_id = self.state(vnic).config.id
-            now = self.conns.clock(client)
-            registers = self.conns.registers(client)
+        client, _installer = self.session.live()
+        vnic_id = self.state(vnic).config.id
+        now = self.conns.clock(client)
+        registers = self.conns.registers(client)
         return self.slow_path.connections.live_count(registers, now, vnic_id)
 
     def connection_quota(self, vnic: str) -> tuple[int, bool]:
@@ -296,11 +311,12 @@ class Agent:
 
     def set_admission(self, vnic: str, admit: bool, live: int) -> None:
         """Let the pipeline track new connections of ``vnic`` again, or stop it."""
-        with self._lock:
+        with self._vnic_lock(vnic), self.gate.shared():
             state = attrs.evolve(self.state(vnic), at_connection_quota=not admit)
             _client, installer = self.session.writer()
             installer.install(ports_owner(vnic), self._port_entities(state))
-            self._vnics[vnic] = state
+            with self._lock:
+                self._vnics[vnic] = state
         limit = state.config.quotas.tracked_connections
         if admit:
             _log.info("VNIC %s: %d of %d tracked connections: new ones admitted again",
@@ -336,6 +352,10 @@ class Agent:
         except KeyError:
             raise AgentError(grpc.StatusCode.NOT_FOUND, f"no VNIC named {vnic!r}") from None
 
+    def _vnic_lock(self, vnic: str) -> threading.Lock:
+        self.state(vnic)  # NOT_FOUND for an unknown VNIC
+        return self._vnic_locks[vnic]
+
     def apply(self, vnic: str, request: OffloadRequest, *,
               still_wanted: Callable[[], bool] | None = None) -> ApplyOutcome:
         """Install ``request`` as ``vnic``'s whole rule set, all or nothing.
@@ -343,42 +363,57 @@ class Agent:
         ``still_wanted``: asked once the target holds the new rules, just before they
         are committed; False (the guest's deadline passed, or it went away) undoes them
         and raises DEADLINE_EXCEEDED, so what the guest is told is what is in force."""
-        with self._lock, no_cyclic_gc():
-            state = self.state(vnic)
+        with self._vnic_lock(vnic), no_cyclic_gc():
+            return self._apply(vnic, request, still_wanted)
+
+    def _apply(self, vnic: str, request: OffloadRequest,
+               still_wanted: Callable[[], bool] | None) -> ApplyOutcome:
+        """``apply`` with the VNIC's lock held."""
+        state = self.state(vnic)
+        try:
+            request = validate_for_vnic(request, vnic)
+        except RuleError as exc:
+            raise AgentError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
+        generation = self._next_generation(state, request.generation)
+        self.check_quotas(vnic, len(request.flows), sum(len(f.rules) for f in request.flows))
+        self.session.writer()  # no compiling for a target that cannot take it
+        numbers = Reservation(self._pool, vnic, self._numbers_lock)
+        target = VnicTarget(name=vnic, vnic_id=state.config.id)
+        try:
             try:
-                request = validate_for_vnic(request, vnic)
-            except RuleError as exc:
-                raise AgentError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
-            generation = self._next_generation(state, request.generation)
-            self.check_quotas(vnic, len(request.flows), sum(len(f.rules) for f in request.flows))
-            _client, installer = self.session.writer()
-            pool = self._pool.copy()
-            target = VnicTarget(name=vnic, vnic_id=state.config.id)
-            try:
-                compiled = compile_request(request, target, self.const, pool,
+                compiled = compile_request(request, target, self.const, numbers,
                                            ternary_ports=self._ternary_ports)
             except ResourceExhausted as exc:
                 raise AgentError(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                  f"VNIC {vnic}: {exc}; nothing was installed") from None
-            self._check_capacity(vnic, compiled)
-            try:
-                result = installer.install(vnic, compiled.entities)
-            except InstallError as exc:
-                if exc.needs_repair:
-                    self.session.request_repair()
-                for line in str(exc).splitlines()[:1]:
-                    self.events.publish(vnic, Kind.KIND_RULE_REJECTED, message=line)
-                raise AgentError(grpc.StatusCode.INTERNAL, str(exc)) from None
-            pool.release_unused(vnic, compiled.owners)
-            request = attrs.evolve(request, generation=generation)
-            if still_wanted is not None and not still_wanted():
-                self._take_back(vnic, state, "the guest's deadline passed (or it went away) "
-                                "before the rules were committed",
-                                grpc.StatusCode.DEADLINE_EXCEEDED)
-            self._journal(vnic, state, generation, request, pool)
-            self._pool = pool
-            self._vnics[vnic] = attrs.evolve(state, generation=generation, request=request,
-                                             compiled=compiled)
+            self._reserve_capacity(vnic, compiled)
+            with self.gate.shared():
+                _client, installer = self.session.writer()
+                try:
+                    result = installer.install(vnic, compiled.entities)
+                except InstallError as exc:
+                    if exc.needs_repair:
+                        self.session.request_repair()
+                    for line in str(exc).splitlines()[:1]:
+                        self.events.publish(vnic, Kind.KIND_RULE_REJECTED, message=line)
+                    raise AgentError(grpc.StatusCode.INTERNAL, str(exc)) from None
+                request = attrs.evolve(request, generation=generation)
+                if still_wanted is not None and not still_wanted():
+                    self._take_back(vnic, state, "the guest's deadline passed (or it went "
+                                    "away) before the rules were committed",
+                                    grpc.StatusCode.DEADLINE_EXCEEDED)
+                self._journal(vnic, state, generation, request, numbers.holdings(
+                    compiled.owners))
+                numbers.commit(compiled.owners)
+                with self._lock:
+                    self._vnics[vnic] = attrs.evolve(state, generation=generation,
+                                                     request=request, compiled=compiled)
+                    self._in_flight.pop(vnic, None)
+        except BaseException:
+            numbers.abort()
+            with self._lock:
+                self._in_flight.pop(vnic, None)
+            raise
         self.events.publish(vnic, Kind.KIND_GENERATION_APPLIED, generation=generation,
                             message=f"{result.written} entities written")
         return ApplyOutcome(generation=generation, inserted=result.inserted,
@@ -386,7 +421,7 @@ class Agent:
                             warnings=compiled.warnings)
 
     def _journal(self, vnic: str, state: VnicState, generation: int, request: OffloadRequest,
-                 pool: ResourcePool) -> None:
+                 holdings: Mapping[str, list[list[object]]]) -> None:
         """Commit the new generation to the state file before it is acknowledged; when
         that fails, put the previous rules back: nothing is in force that is not journaled."""
         if self.journal is None:
@@ -396,7 +431,7 @@ class Agent:
                           for e in installer.installed(vnic))
         record = VnicRecord(name=vnic, generation=generation,
                             request=to_proto(request).SerializeToString(), entities=installed,
-                            resources=json.dumps(pool.holdings(vnic)), updated=time.time())
+                            resources=json.dumps(holdings), updated=time.time())
         try:
             self.journal.commit(record)
         except JournalError as exc:
@@ -419,7 +454,7 @@ class Agent:
     def withdraw(self, vnic: str, flow_ids: Iterable[str] | None = None, *,
                  still_wanted: Callable[[], bool] | None = None) -> list[str]:
         """Remove the named flows (all when None); returns the ids removed."""
-        with self._lock:
+        with self._vnic_lock(vnic), no_cyclic_gc():
             state = self.state(vnic)
             current = state.request
             if flow_ids is None:
@@ -431,8 +466,8 @@ class Agent:
                     raise AgentError(grpc.StatusCode.NOT_FOUND,
                                      f"VNIC {vnic} has no flow {unknown[0]!r}")
             kept = tuple(f for f in current.flows if f.id not in remove)
-            self.apply(vnic, OffloadRequest(vnic=vnic, generation=0, flows=kept),
-                       still_wanted=still_wanted)
+            self._apply(vnic, OffloadRequest(vnic=vnic, generation=0, flows=kept),
+                        still_wanted)
             return [f.id for f in current.flows if f.id in remove]
 
     def _next_generation(self, state: VnicState, asked: int) -> int:
@@ -466,20 +501,25 @@ class Agent:
         except KeyError:
             raise KeyError(f"{name} ({kind}) is not in the P4Info") from None
 
-    def _check_capacity(self, vnic: str, compiled: CompiledRequest) -> None:
-        """Refuse, before writing anything, a request the pipeline has no room for."""
-        for table, needed in sorted(compiled.usage.items()):
-            others = sum(
-                (s.compiled.usage.get(table, 0) if s.compiled else 0)
-                for name, s in self._vnics.items() if name != vnic
-            )
-            size = self._size(table, "table")
-            if others + needed > size:
-                raise AgentError(
-                    grpc.StatusCode.RESOURCE_EXHAUSTED,
-                    f"VNIC {vnic}: {table} needs {needed} entries for this request but only "
-                    f"{size - others} of {size} are free; nothing was installed",
+    def _reserve_capacity(self, vnic: str, compiled: CompiledRequest) -> None:
+        """Refuse, before writing anything, a request the pipeline has no room for, the
+        other VNICs' applies in flight counted at the larger of their old and new usage;
+        else count this one in flight (until it is committed or given up)."""
+        with self._lock:
+            for table, needed in sorted(compiled.usage.items()):
+                others = sum(
+                    max(s.compiled.usage.get(table, 0) if s.compiled else 0,
+                        self._in_flight.get(name, {}).get(table, 0))
+                    for name, s in self._vnics.items() if name != vnic
                 )
+                size = self._size(table, "table")
+                if others + needed > size:
+                    raise AgentError(
+                        grpc.StatusCode.RESOURCE_EXHAUSTED,
+                        f"VNIC {vnic}: {table} needs {needed} entries for this request but "
+                        f"only {size - others} of {size} are free; nothing was installed",
+                    )
+            self._in_flight[vnic] = compiled.usage
 
     # -- reading back -------------------------------------------------------
 
@@ -498,9 +538,8 @@ class Agent:
 
     def connections(self, vnic: str | None = None) -> list[Connection]:
         """Live tracked connections (of one VNIC, or all), read from the pipeline now."""
-        with self._lock:
-            ids = None if vnic is None else {self.state(vnic).config.id}
-            client, _installer = self.session.live()
+        ids = None if vnic is None else {self.state(vnic).config.id}
+        client, _installer = self.session.live()
         try:
             return self.slow_path.connections.live(
                 self.conns.registers(client), lambda: self.slow_path.probe_clock(client), ids)
@@ -527,10 +566,9 @@ class Agent:
         """``export_state`` in chunks of up to ``size`` learned connections, read as they go,
         so that a destination can import the first while the next are read here
         (``learned``: only these of the VNIC's connections)."""
-        with self._lock:
-            state = self.state(vnic)
-            client, _installer = self.session.live()
-            compiled = state.compiled
+        state = self.state(vnic)
+        client, _installer = self.session.live()
+        compiled = state.compiled
         if compiled is None:
             return
         learned = [c for c in (self.slow_path.connections.known() if learned is None
@@ -554,7 +592,7 @@ class Agent:
                       ) -> ImportResult:
         """Import chunk by chunk; all or nothing: any failure (a refused write, a chunk
         that does not arrive) undoes every chunk imported so far."""
-        with self._lock:
+        with self._vnic_lock(vnic), self.gate.shared():
             state = self.state(vnic)
             client, _installer = self.session.writer()
             compiled = state.compiled
@@ -566,10 +604,10 @@ class Agent:
         try:
             clock = self.conns.running_clock(client)
             for chunk in chunks:
-                with self._lock:
+                with self._vnic_lock(vnic), self.gate.shared():
                     session.add(chunk, clock())
         except BaseException as exc:
-            with self._lock:
+            with self._vnic_lock(vnic), self.gate.shared():
                 session.abort()
             if isinstance(exc, P4RuntimeError):
                 raise AgentError(exc.code, f"VNIC {vnic}: importing connections failed, "

@@ -10,6 +10,9 @@ apply that succeeded, so the target is left exactly as before. BMv2 only
 offers continue-on-error batches, so the undo is done here rather than
 trusted to the target.
 
+Different VNICs' applies may run at the same time (their entities never share a
+key); one VNIC's may not overlap, and ``reconcile`` runs alone (the agent's gate).
+
 The work is pipelined: while the target applies one batch, the next one is
 encoded and diffed, so what the agent spends on a large request mostly hides
 behind what the target spends.
@@ -23,6 +26,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import itertools
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import NamedTuple, TypeVar
@@ -220,6 +224,7 @@ class Installer:
     _encoder: EntityEncoder = attrs.field(init=False)
     _table_entries: Counter[object] = attrs.field(factory=Counter)
     """Entries of each table that this installer holds, all VNICs together."""
+    _sizes_lock: threading.Lock = attrs.field(factory=threading.Lock)
 
     def __attrs_post_init__(self) -> None:
         self._encoder = EntityEncoder(self.schema)
@@ -272,7 +277,9 @@ class Installer:
                     self._settle(*sent, done)
             self._raise_if_undo_failed(vnic, done, exc)
             raise
-        sizes = self._table_entries - _table_sizes(current) + _table_sizes(plan.wanted)
+        removed, added = _table_sizes(current), _table_sizes(plan.wanted)
+        with self._sizes_lock:  # other VNICs' applies count theirs at the same time
+            sizes = self._table_entries - removed + added
         if self.verify:
             written = [c.entity for c in done if c.label != "delete"]
             try:
@@ -286,7 +293,8 @@ class Installer:
                     vnic, done, f"{len(missing)} written entities did not read back as written",
                     None, missing)
         self._installed[vnic] = plan.wanted
-        self._table_entries = sizes
+        with self._sizes_lock:
+            self._table_entries = self._table_entries - removed + added
         labels = [c.label for c in done]
         return ApplyResult(inserted=labels.count("insert"), modified=labels.count("modify"),
                            deleted=labels.count("delete"))

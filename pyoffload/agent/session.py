@@ -31,6 +31,7 @@ from finsy.proto import p4r
 
 from pyoffload.agent.config import TargetTls
 from pyoffload.agent.errors import AgentError
+from pyoffload.agent.gate import ApplyGate
 from pyoffload.agent.installer import Installer, ReconcileResult
 from pyoffload.errors import PyoffloadError
 from pyoffload.p4runtime import P4RuntimeClient
@@ -40,6 +41,13 @@ _log = logging.getLogger(__name__)
 
 Desired = Mapping[str, Sequence[P4Entity]]
 """Owner (a VNIC's rules, or its port map) -> its entities, install-ordered."""
+
+OPTIMISTIC_READS = 5
+"""Readings of the target a reconciliation takes while applies go on before it holds
+them back to read."""
+
+OPTIMISTIC_PAUSE_S = 0.05
+"""Pause between two such readings."""
 
 MANAGED_TABLES = tuple(t for t in names.ALL_TABLES if t != names.CT_OVERFLOW)
 """Tables whose every entry belongs to some VNIC's desired state (``vnic.ct_overflow``
@@ -99,7 +107,7 @@ class TargetSession:
         *,
         device_id: int,
         schema: P4Schema,
-        lock: threading.RLock,
+        gate: ApplyGate,
         desired: Callable[[], Desired],
         on_connected: Callable[[P4RuntimeClient, bool], None],
         on_lost: Callable[[], None],
@@ -115,8 +123,8 @@ class TargetSession:
         self._tls = tls
         self.device_id = device_id
         self.schema = schema
-        self._lock = lock
-        """The agent's lock: installer writes and the desired state change under it."""
+        self._gate = gate
+        """The agent's applies hold it shared; adopting and repairing, exclusively."""
         self._desired = desired
         self._on_connected = on_connected
         self._on_lost = on_lost
@@ -201,7 +209,7 @@ class TargetSession:
         try:
             pushed = client.ensure_pipeline(self.schema)
             installer = Installer(client=client, schema=self.schema)
-            with self._lock:
+            with self._gate.exclusive():
                 self._adopt(client, installer, pushed)
                 self._client, self._installer = client, installer
         except BaseException:
@@ -247,8 +255,24 @@ class TargetSession:
         return result
 
     def reconcile(self) -> ReconcileResult:
-        """Read the target back now and repair any drift (counted as such)."""
-        with self._lock:
+        """Read the target back now and repair any drift (counted as such).
+
+        The target is read while the applies go on; that reading is used only when no
+        apply ran meanwhile (the gate's epoch did not move), else it is tried again a
+        few times, and at last read with the applies held back: a guest that applies
+        without pause delays a repair by at most a few reads."""
+        for _attempt in range(OPTIMISTIC_READS):
+            epoch = self._gate.quiet_epoch()
+            if epoch is not None:
+                client, _installer = self.writer()
+                actual = read_managed(client, self.schema)
+                with self._gate.exclusive():
+                    if self._gate.epoch == epoch + 1:  # only this hold came since
+                        client, installer = self.writer()
+                        return self._reconcile_with(client, installer, self._desired(),
+                                                    count=True, actual=actual)
+            self._stop.wait(OPTIMISTIC_PAUSE_S)
+        with self._gate.exclusive():
             client, installer = self.writer()
             return self._reconcile_with(client, installer, self._desired(), count=True)
 
@@ -265,7 +289,7 @@ class TargetSession:
                 return
             _log.warning("lost the target at %s; reconnecting", self.address)
             client.close()
-            with self._lock:
+            with self._gate.exclusive():
                 self._client = self._installer = None
             self._on_lost()
             delay = self._backoff[0]

@@ -35,7 +35,7 @@ from pyoffload.compiler.matches import (
     rule_fields,
     ternary,
 )
-from pyoffload.compiler.resources import ResourcePool
+from pyoffload.compiler.resources import Numbers
 from pyoffload.pipeline import names
 from pyoffload.rules import (
     TIMEOUT_STATES,
@@ -94,7 +94,7 @@ def meter_config(rate: RateLimit) -> P4MeterConfig:
 class _Builder:
     target: VnicTarget
     const: Mapping[str, int]
-    pool: ResourcePool
+    pool: Numbers
     timeouts: list[P4Entity] = attrs.field(factory=list)
     meters: list[P4Entity] = attrs.field(factory=list)
     members: list[P4Entity] = attrs.field(factory=list)
@@ -316,17 +316,18 @@ def compile_request(
     request: OffloadRequest,
     target: VnicTarget,
     const: Mapping[str, int],
-    pool: ResourcePool,
+    pool: Numbers,
     *,
     ternary_ports: Mapping[str, frozenset[str]] | None = None,
 ) -> CompiledRequest:
     """The entities that make ``target`` do what ``request`` asks.
 
     Numbers (flow ids, meter and counter slots, timeout profiles, selector
-    members and groups) are taken from ``pool``; pass a copy when the result
-    may be thrown away. ``ternary_ports`` names, per table, the port fields the
-    target matches ternary instead of by range (see ``ternary_port_fields``):
-    their ranges are expanded into prefixes, one entry each.
+    members and groups) are taken from ``pool``; take them through a
+    ``Reservation`` when the result may be thrown away. ``ternary_ports``
+    names, per table, the port fields the target matches ternary instead of by
+    range (see ``ternary_port_fields``): their ranges are expanded into
+    prefixes, one entry each.
     """
     builder = _Builder(target=target, const=const, pool=pool,
                        ternary_ports=ternary_ports or {})

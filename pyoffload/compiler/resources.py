@@ -10,9 +10,10 @@ VNIC's numbers once the entities using them are deleted.
 
 from __future__ import annotations
 
-import copy
 import heapq
+import threading
 from collections.abc import Hashable, Mapping, Sequence
+from typing import Protocol
 
 import attrs
 
@@ -158,7 +159,78 @@ class ResourcePool:
         """Free every number of ``vnic``."""
         self.release_unused(vnic, frozenset())
 
-    def copy(self) -> ResourcePool:
-        """An independent copy: an apply allocates on a copy and keeps it only
-        when the whole request was installed, so a failure gives nothing away."""
-        return copy.deepcopy(self)
+
+
+class NumberSource(Protocol):
+    """Where a compilation takes its numbers: a pool, or a reservation in one."""
+
+    def take(self, owner: Hashable) -> int:
+        """The owner's number, allocating one if it has none."""
+
+
+class Numbers(Protocol):
+    """The number spaces a compilation takes from (``ResourcePool`` or ``Reservation``)."""
+
+    @property
+    def flows(self) -> NumberSource: ...
+    @property
+    def meters(self) -> NumberSource: ...
+    @property
+    def counters(self) -> NumberSource: ...
+    @property
+    def ct_profiles(self) -> NumberSource: ...
+    @property
+    def lb_members(self) -> NumberSource: ...
+    @property
+    def lb_groups(self) -> NumberSource: ...
+
+
+@attrs.define
+class _Reserving:
+    space: NumberSpace
+    reservation: Reservation
+
+    def take(self, owner: Hashable) -> int:
+        with self.reservation.lock:
+            if self.space.get(owner) is None:
+                self.reservation.taken.append((self.space, owner))
+            return self.space.take(owner)
+
+
+class Reservation:
+    """The numbers one apply takes from a pool that other VNICs' applies take from at
+    the same time. Each number is taken in the pool at once (under ``lock``), so no two
+    applies are ever handed the same one, and none is copied: ``abort`` gives back what
+    this apply took anew (it installed nothing), ``commit`` frees the VNIC's numbers its
+    new request no longer uses. One VNIC's applies must not overlap (the agent's
+    per-VNIC lock): a VNIC's numbers are changed only by its own apply."""
+
+    def __init__(self, pool: ResourcePool, vnic: str, lock: threading.Lock) -> None:
+        self.pool = pool
+        self.vnic = vnic
+        self.lock = lock
+        self.taken: list[tuple[NumberSpace, Hashable]] = []
+        self.flows = _Reserving(pool.flows, self)
+        self.meters = _Reserving(pool.meters, self)
+        self.counters = _Reserving(pool.counters, self)
+        self.ct_profiles = _Reserving(pool.ct_profiles, self)
+        self.lb_members = _Reserving(pool.lb_members, self)
+        self.lb_groups = _Reserving(pool.lb_groups, self)
+
+    def holdings(self, keep: frozenset[Hashable]) -> dict[str, list[list[object]]]:
+        """``ResourcePool.holdings`` as they will be once committed with ``keep``."""
+        with self.lock:
+            held = self.pool.holdings(self.vnic)
+        return {name: [row for row in rows if tuple(row[:-1]) in keep]
+                for name, rows in held.items()}
+
+    def commit(self, keep: frozenset[Hashable]) -> None:
+        with self.lock:
+            self.pool.release_unused(self.vnic, keep)
+            self.taken.clear()
+
+    def abort(self) -> None:
+        with self.lock:
+            for space, owner in reversed(self.taken):
+                space.release(owner)
+            self.taken.clear()

@@ -259,7 +259,7 @@ def test_deadlines_expiring_anywhere_in_an_apply_are_honoured(
             else:
                 told["ok"] += 1
                 in_force = (reply.generation, count + 3)
-        with agent._lock:  # the agent has finished with the request (bounded by the test)
+        with agent._vnic_lock("web-1"):  # the agent has finished with the request
             pass
         assert (agent.state("web-1").generation, len(read_table(target, names.ACL))) == in_force
     print(f"told: {told}")

@@ -39,13 +39,12 @@ def finsy_wire(entities: list[P4Entity]) -> list[bytes]:
 
 def every_example() -> list[P4Entity]:
     entities: list[P4Entity] = []
-    pool = ResourcePool()
     paths = sorted(EXAMPLES.glob("*.yaml")) + sorted(EXAMPLES.glob("*.json"))
     for index, path in enumerate(paths):
         request = load_file(path)
         for ports in ({}, {names.ACL: frozenset({"dst_port", "src_port"})}):
             compiled = compile_request(request, VnicTarget(name=f"v{index}", vnic_id=index + 1),
-                                       CONST, pool.copy(), ternary_ports=ports)
+                                       CONST, ResourcePool(), ternary_ports=ports)
             entities.extend(compiled.entities)
     return entities
 
