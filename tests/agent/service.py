@@ -158,9 +158,14 @@ def read_back(address: str, device_id: int = 1) -> frozenset[bytes]:
     options = [("grpc.max_receive_message_length", MAX_MESSAGE)]
     with grpc.insecure_channel(address, options=options) as channel:
         stub = p4r_grpc.P4RuntimeStub(channel)
-        found = [entity for reply in stub.Read(
-            p4r.ReadRequest(device_id=device_id, entities=queries), timeout=60)
-            for entity in reply.entities]
+        try:
+            found = [entity for reply in stub.Read(
+                p4r.ReadRequest(device_id=device_id, entities=queries), timeout=60)
+                for entity in reply.entities]
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.FAILED_PRECONDITION:
+                raise
+            return frozenset()  # a restarted target the agent gave no pipeline yet: empty
     return frozenset(_value(e) for e in found if _held(e))
 
 

@@ -1,0 +1,263 @@
+"""One guest cannot hold another back, nor cost the agent more than its own limits.
+
+* Each VNIC's applies are serialised on their own: a neighbour's large apply in flight
+  does not hold a guest's single-rule applies back (no agent-wide lock).
+* Applies of two VNICs at the same time never get the same number from the shared pool,
+  and leave the target exactly as desired (read back).
+* A neighbour that applies without pause does not stop the repair of drift.
+* A guest's calls are rate limited before their body is decoded; a body that does not
+  decode is refused with INVALID_ARGUMENT and changes nothing.
+
+A real embedded target, a real agent and real Unix-socket channels; plus the gate, the
+reservation and the rate limit alone.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from finsy.proto import p4r
+from guest_shim.client import Channel
+from guest_shim.errors import GuestShimError
+from guest_shim.service import method_path
+
+from pyoffload.agent import Agent
+from pyoffload.agent.gate import ApplyGate
+from pyoffload.agent.ratelimit import RateLimit
+from pyoffload.compiler import Reservation, ResourcePool
+from pyoffload.pipeline import names
+from pyoffload.rules import load_data, to_proto
+from pyoffload.targets import RunningTarget
+from tests.agent.test_agent import read_table
+from tests.agent.test_channel_security import start_agent, vnic
+
+__all__ = ["start_agent"]  # fixture used here
+
+
+def rules_request(flow: str, rules: int, port: int = 10_000) -> dict[str, Any]:
+    """One flow of ``rules`` one-port UDP allow rules, from ``port`` on."""
+    return {"flows": [{"id": flow, "match": {"direction": "from-guest", "protocol": "udp"},
+                       "config": {"services": ["count"], "default_verdict": "deny"},
+                       "rules": [{"id": f"r{i}", "match": {"dst_ports": port + i},
+                                  "verdict": "allow"} for i in range(rules)]}]}
+
+
+def two_vnics(tmp_path: Path, **limits: Any) -> list[dict[str, Any]]:
+    return [vnic("web-1", 1, f"unix:{tmp_path}/web-1.sock", quotas={"rules": 8},
+                 channel_limits=limits or None),
+            vnic("db-1", 2, f"unix:{tmp_path}/db-1.sock", quotas={"rules": 8000})]
+
+
+def test_a_neighbours_large_apply_does_not_hold_a_guest_back(start_agent: Any,
+                                                            tmp_path: Path) -> None:
+    agent, _servers = start_agent(two_vnics(tmp_path))
+    big = to_proto(load_data(rules_request("bulk", 6000)))
+    answers: list[int] = []
+
+    def neighbour() -> None:
+        with Channel(f"unix:{tmp_path}/db-1.sock", timeout=120) as guest:
+            answers.append(guest.apply(big).generation)
+
+    thread = threading.Thread(target=neighbour)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while "db-1" not in agent._in_flight and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert "db-1" in agent._in_flight, "the neighbour's apply never reached the target"
+    during = 0
+    with Channel(f"unix:{tmp_path}/web-1.sock", timeout=30) as guest:
+        for port in range(20):
+            reply = guest.apply(to_proto(load_data(rules_request("one", 1, 80 + port))))
+            if "db-1" in agent._in_flight:
+                during += 1
+            else:
+                break
+        told = reply.generation
+    thread.join(120)
+    print(f"single-rule applies done while the neighbour's 6,000-rule apply was in flight: "
+          f"{during}")
+    assert during >= 2, "the guest's applies waited for the neighbour's"
+    assert answers == [1]
+    assert agent.state("web-1").generation == told
+    assert len(read_table_for(agent, 2)) == 6000 and len(read_table_for(agent, 1)) == 1
+
+
+def read_table_for(agent: Agent, vnic_id: int) -> list[p4r.Entity]:
+    """The ACL entries of one VNIC, read from the target."""
+    schema = agent.schema
+    table = schema.tables[names.ACL]
+    field = next(f.id for f in table.match_fields if f.name.endswith("vnic_id"))
+    found = agent.with_client(lambda client: client.read(
+        [p4r.Entity(table_entry=p4r.TableEntry(table_id=table.id))]))
+    return [e for e in found if any(
+        m.field_id == field and int.from_bytes(m.exact.value, "big") == vnic_id
+        for m in e.table_entry.match)]
+
+
+def test_concurrent_applies_never_share_a_number(start_agent: Any, tmp_path: Path) -> None:
+    """Two VNICs apply at the same time, each round with new flow ids (new numbers): no
+    number is handed to both, and the target holds exactly what both were told."""
+    agent, _servers = start_agent(two_vnics(tmp_path))
+    errors: list[BaseException] = []
+
+    def guest(name: str, rounds: int) -> None:
+        try:
+            for round_ in range(rounds):
+                flows = [rules_request(f"f{round_}-{i}", 1, 1000 + i)["flows"][0]
+                         for i in range(3)]
+                agent.apply(name, load_data({"flows": flows}))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=guest, args=(name, 15)) for name in ("web-1", "db-1")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not errors, errors
+    numbers = {name: set(agent.state(name).compiled.flow_ids.values())
+               for name in ("web-1", "db-1")}
+    assert all(len(held) == 3 for held in numbers.values())
+    assert not numbers["web-1"] & numbers["db-1"]
+    for name, held in numbers.items():
+        assert {row[-1] for row in agent._pool.holdings(name)["flows"]} == held
+    assert agent.reconcile() == 0, "the target differs from what the guests were told"
+
+
+def test_drift_is_repaired_while_a_neighbour_applies_without_pause(
+        start_agent: Any, target: RunningTarget, tmp_path: Path) -> None:
+    agent, _servers = start_agent(two_vnics(tmp_path))
+    agent.apply("web-1", load_data(rules_request("one", 1)))
+    stop = threading.Event()
+    applied = [0]
+
+    def neighbour() -> None:
+        port = 0
+        while not stop.is_set():
+            port = (port + 1) % 2
+            agent.apply("db-1", load_data(rules_request("bulk", 300, 20_000 + port)))
+            applied[0] += 1
+
+    thread = threading.Thread(target=neighbour)
+    thread.start()
+    try:
+        while applied[0] < 2:
+            time.sleep(0.01)
+        [entry] = read_table_for(agent, 1)
+        agent.with_client(lambda client: client.write(  # behind the agent's back
+            [p4r.Update(type=p4r.Update.DELETE, entity=entry)]))
+        assert read_table_for(agent, 1) == []
+        assert agent.reconcile() >= 1
+        assert len(read_table_for(agent, 1)) == 1
+    finally:
+        stop.set()
+        thread.join(60)
+    assert applied[0] >= 2
+    assert len(read_table(target, names.ACL)) == 301
+
+
+def test_undecodable_bodies_are_refused_and_change_nothing(start_agent: Any,
+                                                          tmp_path: Path) -> None:
+    agent, _servers = start_agent(two_vnics(tmp_path))
+    with Channel(f"unix:{tmp_path}/web-1.sock", timeout=10) as guest:
+        assert guest.apply(to_proto(load_data(rules_request("one", 1)))).generation == 1
+    with grpc.insecure_channel(f"unix:{tmp_path}/web-1.sock") as channel:
+        for method in ("Apply", "Withdraw", "Get", "Stats"):
+            call = channel.unary_unary(method_path(method), None, None)
+            with pytest.raises(grpc.RpcError) as info:
+                call(b"\xff\xff\xff\xff", timeout=10)
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, method
+            assert "not a message of this protocol" in (info.value.details() or "")
+    assert agent.state("web-1").generation == 1
+    assert len(read_table_for(agent, 1)) == 1
+
+
+def test_a_guest_over_its_rate_is_refused_before_decoding(start_agent: Any,
+                                                          tmp_path: Path) -> None:
+    agent, _servers = start_agent(two_vnics(tmp_path, requests_per_second=2,
+                                            request_burst=3))
+    with Channel(f"unix:{tmp_path}/web-1.sock", timeout=10) as guest:
+        for _ in range(3):
+            guest.get()
+        with pytest.raises(GuestShimError) as info:
+            guest.get()
+        assert info.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "requests_per_second" in str(info.value) and "retry in" in str(info.value)
+        with grpc.insecure_channel(f"unix:{tmp_path}/web-1.sock") as raw, \
+                pytest.raises(grpc.RpcError) as garbage:
+            raw.unary_unary(method_path("Apply"), None, None)(b"\xff\xff", timeout=10)
+        assert garbage.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED  # not decoded
+        with Channel(f"unix:{tmp_path}/db-1.sock", timeout=10) as neighbour:
+            for _ in range(10):  # the neighbour has a bucket of its own
+                neighbour.get()
+        time.sleep(0.6)
+        guest.get()  # a token came back
+    assert agent.state("web-1").generation == 0
+
+
+# -- the parts alone ------------------------------------------------------------------------
+
+
+def test_the_gate_lets_applies_share_it_and_repairs_go_first() -> None:
+    gate = ApplyGate()
+    order: list[str] = []
+    with gate.shared(), gate.shared():  # two VNICs at once
+        assert gate.quiet_epoch() is None
+        waiting = threading.Thread(target=lambda: _hold(gate.exclusive(), order, "repair"))
+        waiting.start()
+        time.sleep(0.05)
+        assert order == []  # the repair waits for the applies in flight
+        late = threading.Thread(target=lambda: _hold(gate.shared(), order, "apply"))
+        late.start()
+        time.sleep(0.05)
+        assert order == []  # a new apply waits behind the repair
+    waiting.join(5)
+    late.join(5)
+    assert order == ["repair", "apply"]
+    epoch = gate.quiet_epoch()
+    assert epoch is not None
+    with gate.shared():
+        pass
+    assert gate.epoch == epoch + 2
+
+
+def _hold(hold: Any, order: list[str], name: str) -> None:
+    with hold:
+        order.append(name)
+
+
+def test_a_reservation_takes_numbers_at_once_and_gives_back_only_its_own() -> None:
+    pool, lock = ResourcePool(), threading.Lock()
+    pool.flows.take(("a", "kept"))
+    first = Reservation(pool, "a", lock)
+    second = Reservation(pool, "b", lock)
+    assert first.flows.take(("a", "kept")) == 1  # held before: not new
+    assert first.flows.take(("a", "new")) == 2
+    assert second.flows.take(("b", "x")) == 3  # never the number the other took
+    first.abort()
+    assert pool.flows.get(("a", "new")) is None and pool.flows.get(("a", "kept")) == 1
+    assert first.holdings(frozenset({("a", "kept")})) == {
+        "flows": [["a", "kept", 1]], "meters": [], "counters": [], "ct_profiles": [],
+        "lb_members": [], "lb_groups": []}
+    second.commit(frozenset({("b", "x")}))
+    second.abort()  # nothing left to give back once committed
+    assert pool.flows.get(("b", "x")) == 3
+
+
+def test_the_rate_limit_refills_at_its_rate() -> None:
+    now = [0.0]
+    limit = RateLimit(2.0, 3, clock=lambda: now[0])
+    assert [limit.take() for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert limit.take() == pytest.approx(0.5)
+    now[0] += 0.5
+    assert limit.take() == 0.0
+    assert limit.take() > 0 and limit.refused == 2
+    now[0] += 100
+    assert [limit.take() for _ in range(4)].count(0.0) == 3  # never more than the burst
+    with pytest.raises(ValueError):
+        RateLimit(0, 1)
