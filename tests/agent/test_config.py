@@ -168,6 +168,12 @@ TLS = {"ca": "ca.crt", "cert": "server.crt", "key": "server.key", "client": "web
      "channel_limits: watch_streams_per_peer: 0 is not a whole number"),
     ({"channel": "unix:/run/w.sock", "channel_limits": {"max_message_bytes": 10}},
      "channel_limits: max_message_bytes: 10 is not a whole number in 1024-"),
+    ({"channel": "unix:/run/w.sock", "channel_limits": {"requests_per_second": 0}},
+     "channel_limits: requests_per_second: 0 is not a rate between 0.01 and"),
+    ({"channel": "unix:/run/w.sock", "channel_limits": {"requests_per_second": "fast"}},
+     "channel_limits: requests_per_second: 'fast' is not a rate"),
+    ({"channel": "unix:/run/w.sock", "channel_limits": {"request_burst": 0}},
+     "channel_limits: request_burst: 0 is not a whole number"),
 ])
 def test_channel_mistakes_are_named(fields: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError) as info:
@@ -179,7 +185,8 @@ def test_channel_security_fields(tmp_path: Path) -> None:
     config = parse_config({"vnics": [
         vnic(channel="unix:/run/w.sock",
              channel_access={"owner": "root", "group": 0, "mode": "0660"},
-             channel_limits={"watch_streams_per_peer": 100, "workers": 2}),
+             channel_limits={"watch_streams_per_peer": 100, "workers": 2,
+                             "requests_per_second": 5, "request_burst": 9}),
         vnic(name="db", id=2, guest_port=3, uplink_port=4, channel="tcp:192.0.2.1:7002",
              channel_tls=TLS),
         vnic(name="dev", id=3, guest_port=5, uplink_port=6, channel="tcp:[::1]:7003",
@@ -187,7 +194,8 @@ def test_channel_security_fields(tmp_path: Path) -> None:
     ]}, base=tmp_path)
     web, db, dev = config.vnics
     assert web.channel_access == ChannelAccess(owner=0, group=0, mode=0o660)
-    assert web.channel_limits == ChannelLimits(watch_streams_per_peer=100, workers=2)
+    assert web.channel_limits == ChannelLimits(watch_streams_per_peer=100, workers=2,
+                                               requests_per_second=5.0, request_burst=9)
     assert db.channel_tls is not None and db.channel_tls.client == "web-1.guests"
     assert db.channel_tls.ca == tmp_path / "ca.crt"  # relative to the configuration
     assert dev.insecure_tcp and dev.channel is not None and dev.channel.host == "::1"
