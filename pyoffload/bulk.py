@@ -11,16 +11,29 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import threading
 from collections.abc import Iterator
+
+_lock = threading.Lock()
+_holders = 0
+_was_enabled = False
 
 
 @contextlib.contextmanager
 def no_cyclic_gc() -> Iterator[None]:
-    """Pause the cyclic collector for the ``with`` block (restored as it was)."""
-    enabled = gc.isenabled()
-    gc.disable()
+    """Pause the cyclic collector for the ``with`` block. Counted: blocks of several
+    threads may overlap, and the collector comes back (if it was on) when the last
+    one ends, never while another still runs nor never at all."""
+    global _holders, _was_enabled
+    with _lock:
+        if not _holders:
+            _was_enabled = gc.isenabled()
+            gc.disable()
+        _holders += 1
     try:
         yield
     finally:
-        if enabled:
-            gc.enable()
+        with _lock:
+            _holders -= 1
+            if not _holders and _was_enabled:
+                gc.enable()

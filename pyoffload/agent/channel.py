@@ -119,11 +119,14 @@ class VnicChannel:
 
     def __init__(self, agent: Agent, vnic: str, *, tls_client: str | None = None,
                  watch_streams_per_peer: int = 8, workers: int = 4,
-                 rate: RateLimit | None = None) -> None:
+                 rate: RateLimit | None = None, byte_rate: RateLimit | None = None) -> None:
         self.agent = agent
         self.vnic = vnic
         self.rate = rate or RateLimit(20.0, 40)
         """The guest's unary calls (``channel_limits.requests_per_second``, ``request_burst``)."""
+        self.byte_rate = byte_rate or RateLimit(float(1 << 20), 4 << 20)
+        """Their bodies' bytes (``channel_limits.bytes_per_second``; bursts up to the
+        receive limit)."""
         self.tls_client = tls_client
         """The identity a TLS peer's certificate must carry; None: not a TLS channel."""
         self.watch_streams_per_peer = watch_streams_per_peer
@@ -160,6 +163,13 @@ class VnicChannel:
                 f"VNIC {self.vnic}: over its rate of {self.rate.rate:g} calls a second "
                 f"(burst {self.rate.burst}: channel_limits.requests_per_second, "
                 f"request_burst); retry in {wait:.2f} s; nothing was done"))
+        wait = self.byte_rate.take(len(body))
+        if wait:
+            await self._refuse(context, AgentError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"VNIC {self.vnic}: over its rate of {self.byte_rate.rate:g} request bytes "
+                f"a second (channel_limits.bytes_per_second); this {len(body)}-byte request "
+                f"may come in {wait:.2f} s; nothing was done"))
         return await self._decode(context, method, body, kind)
 
     async def _decode(self, context: AsyncContext, method: str, body: bytes,
@@ -178,22 +188,25 @@ class VnicChannel:
 
     def _check_request(self, request: pb.ApplyRequest) -> None:
         """Refuse, before anything is validated or decoded further (thousands of rules
-        cost seconds): a body that only decodes by luck (fields this protocol does not
-        have, or no request at all: random bytes can parse as an empty message, which
-        would withdraw everything), and a request over the VNIC's quotas, from the counts
-        in the message."""
-        size = request.ByteSize()
-        request.DiscardUnknownFields()
-        if request.ByteSize() != size or not request.HasField("request"):
-            raise AgentError(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"VNIC {self.vnic}: the body is not an apply request of this protocol ("
-                + ("it has fields this agent does not know: is the guest shim newer than "
-                   "the agent?" if request.ByteSize() != size else "it carries no request")
-                + "); nothing was installed")
+        cost seconds): a request over the VNIC's quotas, from the counts in the message
+        (first: the cheapest check), and a body that only decodes by luck (fields this
+        protocol does not have, or no request at all: random bytes can parse as an
+        empty message, which would withdraw everything)."""
+        if not request.HasField("request"):
+            raise self._not_ours("it carries no request")
         rules = request.request
         self.agent.check_quotas(self.vnic, len(rules.flows),
                                 sum(len(flow.rules) for flow in rules.flows))
+        size = request.ByteSize()
+        request.DiscardUnknownFields()
+        if request.ByteSize() != size:
+            raise self._not_ours("it has fields this agent does not know: is the guest shim "
+                                 "newer than the agent?")
+
+    def _not_ours(self, why: str) -> AgentError:
+        return AgentError(grpc.StatusCode.INVALID_ARGUMENT,
+                          f"VNIC {self.vnic}: the body is not an apply request of this "
+                          f"protocol ({why}); nothing was installed")
 
     async def _run(self, context: AsyncContext, work: Callable[..., T], *args: Any) -> T:
         """``work(*args)`` in the VNIC's pool; the agent's refusals become the answer."""
@@ -216,10 +229,17 @@ class VnicChannel:
 
     async def Apply(self, body: bytes, context: AsyncContext) -> pb.ApplyReply:
         request = await self._open(context, "Apply", body, pb.ApplyRequest)
+        del body
         try:
             self._check_request(request)
+            refusal = None
         except AgentError as exc:
-            await self._refuse(context, exc)
+            refusal = exc.with_traceback(None)
+        if refusal is not None:
+            # Refused outside the handler, its request dropped: the abort's traceback
+            # holds this frame, which must not keep a 4 MB request alive.
+            del request
+            await self._refuse(context, refusal)
         check = still_waiting(context, self._gone(context))
         return await self._run(context, self._apply, request.request, check)
 
@@ -482,7 +502,8 @@ def serve_channel(agent: Agent, vnic: str, address: ChannelAddress,
     channel = VnicChannel(agent, vnic, tls_client=None if tls is None else tls.client,
                           watch_streams_per_peer=limits.watch_streams_per_peer,
                           workers=workers or limits.workers,
-                          rate=RateLimit(limits.requests_per_second, limits.request_burst))
+                          rate=RateLimit(limits.requests_per_second, limits.request_burst),
+                          byte_rate=RateLimit(float(limits.bytes_per_second), size))
     server = ChannelServer(vnic, address, channel).start(options, config.channel_access, tls,
                                                          where)
     _log.info("VNIC %s: guest channel on %s%s (requests up to %d bytes)", vnic, address,

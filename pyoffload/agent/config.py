@@ -26,7 +26,8 @@ A YAML (or JSON) file, written by the host's operator, never by a guest:
         channel_tls: {ca: guests-ca.pem, cert: channel.pem, key: channel.key,
                       client: db-1.guests.example}   # CN or SAN of the guest's certificate
         channel_limits: {watch_streams_per_peer: 8, max_message_bytes: 2200000,
-                         requests_per_second: 20, request_burst: 40}
+                         requests_per_second: 20, request_burst: 40,
+                         bytes_per_second: 1048576}
     state:                      # the agent's durable desired state (optional)
       path: /var/lib/pyoffload/state.db   # relative: to this file's directory
       reconcile_interval: 5.0   # seconds between read-backs of the target, (0, 3600]
@@ -157,6 +158,10 @@ class ChannelLimits:
     a call is refused (RESOURCE_EXHAUSTED, saying when to retry) before it is decoded."""
     request_burst: int = 40
     """Calls the guest may make at once above that rate."""
+    bytes_per_second: int = 1 << 20
+    """Request bytes the guest may send a second on average (its largest request, the
+    receive limit, may always come at once); over it a call is refused like one over
+    ``requests_per_second``, before its body is decoded."""
 
 
 def message_bytes(limits: ChannelLimits, quotas: QuotaConfig) -> int:
@@ -427,7 +432,7 @@ def _limits(data: Any, where: str) -> ChannelLimits:
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping")
     _check_keys(data, {"watch_streams_per_peer", "max_message_bytes", "workers",
-                       "requests_per_second", "request_burst"}, where)
+                       "requests_per_second", "request_burst", "bytes_per_second"}, where)
     defaults = ChannelLimits()
     size = data.get("max_message_bytes")
     return ChannelLimits(
@@ -440,6 +445,8 @@ def _limits(data: Any, where: str) -> ChannelLimits:
                                   defaults.requests_per_second),
         request_burst=_int(data, "request_burst", where, 1, 1_000_000,
                            defaults.request_burst),
+        bytes_per_second=_int(data, "bytes_per_second", where, 1024, MAX_MESSAGE_BYTES,
+                              defaults.bytes_per_second),
     )
 
 

@@ -200,6 +200,26 @@ def test_a_guest_over_its_rate_is_refused_before_decoding(start_agent: Any,
     assert agent.state("web-1").generation == 0
 
 
+def test_a_guest_over_its_byte_rate_is_refused_before_decoding(start_agent: Any,
+                                                               tmp_path: Path) -> None:
+    """Large bodies cost decoding: the bytes a second are limited too (a burst up to the
+    receive limit, so the largest request always passes once)."""
+    agent, _servers = start_agent(two_vnics(tmp_path, bytes_per_second=1024,
+                                            max_message_bytes=4096))
+    body = b"\xff" * 3000  # never decodes
+    answers = []
+    with grpc.insecure_channel(f"unix:{tmp_path}/web-1.sock") as raw:
+        apply = raw.unary_unary(method_path("Apply"), None, None)
+        for _ in range(2):
+            with pytest.raises(grpc.RpcError) as info:
+                apply(body, timeout=10)
+            answers.append((info.value.code(), info.value.details() or ""))
+    assert answers[0][0] == grpc.StatusCode.INVALID_ARGUMENT  # decoded: not ours
+    assert answers[1][0] == grpc.StatusCode.RESOURCE_EXHAUSTED  # not decoded at all
+    assert "bytes_per_second" in answers[1][1] and "3000-byte request" in answers[1][1]
+    assert agent.state("web-1").generation == 0
+
+
 # -- the parts alone ------------------------------------------------------------------------
 
 
@@ -259,5 +279,7 @@ def test_the_rate_limit_refills_at_its_rate() -> None:
     assert limit.take() > 0 and limit.refused == 2
     now[0] += 100
     assert [limit.take() for _ in range(4)].count(0.0) == 3  # never more than the burst
+    now[0] += 100
+    assert limit.take(2.5) == 0.0 and limit.take(1.0) == pytest.approx(0.25)
     with pytest.raises(ValueError):
         RateLimit(0, 1)
