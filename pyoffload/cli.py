@@ -85,8 +85,10 @@ def _main(argv: list[str] | None = None) -> int:
 
             return run_demo(args.target)
         if args.command == "up":
+            from pyoffload.agent.tuning import tune_agent_process
             from pyoffload.up import run_up
 
+            tune_agent_process()  # this process is the host's agent from here on
             return run_up(args.config, args.admin)
         if args.command == "migrate":
             return _migrate(args.vnic, args.source, args.destination)
