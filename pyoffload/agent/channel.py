@@ -79,6 +79,9 @@ COMMIT_MARGIN = 0.05
 must reach the guest in time, or the guest would be told DEADLINE_EXCEEDED about rules
 that are in force."""
 
+HELD_CALLS = 64
+"""Calls over a VNIC's rate held back before their refusal, at most, at once."""
+
 START_TIMEOUT_S = 10.0
 """How long starting or stopping a channel's server may take."""
 
@@ -133,6 +136,7 @@ class VnicChannel:
         self.pool = futures.ThreadPoolExecutor(max_workers=workers,
                                                thread_name_prefix=f"channel-{vnic}")
         self._watches: Counter[str] = Counter()  # touched on the event loop only
+        self._held = 0  # calls over the rate waiting to be refused (event loop only)
 
     # -- admission ------------------------------------------------------------
 
@@ -158,6 +162,7 @@ class VnicChannel:
         await self._admit(context, method)
         wait = self.rate.take()
         if wait:
+            await self._hold_back(wait)
             await self._refuse(context, AgentError(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"VNIC {self.vnic}: over its rate of {self.rate.rate:g} calls a second "
@@ -165,12 +170,26 @@ class VnicChannel:
                 f"request_burst); retry in {wait:.2f} s; nothing was done"))
         wait = self.byte_rate.take(len(body))
         if wait:
+            await self._hold_back(wait)
             await self._refuse(context, AgentError(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"VNIC {self.vnic}: over its rate of {self.byte_rate.rate:g} request bytes "
                 f"a second (channel_limits.bytes_per_second); this {len(body)}-byte request "
                 f"may come in {wait:.2f} s; nothing was done"))
         return await self._decode(context, method, body, kind)
+
+    async def _hold_back(self, wait: float) -> None:
+        """Answer a call over the rate only once the rate allows one again (at most a
+        second later): a guest that calls back to back is slowed to its rate instead of
+        making the agent refuse a thousand calls a second. Only so many calls are held
+        at once; past that they are refused at once."""
+        if self._held >= HELD_CALLS:
+            return
+        self._held += 1
+        try:
+            await asyncio.sleep(min(wait, 1.0))
+        finally:
+            self._held -= 1
 
     async def _decode(self, context: AsyncContext, method: str, body: bytes,
                       kind: type[M]) -> M:

@@ -179,7 +179,7 @@ def test_undecodable_bodies_are_refused_and_change_nothing(start_agent: Any,
 
 def test_a_guest_over_its_rate_is_refused_before_decoding(start_agent: Any,
                                                           tmp_path: Path) -> None:
-    agent, _servers = start_agent(two_vnics(tmp_path, requests_per_second=2,
+    agent, _servers = start_agent(two_vnics(tmp_path, requests_per_second=0.5,
                                             request_burst=3))
     with Channel(f"unix:{tmp_path}/web-1.sock", timeout=10) as guest:
         for _ in range(3):
@@ -195,9 +195,31 @@ def test_a_guest_over_its_rate_is_refused_before_decoding(start_agent: Any,
         with Channel(f"unix:{tmp_path}/db-1.sock", timeout=10) as neighbour:
             for _ in range(10):  # the neighbour has a bucket of its own
                 neighbour.get()
-        time.sleep(0.6)
+        time.sleep(1.1)
         guest.get()  # a token came back
     assert agent.state("web-1").generation == 0
+
+
+def test_a_guest_calling_back_to_back_is_slowed_to_its_rate(start_agent: Any,
+                                                           tmp_path: Path) -> None:
+    """A call over the rate is answered once the rate would allow one again: a guest that
+    floods sequentially makes the agent refuse a few calls a second, not a thousand."""
+    agent, servers = start_agent(two_vnics(tmp_path, requests_per_second=4, request_burst=1))
+    started = time.monotonic()
+    answers: list[grpc.StatusCode] = []
+    with grpc.insecure_channel(f"unix:{tmp_path}/web-1.sock") as raw:
+        call = raw.unary_unary(method_path("Get"), None, None)
+        while time.monotonic() - started < 1.0:
+            try:
+                call(b"", timeout=10)
+                answers.append(grpc.StatusCode.OK)
+            except grpc.RpcError as exc:
+                answers.append(exc.code())
+    print(f"calls in one second at 4 a second, back to back: {len(answers)}")
+    assert answers[0] == grpc.StatusCode.OK
+    assert set(answers[1:]) <= {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}
+    assert len(answers) <= 12  # without holding back: hundreds
+    assert servers["web-1"].channel.rate.refused <= 12
 
 
 def test_a_guest_over_its_byte_rate_is_refused_before_decoding(start_agent: Any,
