@@ -41,7 +41,6 @@ import random
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -57,7 +56,7 @@ from guest_shim.errors import GuestShimError
 from guest_shim.service import method_path
 
 from benchmarks.bench_agent import big_request, percentile
-from benchmarks.bench_service import REPO, goal, host_config, poll
+from benchmarks.bench_service import REPO, Measurement, goal, host_config, measure_each, poll
 from guest_shim import offload_pb2 as pb
 from pyoffload.targets import RunningTarget, start_target
 
@@ -631,42 +630,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--garbage-bytes", type=int, default=1024,
                         help="size of an undecodable body (default 1,024)")
     args = parser.parse_args(argv)
-    figures: dict[str, Any] = {"command": " ".join(sys.argv), "started": time.time(),
-                               "cpus": os.cpu_count()}
-    runs: list[tuple[str, str | None]] = [("flood", None)] if args.what == "flood" else [
-        ("garbage-memory", v) for v in
-        (("default", "unlimited") if args.variant == "both" else (args.variant,))]
-    failed = False
-    with tempfile.TemporaryDirectory(prefix="pyoffload-isolation-", dir="/var/tmp") as tmp:
-        workdir = Path(tmp)
-        for what, variant in runs:
-            began = time.monotonic()
-            result: dict[str, Any] = {"load_average_at_start": os.getloadavg()}
-            key = what if variant is None else f"{what}-{variant}"
-            try:
-                if variant is None:
-                    run_flood(result, workdir, args.applies, args.rate, args.neighbours,
-                              args.settle, args.garbage_bytes,
-                              UNLIMITED if args.neighbour_limits == "unlimited" else None)
-                    lines = report_flood(result)
-                else:
-                    run_garbage(result, workdir, variant, args.seconds, args.interval,
-                                args.clients, args.garbage_bytes, args.pause)
-                    lines = report_garbage(result)
-            except Exception as exc:  # one measurement failing leaves the others' figures
-                failed = True
-                result["error"] = f"{type(exc).__name__}: {exc}"
-                lines = [f"{key} FAILED (figures so far in the JSON): {result['error']}"]
-            result["elapsed_s"] = round(time.monotonic() - began, 1)
-            figures[key] = result
-            load = ", ".join(f"{x:.1f}" for x in result["load_average_at_start"])
-            print("\n".join([*lines, f"  ({key}: {result['elapsed_s']} s; load average at "
-                                     f"its start {load} on {os.cpu_count()} CPUs)"]),
-                  flush=True)
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
-        print(f"figures written to {args.json}")
-    return 1 if failed else 0
+    limits = UNLIMITED if args.neighbour_limits == "unlimited" else None
+
+    def flood(result: dict[str, Any], workdir: Path) -> list[str]:
+        run_flood(result, workdir, args.applies, args.rate, args.neighbours, args.settle,
+                  args.garbage_bytes, limits)
+        return report_flood(result)
+
+    def garbage(variant: str) -> Measurement:
+        def run(result: dict[str, Any], workdir: Path) -> list[str]:
+            run_garbage(result, workdir, variant, args.seconds, args.interval, args.clients,
+                        args.garbage_bytes, args.pause)
+            return report_garbage(result)
+        return run
+
+    variants = ("default", "unlimited") if args.variant == "both" else (args.variant,)
+    jobs = [("flood", flood)] if args.what == "flood" else [
+        (f"garbage-memory-{v}", garbage(v)) for v in variants]
+    return measure_each(jobs, "pyoffload-isolation-", args.json)
 
 
 if __name__ == "__main__":

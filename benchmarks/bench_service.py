@@ -951,41 +951,59 @@ def main(argv: list[str] | None = None) -> int:
                         help="journal: single-rule updates per mode (default 1,000)")
     args = parser.parse_args(argv)
     chosen = WHAT if args.what == "all" else (args.what,)
-    figures: dict[str, Any] = {"command": " ".join(sys.argv), "started": time.time()}
+
+    def job(what: str) -> Measurement:
+        def run(result: dict[str, Any], workdir: Path) -> list[str]:
+            if what == "restart":
+                run_restart(result, workdir, args.rounds, args.rounds)
+                return report_restart(result)
+            if what == "target-restart":
+                run_target_restart(result, workdir, args.connections, args.pps,
+                                   args.target_rounds)
+                return report_target_restart(result)
+            if what == "checkpoint":
+                run_checkpoint(result, workdir, args.tracked, args.ab_rounds, 1.0,
+                               args.window, args.pps)
+                return report_checkpoint(result)
+            result.update(run_journal(workdir, args.updates))
+            return report_journal(result)
+        return run
+
+    return measure_each([(what, job(what)) for what in chosen], "pyoffload-service-",
+                        args.json)
+
+
+Measurement = Callable[[dict[str, Any], Path], list[str]]
+"""Fills the figures of one measurement (run in a scratch directory); its report lines."""
+
+
+def measure_each(jobs: Sequence[tuple[str, Measurement]], prefix: str,
+                 json_path: Path | None) -> int:
+    """Run each measurement in one scratch directory, print its report, and write all
+    figures as JSON; one failing leaves the others' figures. 1 when any failed."""
+    figures: dict[str, Any] = {"command": " ".join(sys.argv), "started": time.time(),
+                               "cpus": os.cpu_count()}
     failed = False
-    with tempfile.TemporaryDirectory(prefix="pyoffload-service-", dir="/var/tmp") as tmp:
+    with tempfile.TemporaryDirectory(prefix=prefix, dir="/var/tmp") as tmp:
         workdir = Path(tmp)
-        for what in chosen:
+        for key, measure in jobs:
             began = time.monotonic()
             result: dict[str, Any] = {"load_average_at_start": os.getloadavg()}
             try:
-                if what == "restart":
-                    run_restart(result, workdir, args.rounds, args.rounds)
-                    lines = report_restart(result)
-                elif what == "target-restart":
-                    run_target_restart(result, workdir, args.connections, args.pps,
-                                       args.target_rounds)
-                    lines = report_target_restart(result)
-                elif what == "checkpoint":
-                    run_checkpoint(result, workdir, args.tracked, args.ab_rounds, 1.0,
-                                   args.window, args.pps)
-                    lines = report_checkpoint(result)
-                else:
-                    result.update(run_journal(workdir, args.updates))
-                    lines = report_journal(result)
+                lines = measure(result, workdir)
             except Exception as exc:  # one measurement failing leaves the others' figures
                 failed = True
                 result["error"] = f"{type(exc).__name__}: {exc}"
-                lines = [f"{what} FAILED (figures so far in the JSON): {result['error']}"]
+                lines = [f"{key} FAILED (figures so far in the JSON): {result['error']}"]
             result["elapsed_s"] = round(time.monotonic() - began, 1)
-            figures[what] = result
+            figures[key] = result
             load = ", ".join(f"{x:.1f}" for x in result["load_average_at_start"])
-            print("\n".join([*lines, f"  ({what}: {result['elapsed_s']} s; load average at "
+            print("\n".join([*lines, f"  ({key}: {result['elapsed_s']} s; load average at "
                                      f"its start {load} on {os.cpu_count()} CPUs)"]),
                   flush=True)
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
-        print(f"figures written to {args.json}")
+    if json_path:
+        json_path.write_text(json.dumps(figures, indent=2) + "\n")
+        print(f"figures written to {json_path}")
     return 1 if failed else 0
 
 

@@ -161,21 +161,19 @@ class VnicChannel:
         decode its body."""
         await self._admit(context, method)
         wait = self.rate.take()
+        why = (f"over its rate of {self.rate.rate:g} calls a second (burst "
+               f"{self.rate.burst}: channel_limits.requests_per_second, request_burst); "
+               f"retry in {wait:.2f} s")
+        if not wait:
+            wait = self.byte_rate.take(len(body))
+            why = (f"over its rate of {self.byte_rate.rate:g} request bytes a second "
+                   f"(channel_limits.bytes_per_second); this {len(body)}-byte request may "
+                   f"come in {wait:.2f} s")
         if wait:
             await self._hold_back(wait)
             await self._refuse(context, AgentError(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"VNIC {self.vnic}: over its rate of {self.rate.rate:g} calls a second "
-                f"(burst {self.rate.burst}: channel_limits.requests_per_second, "
-                f"request_burst); retry in {wait:.2f} s; nothing was done"))
-        wait = self.byte_rate.take(len(body))
-        if wait:
-            await self._hold_back(wait)
-            await self._refuse(context, AgentError(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"VNIC {self.vnic}: over its rate of {self.byte_rate.rate:g} request bytes "
-                f"a second (channel_limits.bytes_per_second); this {len(body)}-byte request "
-                f"may come in {wait:.2f} s; nothing was done"))
+                f"VNIC {self.vnic}: {why}; nothing was done"))
         return await self._decode(context, method, body, kind)
 
     async def _hold_back(self, wait: float) -> None:
