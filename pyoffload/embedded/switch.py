@@ -6,10 +6,11 @@ changes; the P4Runtime server takes the same lock, re-entrantly, to hold it
 across a whole atomic batch or pipeline swap). The pipeline's outputs
 are sent after the lock is released so a slow port never stalls the others.
 
-Control-plane work that is long (a large Write) takes the lock in short slices
-and, between two slices, lets the frames that wait for the lock through
-(`packets_waiting`, `yield_to_packets`), so forwarding is never frozen for
-longer than a slice.
+Control-plane work that is long (a large Write) takes the lock in short slices,
+ends a slice early when a frame waits for the lock, and between two slices
+lets go of the interpreter lock and lets the frames that wait for the lock
+through (`packets_waiting`, `yield_to_packets`), so forwarding is never
+frozen for longer than a slice.
 
 The CPU port is internal, as in BMv2: a frame the pipeline sends to it is
 split into the `packet_in` header fields and payload and handed to the
@@ -38,6 +39,15 @@ PacketInListener = Callable[[list[tuple[int, int]], bytes], None]
 
 DigestListener = Callable[[str, tuple[int, ...]], None]
 """Called with (digest name, field values) for every digest the pipeline emits."""
+
+HANDOVER_S = 0.0003
+"""How long a long control-plane job lets go of the interpreter between two slices:
+long enough for a woken thread to take it (with 0.1 ms the job often took it back
+first), short enough to cost ~10% of a large Write's time while frames flow."""
+
+TRAFFIC_S = 0.1
+"""Frames seen that recently: keep handing over (a slice in which the frames could not
+get the interpreter lock must not stop the hand-overs that let them through)."""
 
 
 class ProcessResult(Protocol):
@@ -90,6 +100,9 @@ class Switch:
         self.cpu_port = cpu_port
         self.lock = threading.RLock()
         self._waiting: list[None] = []  # one item per frame waiting for `lock`
+        self._frames = 0  # frames processed, counted under `lock`
+        self._frames_at_yield = 0
+        self._handover_until = 0.0  # yield_to_packets hands over until then
         self.stats = SwitchStats()
         self._ports: dict[int, Port] = {}
         self._threads: dict[int, threading.Thread] = {}
@@ -193,9 +206,25 @@ class Switch:
         return bool(self._waiting)
 
     def yield_to_packets(self, limit_s: float = 0.002) -> None:
-        """Called without `lock` held: wait (at most `limit_s`) until the frames that
-        wait for the lock got it, so a long control-plane job cannot starve them."""
+        """Called between two slices of a long control-plane job, without `lock` held.
+
+        When frames flowed in the last `TRAFFIC_S`, first a real sleep of
+        `HANDOVER_S`: it hands the interpreter lock to the threads that wait for
+        it (a port thread woken by a frame, the sender of a frame);
+        time.sleep(0) would take it straight back, and otherwise they get it
+        only when the interpreter's switch interval forces it, once per waiting
+        thread. Without traffic the job goes on at full speed. Then wait (at
+        most `limit_s`) until the frames that wait for `lock` got it, so a long
+        control-plane job cannot starve them.
+        """
         waiting = self._waiting
+        now = time.perf_counter()
+        frames = self._frames
+        if frames != self._frames_at_yield or waiting:
+            self._frames_at_yield = frames
+            self._handover_until = now + TRAFFIC_S
+        if now < self._handover_until:
+            time.sleep(HANDOVER_S)
         if not waiting:
             return
         deadline = time.perf_counter() + limit_s
@@ -208,6 +237,7 @@ class Switch:
         waiting.append(None)  # list append/pop are atomic: an exact count of waiters
         with self.lock:
             waiting.pop()
+            self._frames += 1
             pipeline = self._pipeline
             if pipeline is None:
                 self.stats.no_pipeline_drops += 1

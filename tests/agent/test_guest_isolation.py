@@ -204,7 +204,7 @@ def test_a_guest_calling_back_to_back_is_slowed_to_its_rate(start_agent: Any,
                                                            tmp_path: Path) -> None:
     """A call over the rate is answered once the rate would allow one again: a guest that
     floods sequentially makes the agent refuse a few calls a second, not a thousand."""
-    agent, servers = start_agent(two_vnics(tmp_path, requests_per_second=4, request_burst=1))
+    _agent, servers = start_agent(two_vnics(tmp_path, requests_per_second=4, request_burst=1))
     started = time.monotonic()
     answers: list[grpc.StatusCode] = []
     with grpc.insecure_channel(f"unix:{tmp_path}/web-1.sock") as raw:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from finsy.proto import p4i, p4r
 
-from pyoffload.embedded.cli import _tune_gc
+from pyoffload.embedded.cli import _tune_interpreter
 from pyoffload.embedded.p4runtime.codec import encode_uint
 from pyoffload.embedded.p4runtime.testing import (
     DEVICE_ID,
@@ -113,10 +113,10 @@ class Flow:
 
 @pytest.fixture
 def flowing(srv_program: tuple[p4i.P4Info, bytes]) -> Iterator[Target]:
-    """A target in this process with the garbage collector tuned as `pyoffload-target`
-    tunes it, and an l2 entry for the flow (port 1 to port 2)."""
-    thresholds = gc.get_threshold()
-    _tune_gc()
+    """A target in this process with the garbage collector and the switch interval tuned
+    as `pyoffload-target` tunes them, and an l2 entry for the flow (port 1 to port 2)."""
+    thresholds, interval = gc.get_threshold(), sys.getswitchinterval()
+    _tune_interpreter()
     try:
         with running_target(*srv_program) as t:
             t.client.write(insert(l2(t, 0x0A0000000002, 2)))
@@ -124,6 +124,7 @@ def flowing(srv_program: tuple[p4i.P4Info, bytes]) -> Iterator[Target]:
     finally:
         gc.unfreeze()
         gc.set_threshold(*thresholds)
+        sys.setswitchinterval(interval)
 
 
 WRITER = Path(__file__).with_name("bulk_writer.py")

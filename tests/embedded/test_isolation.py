@@ -4,8 +4,11 @@ streams that never starve unary calls, per-peer stream limits."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import statistics
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +19,7 @@ import grpc
 import pytest
 from finsy.proto import p4i, p4r, p4r_grpc
 
+from pyoffload.embedded.p4runtime import heap
 from pyoffload.embedded.p4runtime.codec import encode_uint
 from pyoffload.embedded.p4runtime.service import StreamLimits
 from pyoffload.embedded.p4runtime.testing import (
@@ -222,6 +226,49 @@ def test_a_thousand_idle_streams_do_not_block_the_primary(limited: Target) -> No
     print(f"RSS (target and clients in this process) {before:.0f} MB before the 1,000 streams, "
           f"{after:.0f} MB after they closed")
     assert after < before + 150  # the first 1,000 streams raise the high-water mark only
+
+
+CHURN = Path(__file__).with_name("stream_churn.py")
+
+
+def _churn(t: Target, count: int) -> None:
+    """`count` idle streams opened from a process of their own, then all closed."""
+    with subprocess.Popen([sys.executable, str(CHURN), t.server.address, str(count)],
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as child:
+        assert child.stdin is not None and child.stdout is not None
+        assert child.stdout.readline().strip() == "open"
+        _wait_streams(t, 1 + count)  # the primary's own stream too
+        child.stdin.write("\n")
+        child.stdin.flush()
+        assert child.stdout.readline().strip() == "closed"
+    assert child.returncode == 0
+    deadline = time.monotonic() + 30
+    while t.server.service.open_streams > 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert t.server.service.open_streams == 1
+
+
+def test_streams_opened_and_closed_leave_the_target_as_it_was(t: Target) -> None:
+    """The clients run in another process: this process's RSS is the target's. The
+    target trims its heap once a burst of closes is over; `before` is trimmed too."""
+    t.client.arbitrate(election_id=2**64)
+    service = t.server.service
+    gc.collect()
+    heap.trim()
+    before = rss_mb()
+    rounds = []
+    for _ in range(3):
+        trims = service.heap_trims
+        _churn(t, 1000)
+        deadline = time.monotonic() + 10
+        while service.heap_trims == trims and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert service.heap_trims > trims  # the burst of closes was followed by a trim
+        rounds.append(rss_mb())
+    print(f"\ntarget RSS {before:.0f} MB before; after each 1,000 streams opened and closed: "
+          + ", ".join(f"{r:.0f}" for r in rounds) + " MB")
+    assert rounds[-1] - rounds[0] < 50  # no growth from round to round
+    assert rounds[-1] < before + 100
 
 
 def test_per_peer_limit_leaves_other_peers_alone(srv_program: tuple[p4i.P4Info, bytes]) -> None:

@@ -217,7 +217,9 @@ class Control:
             elif isinstance(target, list) and len(target) == 2:
                 h, slot = lay.field_ref(target[0], target[1], ctx)
                 w, signed = lay.field_width(h, slot)
-                src = f"f[{slot}]"
+                # BMv2 keys on 0 for a field of an invalid header (its bits are stale)
+                valid_too = not h.metadata and slot != h.base
+                src = f"(f[{slot}] if f[{h.base}] else 0)" if valid_too else f"f[{slot}]"
                 name = k.get("name") or f"{target[0]}.{target[1]}"
             else:
                 raise UnsupportedConstruct(f"table key target {target!r}", ctx)

@@ -15,13 +15,23 @@ from typing import Any
 
 from .codegen import Namespace
 from .errors import PipelineLoadError, UnsupportedConstruct
-from .model import HeaderInst, HeaderType, Json, Layout, StackInst, parse_hexstr, where
+from .model import (
+    HeaderInst,
+    HeaderType,
+    Json,
+    Layout,
+    StackInst,
+    UnionStackInst,
+    parse_hexstr,
+    where,
+)
 
 DATA = "data"
 BOOL = "bool"
 HEADER = "header"
 STACK = "stack"
 UNION = "union"
+UNION_STACK = "union_stack"
 
 
 @dataclass(slots=True)
@@ -33,7 +43,8 @@ class Ex:
     htype: HeaderType | None = None  # for HEADER
     header: HeaderInst | None = None  # for a statically known HEADER
     stack: StackInst | None = None  # for STACK
-    union: str | None = None  # for UNION
+    union: str | None = None  # for a statically known UNION
+    ustack: UnionStackInst | None = None  # for UNION_STACK, or a UNION picked from one
 
 
 @dataclass(slots=True)
@@ -123,6 +134,11 @@ class ExprCompiler:
             if v not in self.lay.unions:
                 raise PipelineLoadError(f"{ctx}: unknown header union '{v}'")
             return Ex(repr(v), UNION, union=v)
+        if t == "header_union_stack":
+            us = self.lay.union_stacks.get(v)
+            if us is None:
+                raise PipelineLoadError(f"{ctx}: unknown header union stack '{v}'")
+            return Ex(repr(v), UNION_STACK, ustack=us)
         if t == "stack_field":
             st = self.stack_of(v[0], ctx)
             try:
@@ -248,6 +264,8 @@ class ExprCompiler:
             rt = self.compile(right, ctx)
             if lt.kind == BOOL and rt.kind == BOOL:
                 return Ex(f"({lt.src} if {c} else {rt.src})", BOOL)
+            if lt.kind == HEADER or rt.kind == HEADER:
+                return self._header_mux(c, lt, rt, ctx)
             return Ex(f"({self.data(left, ctx)} if {c} else {self.data(right, ctx)})", DATA)
         if op == "two_comp_mod":
             return Ex(f"_tcm({self.data(left, ctx)}, {self.data(right, ctx)})", DATA)
@@ -265,6 +283,16 @@ class ExprCompiler:
                 raise PipelineLoadError(f"{ctx}: dereference of a {st_e.kind}")
             idx = self.data(right, ctx)
             return Ex(self.stack_elem(st_e.stack, idx), HEADER, st_e.stack.htype)
+        if op == "dereference_union_stack":
+            us_e = self.compile(left, ctx)
+            if us_e.kind != UNION_STACK or us_e.ustack is None:
+                raise PipelineLoadError(f"{ctx}: dereference_union_stack of a {us_e.kind}")
+            return Ex(self.data(right, ctx), UNION, ustack=us_e.ustack)
+        if op in ("last_stack_index", "size_stack"):
+            st_e = self.compile(right, ctx)
+            nxt = st_e.ustack.next_slot if st_e.kind == UNION_STACK and st_e.ustack else None
+            if nxt is not None:
+                return Ex(f"(f[{nxt}] - 1)" if op == "last_stack_index" else f"f[{nxt}]", DATA)
         if op == "last_stack_index":
             st_e = self.compile(right, ctx)
             if st_e.stack is None:
@@ -280,6 +308,8 @@ class ExprCompiler:
             return Ex(f"f[{lv.slot}]", DATA)
         if op == "access_union_header":
             u = self.compile(left, ctx)
+            if u.kind == UNION and u.ustack is not None:
+                return self._union_stack_member(u, int(right), ctx)
             if u.kind != UNION or u.union is None:
                 raise UnsupportedConstruct("access_union_header on a run-time union", ctx)
             members = self.lay.unions[u.union].members
@@ -290,7 +320,37 @@ class ExprCompiler:
             return Ex(str(h.base), HEADER, h.htype, h)
         raise UnsupportedConstruct(f"expression operator '{op}'", ctx)
 
+    @staticmethod
+    def _header_mux(cond: str, lt: Ex, rt: Ex, ctx: str) -> Ex:
+        """`cond ? h1 : h2` over headers (p4c's form of a header assignment under a
+        condition inside an action): the base of the header picked at run time."""
+        if lt.kind != HEADER or rt.kind != HEADER or lt.htype is None or rt.htype is None:
+            raise PipelineLoadError(f"{ctx}: '?' between a {lt.kind} and a {rt.kind}")
+        if len(lt.htype.fields) != len(rt.htype.fields):
+            raise PipelineLoadError(
+                f"{ctx}: '?' between header types {lt.htype.name} and {rt.htype.name}"
+            )
+        return Ex(f"({lt.src} if {cond} else {rt.src})", HEADER, lt.htype)
+
+    def _union_stack_member(self, u: Ex, k: int, ctx: str) -> Ex:
+        """Member `k` of the union at run-time index `u.src` of a union stack (an index out
+        of range reads a scratch header, as for header stacks)."""
+        us = u.ustack
+        assert us is not None
+        if not 0 <= k < len(us.member_names):
+            raise PipelineLoadError(f"{ctx}: union member offset {k} out of range")
+        bases = (*(x.members[k][1].base for x in us.unions), us.scratch[k].base)
+        n = len(us.unions)
+        tup = self.ns.const(bases, "S")
+        src = f"{tup}[min({u.src}, {n}) if ({u.src}) >= 0 else {n}]"
+        return Ex(src, HEADER, us.scratch[k].htype)
+
     def _union_valid(self, e: Ex, ctx: str) -> Ex:
+        if e.kind == UNION and e.ustack is not None:
+            picked = [
+                self._union_stack_member(e, k, ctx) for k in range(len(e.ustack.member_names))
+            ]
+            return Ex("(" + " or ".join(f"f[{m.src}] == 1" for m in picked) + ")", BOOL)
         if e.kind != UNION or e.union is None:
             raise PipelineLoadError(f"{ctx}: valid_union of a {e.kind}")
         members = self.lay.unions[e.union].members

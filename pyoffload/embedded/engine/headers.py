@@ -113,3 +113,37 @@ class HeaderCodec:
             # a plain extract of a varbit header extracts the varbit field as empty
             return self.extract_vl(f, b, d, pos, 0, err)
         raise PipelineLoadError(f"header type {self.ht.name} is not a whole number of bytes")
+
+
+def stack_push(f: list[int], bases: tuple[int, ...], w: int, nxt: int, num: int, hdr: bool) -> None:
+    """BMv2's P4_16 `push_front(num)`: elements swap places, so those pushed off the end
+    come round to the front with their bits, then the first `num` are marked invalid.
+
+    `hdr` False is a header-union stack, where BMv2 marks nothing invalid (its
+    HeaderUnion::mark_invalid does nothing): the elements just rotate."""
+    size = len(bases)
+    if num <= 0 or size == 0:
+        return
+    f[nxt] = min(size, f[nxt] + num)
+    for i in range(size - 1, num - 1, -1):
+        a, b = bases[i], bases[i - num]
+        f[a : a + w], f[b : b + w] = f[b : b + w], f[a : a + w]
+    if hdr:
+        for i in range(min(size, num)):
+            f[bases[i]] = 0
+
+
+def stack_pop(f: list[int], bases: tuple[int, ...], w: int, nxt: int, num: int, hdr: bool) -> None:
+    """BMv2's P4_16 `pop_front(num)`: swaps down by `num`, the last `num` marked invalid
+    (headers) or left as they are (header unions, as `stack_push` says)."""
+    size = len(bases)
+    if num <= 0 or size == 0:
+        return
+    f[nxt] -= min(f[nxt], num)
+    kept = size - num if num < size else 0
+    for i in range(kept):
+        a, b = bases[i], bases[i + num]
+        f[a : a + w], f[b : b + w] = f[b : b + w], f[a : a + w]
+    if hdr:
+        for i in range(kept, size):
+            f[bases[i]] = 0

@@ -10,6 +10,7 @@ addresses slots by number, so a field access is one list subscript.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 from .errors import PipelineLoadError, UnsupportedConstruct
@@ -128,6 +129,30 @@ class UnionInst:
 
 
 @dataclass(slots=True)
+class UnionStackInst:
+    """A header-union stack: its unions in order, the next index, per-member scratch headers.
+
+    Each union's member headers lie next to each other in the PHV (p4c declares them
+    in a row), so an element is one run of `width` slots starting at `bases[i]`."""
+
+    name: str
+    unions: list[UnionInst]
+    member_names: list[str]
+    next_slot: int
+    scratch: list[HeaderInst]  # one per member, for `last` of an empty stack
+    width: int
+
+    @property
+    def bases(self) -> list[int]:
+        return [u.members[0][1].base for u in self.unions]
+
+    def member_index(self, name: str, ctx: str = "") -> int:
+        if name not in self.member_names:
+            raise PipelineLoadError(f"{ctx}: header union stack {self.name} has no member {name!r}")
+        return self.member_names.index(name)
+
+
+@dataclass(slots=True)
 class Layout:
     """All headers, stacks and unions of a program and the PHV they make up."""
 
@@ -136,6 +161,7 @@ class Layout:
     headers_by_id: dict[int, HeaderInst] = field(default_factory=dict)
     stacks: dict[str, StackInst] = field(default_factory=dict)
     unions: dict[str, UnionInst] = field(default_factory=dict)
+    union_stacks: dict[str, UnionStackInst] = field(default_factory=dict)
     aliases: dict[str, tuple[str, str]] = field(default_factory=dict)
     nslots: int = 0
     init: list[int] = field(default_factory=list)
@@ -232,9 +258,8 @@ def build_layout(cfg: Json) -> Layout:
         slot += scratch.nslots
         lay.stacks[name] = StackInst(name, ht, elems, slot, scratch)
         slot += 1
-    if cfg.get("header_union_stacks"):
-        raise UnsupportedConstruct("header union stacks", where(cfg["header_union_stacks"][0]))
     utypes = {u["name"]: u for u in cfg.get("header_union_types", [])}
+    unions_by_id: dict[int, UnionInst] = {}
     for u in cfg.get("header_unions", []):
         name = req(u, "name", "header_unions")
         ut = utypes.get(u.get("union_type", ""))
@@ -246,7 +271,11 @@ def build_layout(cfg: Json) -> Layout:
             hi = lay.headers_by_id[hid]
             hi.union = name
             members.append((member_names[i] if i < len(member_names) else hi.name, hi))
-        lay.unions[name] = UnionInst(name, members)
+        lay.unions[name] = unions_by_id[int(req(u, "id", f"header union {name}"))] = UnionInst(
+            name, members
+        )
+    for us in cfg.get("header_union_stacks", []):
+        slot = _union_stack(lay, us, unions_by_id, slot)
     lay.nslots = slot
     init = [0] * slot
     for hi in lay.headers.values():
@@ -262,6 +291,36 @@ def build_layout(cfg: Json) -> Layout:
             raise PipelineLoadError(f"field_aliases: bad entry {a!r}")
         lay.aliases[str(a[0])] = (str(a[1][0]), str(a[1][1]))
     return lay
+
+
+def _union_stack(lay: Layout, us: Json, unions_by_id: dict[int, UnionInst], slot: int) -> int:
+    """Add header-union stack `us` to `lay` (its scratch headers and next index from `slot`)."""
+    name = req(us, "name", "header_union_stacks")
+    unions = []
+    for uid in req(us, "header_union_ids", f"header union stack {name}"):
+        if uid not in unions_by_id:
+            raise PipelineLoadError(f"header union stack {name}: unknown header union id {uid}")
+        unions.append(unions_by_id[uid])
+    if not unions or not unions[0].members:
+        raise PipelineLoadError(f"header union stack {name}: no elements")
+    first = [h for _, h in unions[0].members]
+    width = first[-1].base + first[-1].nslots - first[0].base
+    for u in unions:
+        hs = [h for _, h in u.members]
+        if [h.htype.name for h in hs] != [h.htype.name for h in first] or any(
+            b.base != a.base + a.nslots for a, b in pairwise(hs)
+        ):
+            raise UnsupportedConstruct(
+                f"header union stack {name}: members not laid out in a row", where(us)
+            )
+    scratch = []
+    for mname, h in unions[0].members:
+        scratch.append(HeaderInst(f"{name}[out-of-range].{mname}", h.htype, slot, False))
+        slot += scratch[-1].nslots
+    lay.union_stacks[name] = UnionStackInst(
+        name, unions, [m for m, _ in unions[0].members], slot, scratch, width
+    )
+    return slot + 1
 
 
 def check_version(cfg: Json) -> None:

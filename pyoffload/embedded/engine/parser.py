@@ -144,28 +144,48 @@ class Parser:
             raise PipelineLoadError(f"{ctx}: header {h.name} is not a whole number of bytes")
         return codec
 
-    def _target(self, p: Json, ctx: str) -> tuple[str, list[str], list[str], HeaderInst]:
-        """(base source, lines before, lines after, a header of the type) for an extract target."""
+    def _target(
+        self, p: Json, ctx: str
+    ) -> tuple[str, list[str], list[str], HeaderInst, list[str]]:
+        """(base source, lines before, lines after, a header of the type, lines run once
+        it is valid) for an extract target."""
         t = p.get("type")
         v = p.get("value")
         lay = self.env.lay
+        ns = self.env.ns
         if t == "regular":
             h = lay.header(v, ctx)
-            return str(h.base), [], [], h
+            return str(h.base), [], [], h, self._union_fix(h)
         if t == "stack":
             st = lay.stacks.get(v)
             if st is None:
                 raise PipelineLoadError(f"{ctx}: unknown header stack '{v}'")
             if not st.elements:
                 raise PipelineLoadError(f"{ctx}: header stack {v} is empty")
-            bases = self.env.ns.const(tuple(h.base for h in st.elements), "S")
+            bases = ns.const(tuple(h.base for h in st.elements), "S")
             pre = [
                 f"_n = f[{st.next_slot}]",
                 f"if _n >= {len(st.elements)}: raise ParserErr({self.e_stack})",
             ]
-            return f"{bases}[_n]", pre, [f"f[{st.next_slot}] = _n + 1"], st.elements[0]
+            return f"{bases}[_n]", pre, [f"f[{st.next_slot}] = _n + 1"], st.elements[0], []
         if t == "union_stack":
-            raise UnsupportedConstruct("extract into a header union stack", ctx)
+            # BMv2: the next union's member `v[1]` is extracted (its siblings become
+            # invalid), then the stack's next index moves on
+            us = lay.union_stacks.get(v[0]) if isinstance(v, list) and len(v) == 2 else None
+            if us is None:
+                raise PipelineLoadError(f"{ctx}: unknown header union stack {v!r}")
+            k = us.member_index(v[1], ctx)
+            tuples = [
+                ns.const(tuple(u.members[j][1].base for u in us.unions), "S")
+                for j in range(len(us.member_names))
+            ]
+            pre = [
+                f"_n = f[{us.next_slot}]",
+                f"if _n >= {len(us.unions)}: raise ParserErr({self.e_stack})",
+            ]
+            fix = [f"f[{tup}[_n]] = 0" for j, tup in enumerate(tuples) if j != k]
+            post = [f"f[{us.next_slot}] = _n + 1"]
+            return f"{tuples[k]}[_n]", pre, post, us.unions[0].members[k][1], fix
         raise PipelineLoadError(f"{ctx}: bad extract target type '{t}'")
 
     def _op(self, op: Json, ctx: str) -> list[str]:
@@ -174,13 +194,12 @@ class Parser:
         ec = self.env.ec
         ns = self.env.ns
         if kind == "extract":
-            base, pre, post, h = self._target(ps[0], ctx)
+            base, pre, post, h, fix = self._target(ps[0], ctx)
             codec = self._codec(h, ctx)
             x = ns.const(codec.extract, "x")
-            lines = [*pre, f"p.pos += {x}(f, {base}, d, p.pos, {self.e_short})", *post]
-            return lines + self._union_fix(h, base)
+            return [*pre, f"p.pos += {x}(f, {base}, d, p.pos, {self.e_short})", *fix, *post]
         if kind == "extract_VL":
-            base, pre, post, h = self._target(ps[0], ctx)
+            base, pre, post, h, fix = self._target(ps[0], ctx)
             codec = self._codec(h, ctx)
             if h.htype.vl_index is None:
                 raise PipelineLoadError(f"{ctx}: extract_VL of a header without a varbit field")
@@ -192,6 +211,7 @@ class Parser:
                 *pre,
                 f"p.pos += {xvl}({c}, f, {base}, d, p.pos, {nbits}, {mx}, "
                 f"{self.e_short}, {self.e_hdr}, {self.e_arg})",
+                *fix,
                 *post,
             ]
         if kind == "set":
@@ -199,8 +219,9 @@ class Parser:
             src = ps[1]
             lines = []
             if isinstance(src, dict) and src.get("type") == "lookahead":
-                off, w = int(src["value"][0]), int(src["value"][1])
-                need = (off + w + 7) // 8
+                # BMv2 checks the lookahead's width in bytes, not counting its offset
+                w = int(src["value"][1])
+                need = (w + 7) // 8
                 lines.append(f"if len(d) - p.pos < {need}: raise ParserErr({self.e_short})")
             return [*lines, lv.store(ec.data(src, ctx))]
         if kind == "verify":
@@ -222,7 +243,7 @@ class Parser:
             return self.pc.compile(ps[0], ctx_of(ps[0], ctx)) if ps else []
         raise UnsupportedConstruct(f"parser operation '{kind}'", ctx)
 
-    def _union_fix(self, h: HeaderInst, base: str) -> list[str]:
+    def _union_fix(self, h: HeaderInst) -> list[str]:
         if h.union is None:
             return []
         members = self.env.lay.unions[h.union].members
@@ -251,7 +272,7 @@ class Parser:
                 off, w = int(v[0]), int(v[1])
                 parts.append((f"_look(d, p.pos, {off}, {w})", w))
             elif t == "union_stack_field":
-                raise UnsupportedConstruct("header union stack field in a transition key", ctx)
+                parts.append(self._union_stack_field(v, ctx))
             else:
                 raise UnsupportedConstruct(f"transition key of type '{t}'", ctx)
         total = sum((w + 7) // 8 * 8 for _, w in parts)
@@ -262,6 +283,23 @@ class Parser:
             m = (1 << w) - 1
             srcs.append(f"(({src} & {m}) << {shift})" if shift else f"({src} & {m})")
         return (" | ".join(srcs) if srcs else "0"), total
+
+    def _union_stack_field(self, v: Json, ctx: str) -> tuple[str, int]:
+        """Field `v[2]` of member `v[1]` of the last union of stack `v[0]` (p4c does not
+        write these keys today; BMv2 reads them, so the engine does)."""
+        lay = self.env.lay
+        us = lay.union_stacks.get(v[0]) if isinstance(v, list) and len(v) == 3 else None
+        if us is None:
+            raise PipelineLoadError(f"{ctx}: unknown header union stack field {v!r}")
+        k = us.member_index(v[1], ctx)
+        ht = us.scratch[k].htype
+        try:
+            i = ht.field_index(v[2])
+        except KeyError:
+            raise PipelineLoadError(f"{ctx}: {v[0]}.{v[1]} has no field {v[2]!r}") from None
+        bases = (*(u.members[k][1].base for u in us.unions), us.scratch[k].base)
+        tup = self.env.ns.const(bases, "S")
+        return f"f[{tup}[f[{us.next_slot}] - 1] + {i + 1}]", ht.fields[i][1]
 
     def _transition(self, s: Json, ctx: str) -> list[str]:
         transitions = s.get("transitions", [])

@@ -27,6 +27,7 @@ from .headers import HeaderCodec
 from .model import Json, Layout, build_layout, check_version, where
 from .packet import Pkt
 from .parser import Parser, ParseValueSet
+from .phv import PhvPool
 from .pre import Pre
 from .primitives import DROP_PORT, CompileEnv, PrimitiveCompiler
 from .runtime import PipelineAbort
@@ -199,9 +200,7 @@ class Pipeline:
         self.std = _Std.of(lay)
         if self.std.egress_spec is None or self.std.ingress_port is None:
             raise PipelineLoadError("BMv2 JSON: standard_metadata.egress_spec/ingress_port missing")
-        self.meta_ranges = [
-            (h.base + 1, h.base + h.nslots) for h in lay.headers.values() if h.metadata
-        ]
+        self.phvs = PhvPool(lay)
         self.verify = [c for c in self.checksums if c.verify]
         self.pre = Pre()
         self.state = PipelineState(
@@ -256,14 +255,10 @@ class Pipeline:
     def _now_us(self) -> int:
         return (self.clock() - self.t0) // 1000
 
-    def _reset_meta(self, f: list[int]) -> None:
-        for lo, hi in self.meta_ranges:
-            f[lo:hi] = [0] * (hi - lo)
-
-    def _derive(self, src: list[int], base: list[int], fl_id: int, itype: int) -> list[int]:
-        """BMv2's copy for clones/resubmit/recirculate: metadata reset, field list copied."""
-        f = list(base)
-        self._reset_meta(f)
+    def _derive(self, src: list[int], f: list[int], fl_id: int, itype: int) -> list[int]:
+        """BMv2's copy for clones/resubmit/recirculate, into the copy's PHV `f`:
+        metadata reset, field list copied."""
+        self.phvs.reset_metadata(f)
         for slot in self.field_lists.get(fl_id, ()):
             f[slot] = src[slot]
         it = self.std.instance_type
@@ -317,9 +312,9 @@ class Pipeline:
         ingress: deque[tuple[bytes, list[int] | None, int]],
     ) -> list[tuple[list[int], Pkt, int]]:
         std = self.std
-        lay = self.lay
         if f0 is None:
-            f = list(lay.init)
+            f = self.phvs.get()
+            self.phvs.reset_metadata(f)
             f[std.ingress_port] = port & 0x1FF  # type: ignore[index]
             if std.instance_type is not None:
                 f[std.instance_type] = NORMAL
@@ -339,27 +334,31 @@ class Pipeline:
         if p.clone_sid is not None:
             session = self.pre.session(p.clone_sid)
             if session is not None:
-                fc = list(lay.init)
+                # BMv2 parses the received bytes again into a PHV of the clone's own
+                fc = self.phvs.get()
                 fc[std.ingress_port] = port & 0x1FF  # type: ignore[index]
                 pc = Pkt(fc, data, plen, res.logs)
                 self.parser.run(fc, pc)
-                fc = self._derive(f, fc, p.clone_fl, INGRESS_CLONE)
-                pc.f = fc
+                self._derive(f, fc, p.clone_fl, INGRESS_CLONE)
                 self._replicate(fc, pc, session.replicas, plen, out)
+                self.phvs.put(fc)
         if p.digest:
             ll = self.learn_lists.get(p.digest)
             if ll is not None:
                 res.digests.append((ll[0], tuple(f[s] for s in ll[1])))
         if p.resubmit_fl:
-            fr = self._derive(f, lay.init, p.resubmit_fl, RESUBMIT)
+            fr = self._derive(f, self.phvs.get(), p.resubmit_fl, RESUBMIT)
             ingress.append((data, fr, plen))
+            self.phvs.put(f)
             return out
         if mgid:
             if std.instance_type is not None:
                 f[std.instance_type] = REPLICATION
             self._replicate(f, p, self.pre.replicate(mgid), p.length, out)
+            self.phvs.put(f)
             return out
         if egress_spec == DROP_PORT:
+            self.phvs.put(f)
             return out
         if std.instance_type is not None:
             f[std.instance_type] = NORMAL
@@ -376,7 +375,8 @@ class Pipeline:
     ) -> None:
         rid = self.std.egress_rid
         for port, r in replicas:
-            fc = list(f)
+            fc = self.phvs.get()
+            self.phvs.copy_headers(fc, f)
             if rid is not None:
                 fc[rid] = r
             pc = Pkt(fc, p.data, p.ingress_length, p.logs)
@@ -390,6 +390,7 @@ class Pipeline:
         std = self.std
         if std.priority is not None and f[std.priority] != 0:
             p.logs.append("Priority out of range, dropping packet")
+            self.phvs.put(f)
             return
         if std.queueing is not None:
             f[std.queueing[0]] = self._now_us() & 0xFFFFFFFF
@@ -421,20 +422,26 @@ class Pipeline:
             if p.clone_sid is not None:
                 session = self.pre.session(p.clone_sid)
                 if session is not None:
-                    fc = self._derive(f, f, p.clone_fl, EGRESS_CLONE)
+                    fc = self.phvs.get()
+                    self.phvs.copy_headers(fc, f)
+                    self._derive(f, fc, p.clone_fl, EGRESS_CLONE)
                     clones: list[tuple[list[int], Pkt, int]] = []
                     self._replicate(fc, p, session.replicas, p.length, clones)
+                    self.phvs.put(fc)
                     queue.extend(clones)
             if f[std.egress_spec] == DROP_PORT:  # type: ignore[index]
+                self.phvs.put(f)
                 continue
             frame = self.deparse(f, p)
             if p.trunc is not None:
                 frame = frame[: p.trunc]
             if p.recirc_fl:
-                fr = self._derive(f, self.lay.init, p.recirc_fl, RECIRC)
+                fr = self._derive(f, self.phvs.get(), p.recirc_fl, RECIRC)
                 ingress.append((frame, fr, len(frame)))
+                self.phvs.put(f)
                 continue
             res.outputs.append((port, frame))
+            self.phvs.put(f)
 
 
 __all__ = ["Pipeline", "ProcessResult"]

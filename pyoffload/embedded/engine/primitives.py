@@ -14,10 +14,10 @@ from typing import Any
 from .calculations import Calculation
 from .codegen import Namespace
 from .errors import PipelineLoadError, UnsupportedConstruct
-from .expressions import HEADER, STACK, UNION, ExprCompiler, LValue
+from .expressions import HEADER, STACK, UNION, UNION_STACK, Ex, ExprCompiler, LValue
 from .externs import CounterArray, MeterArray, RegisterArray
-from .headers import HeaderCodec
-from .model import HeaderType, Json, Layout
+from .headers import HeaderCodec, stack_pop, stack_push
+from .model import HeaderInst, HeaderType, Json, Layout
 
 DROP_PORT = 511
 
@@ -53,6 +53,10 @@ def _nfields(ht: HeaderType) -> int:
     return len(ht.fields) + (1 if ht.vl_index is not None else 0)
 
 
+def _header_ex(h: HeaderInst) -> Ex:
+    return Ex(str(h.base), HEADER, h.htype, h)
+
+
 class PrimitiveCompiler:
     """Turns one primitive call into source lines (jumps are handled by the caller)."""
 
@@ -70,6 +74,7 @@ class PrimitiveCompiler:
             "copy_header": self._assign_header,
             "assign_union": self._assign_union,
             "assign_header_stack": self._assign_stack,
+            "assign_union_stack": self._assign_union_stack,
             "add_header": self._add_header,
             "add_header_fast": self._add_header_fast,
             "remove_header": self._remove_header,
@@ -123,8 +128,15 @@ class PrimitiveCompiler:
     def _assign(self, ps: list[Json], ctx: str) -> list[str]:
         self._n(ps, 2, ctx)
         dst = ps[0]
-        if isinstance(dst, dict) and dst.get("type") == "header":
-            return self._assign_header(ps, ctx)
+        if isinstance(dst, dict) and dst.get("type") in ("header", "header_union",
+                                                          "header_stack", "expression"):
+            kind = self.ec.compile(dst, ctx).kind
+            if kind == HEADER:
+                return self._assign_header(ps, ctx)
+            if kind == UNION:
+                return self._assign_union(ps, ctx)
+            if kind == STACK:
+                return self._assign_stack(ps, ctx)
         lv = self.ec.lvalue(dst, ctx)
         return [lv.store(self.ec.data(ps[1], ctx))]
 
@@ -144,27 +156,47 @@ class PrimitiveCompiler:
 
     def _assign_header(self, ps: list[Json], ctx: str) -> list[str]:
         self._n(ps, 2, ctx)
-        d, dt, _ = self._hdr(ps[0], ctx)
-        s, st, _ = self._hdr(ps[1], ctx)
-        if dt.name != st.name and len(dt.fields) != len(st.fields):
-            raise PipelineLoadError(f"{ctx}: assign_header between different header types")
-        n = _nfields(dt) + 1
-        lines = [f"_d = {d}", f"_s = {s}", f"f[_d:_d + {n}] = f[_s:_s + {n}]"]
-        lines += self._union_fixup("_d", ps[0], ctx)
-        return lines
+        d = self.ec.header(ps[0], ctx)
+        s = self.ec.header(ps[1], ctx)
+        return self._copy_header(d, s, ctx)
+
+    def _copy_header(self, d: Ex, s: Ex, ctx: str) -> list[str]:
+        """BMv2's header assignment: an invalid source only invalidates the destination
+        (whose fields keep their values); a valid one makes it valid, then copies the fields
+        (and a varbit's width). The sources may be picked at run time (`?`, stack index)."""
+        assert d.htype is not None and s.htype is not None
+        if len(d.htype.fields) != len(s.htype.fields):
+            raise PipelineLoadError(
+                f"{ctx}: header assignment between header types {d.htype.name} and "
+                f"{s.htype.name}"
+            )
+        n = _nfields(d.htype) + 1
+        return [
+            f"_d = {d.src}",
+            f"_s = {s.src}",
+            "if f[_s]:",
+            f"    f[_d + 1:_d + {n}] = f[_s + 1:_s + {n}]",
+            "    f[_d] = 1",
+            *("    " + ln for ln in self._siblings_invalid(d)),
+            "else:",
+            "    f[_d] = 0",
+        ]
+
+    def _siblings_invalid(self, h: Ex) -> list[str]:
+        """Lines run when header `h` becomes valid: the other members of its union become
+        invalid (BMv2 keeps at most one member of a union valid)."""
+        if h.header is None or h.header.union is None:
+            return []
+        members = self.env.lay.unions[h.header.union].members
+        return [f"f[{m.base}] = 0" for _, m in members if m.base != h.header.base]
 
     def _union_fixup(self, base_src: str, p: Json, ctx: str) -> list[str]:
         """When a header that belongs to a union becomes valid, its siblings become invalid."""
-        e = self.ec.compile(p, ctx)
-        if e.header is None or e.header.union is None:
-            return []
-        members = self.env.lay.unions[e.header.union].members
-        others = [h.base for _, h in members if h.base != e.header.base]
-        if not others:
-            return []
-        return [f"if f[{base_src}]:"] + [f"    f[{b}] = 0" for b in others]
+        lines = self._siblings_invalid(self.ec.compile(p, ctx))
+        return [f"if f[{base_src}]:", *("    " + ln for ln in lines)] if lines else []
 
     def _assign_union(self, ps: list[Json], ctx: str) -> list[str]:
+        """Member by member, each a header assignment (so validity moves as in BMv2)."""
         self._n(ps, 2, ctx)
         du = self.ec.compile(ps[0], ctx)
         su = self.ec.compile(ps[1], ctx)
@@ -172,23 +204,25 @@ class PrimitiveCompiler:
             raise UnsupportedConstruct("assign_union of non-static unions", ctx)
         dm = self.env.lay.unions[du.union].members
         sm = self.env.lay.unions[su.union].members
-        lines = []
+        if len(dm) != len(sm):
+            raise PipelineLoadError(f"{ctx}: assign_union between different union types")
+        lines: list[str] = []
         for (_, dh), (_, sh) in zip(dm, sm, strict=True):
-            n = dh.nslots
-            lines.append(f"f[{dh.base}:{dh.base + n}] = f[{sh.base}:{sh.base + n}]")
+            lines += self._copy_header(_header_ex(dh), _header_ex(sh), ctx)
         return lines
 
     def _assign_stack(self, ps: list[Json], ctx: str) -> list[str]:
+        """The next index, then element by element as header assignments (BMv2's order)."""
         self._n(ps, 2, ctx)
         d = self.ec.compile(ps[0], ctx)
         s = self.ec.compile(ps[1], ctx)
         if d.kind != STACK or s.kind != STACK or d.stack is None or s.stack is None:
             raise PipelineLoadError(f"{ctx}: assign_header_stack needs two stacks")
-        lines = []
+        if len(d.stack.elements) != len(s.stack.elements):
+            raise PipelineLoadError(f"{ctx}: assign_header_stack between stacks of other sizes")
+        lines = [f"f[{d.stack.next_slot}] = f[{s.stack.next_slot}]"]
         for dh, sh in zip(d.stack.elements, s.stack.elements, strict=True):
-            n = dh.nslots
-            lines.append(f"f[{dh.base}:{dh.base + n}] = f[{sh.base}:{sh.base + n}]")
-        lines.append(f"f[{d.stack.next_slot}] = f[{s.stack.next_slot}]")
+            lines += self._copy_header(_header_ex(dh), _header_ex(sh), ctx)
         return lines
 
     # ---- validity ---------------------------------------------------------
@@ -219,8 +253,12 @@ class PrimitiveCompiler:
         return [f"_b = {b}", "if f[_b]:", f"    p.length -= {codec}(f, _b)", "    f[_b] = 0"]
 
     # ---- stacks (P4_16 semantics, as BMv2 is built by default) -------------
-    def _stack(self, p: Json, ctx: str) -> tuple[list[int], int, int]:
+    def _stack(self, p: Json, ctx: str) -> tuple[list[int], int, int, bool]:
+        """(element bases, element width, next-index slot, elements are headers)."""
         e = self.ec.compile(p, ctx)
+        if e.kind == UNION_STACK and e.ustack is not None:
+            us = e.ustack
+            return us.bases, us.width, us.next_slot, False
         if e.kind != STACK or e.stack is None:
             raise PipelineLoadError(f"{ctx}: expected a header stack, got a {e.kind}")
         st = e.stack
@@ -228,21 +266,37 @@ class PrimitiveCompiler:
             [h.base for h in st.elements],
             st.elements[0].nslots if st.elements else 0,
             st.next_slot,
+            True,
         )
 
     def _push(self, ps: list[Json], ctx: str) -> list[str]:
-        self._n(ps, 2, ctx)
-        bases, w, nxt = self._stack(ps[0], ctx)
-        num = self.ec.data(ps[1], ctx)
-        k = self.env.ns.const(tuple(bases), "S")
-        return [f"_stack_push(f, {k}, {w}, {nxt}, {num})"]
+        return self._shift(ps, stack_push, ctx)
 
     def _pop(self, ps: list[Json], ctx: str) -> list[str]:
+        return self._shift(ps, stack_pop, ctx)
+
+    def _shift(self, ps: list[Json], fn: Callable[..., None], ctx: str) -> list[str]:
+        """push_front/pop_front as BMv2 does them: by swapping elements (headers.py)."""
         self._n(ps, 2, ctx)
-        bases, w, nxt = self._stack(ps[0], ctx)
+        bases, w, nxt, hdr = self._stack(ps[0], ctx)
         num = self.ec.data(ps[1], ctx)
         k = self.env.ns.const(tuple(bases), "S")
-        return [f"_stack_pop(f, {k}, {w}, {nxt}, {num})"]
+        return [f"{self.env.ns.const(fn, 'shift')}(f, {k}, {w}, {nxt}, {num}, {hdr})"]
+
+    def _assign_union_stack(self, ps: list[Json], ctx: str) -> list[str]:
+        """The next index, then union by union as union assignments (BMv2's order)."""
+        self._n(ps, 2, ctx)
+        d = self.ec.compile(ps[0], ctx)
+        s = self.ec.compile(ps[1], ctx)
+        if d.kind != UNION_STACK or s.kind != UNION_STACK or d.ustack is None or s.ustack is None:
+            raise PipelineLoadError(f"{ctx}: assign_union_stack needs two header union stacks")
+        if len(d.ustack.unions) != len(s.ustack.unions):
+            raise PipelineLoadError(f"{ctx}: assign_union_stack between stacks of other sizes")
+        lines = [f"f[{d.ustack.next_slot}] = f[{s.ustack.next_slot}]"]
+        for du, su in zip(d.ustack.unions, s.ustack.unions, strict=True):
+            for (_, dh), (_, sh) in zip(du.members, su.members, strict=True):
+                lines += self._copy_header(_header_ex(dh), _header_ex(sh), ctx)
+        return lines
 
     # ---- v1model ----------------------------------------------------------
     def _mark_to_drop(self, ps: list[Json], ctx: str) -> list[str]:

@@ -9,7 +9,11 @@ pushes, Writes and Reads, so a Read never sees half a batch and a rolled-back
 batch is never seen at all by another controller; every engine access also
 holds the switch's (packet) lock, so packets only ever see the state before
 or after an update. A large Write takes the packet lock in short slices
-(whole batches only for DATAPLANE_ATOMIC), so forwarding goes on meanwhile.
+(whole batches only for DATAPLANE_ATOMIC), so forwarding goes on meanwhile:
+a slice ends after `SLICE_S` or as soon as a frame waits for the lock, and
+between two slices the writer lets go of the interpreter too
+(`Switch.yield_to_packets`). A batch refused 100,000 times holds one error
+object per distinct error, not one per update.
 """
 
 from __future__ import annotations
@@ -166,33 +170,11 @@ class Device:
             pipeline = self._loader(text, self._clock)
         except EngineError as exc:
             raise invalid(f"p4_device_config cannot be loaded: {exc}") from None
-        self._check_match(index, pipeline)
         store = EntityStore(index, pipeline, clock=self._clock, send=self._broadcast,
                             meter_factory=self._meter_factory)
         cookie = config.cookie.cookie if config.HasField("cookie") else None
         return _Config(config.p4info, config.p4_device_config, cookie, store,
                        cpu_headers_of(index))
-
-    @staticmethod
-    def _check_match(index: P4InfoIndex, pipeline: PipelineLike) -> None:
-        """Every P4Info object must exist in the JSON, or entities could not be applied."""
-        state = pipeline.state
-        lookups: list[tuple[str, Callable[[str], object], Sequence[Any]]] = [
-            ("table", state.table, list(index.tables.values())),
-            ("action profile", state.action_profile, list(index.action_profiles.values())),
-            ("counter", state.counter, list(index.counters.values())),
-            ("meter", state.meter, list(index.meters.values())),
-            ("register", state.register, list(index.registers.values())),
-        ]
-        for kind, lookup, infos in lookups:
-            for info in infos:
-                try:
-                    lookup(info.name)
-                except EngineError:
-                    raise invalid(
-                        f"P4Info {kind} {info.name!r} is not in p4_device_config: "
-                        "P4Info and BMv2 JSON come from different programs"
-                    ) from None
 
     def set_pipeline(self, request: SPFC) -> None:
         action = request.action
@@ -292,7 +274,8 @@ class Device:
 
         Batches are serialised by the control-plane lock. CONTINUE_ON_ERROR and
         ROLLBACK_ON_ERROR batches take the switch's (packet) lock in slices of
-        at most `SLICE_S` and let waiting frames through between two slices, so
+        at most `SLICE_S` (shorter when a frame waits for it) and let waiting
+        frames through between two slices, so
         forwarding goes on during a large batch (each update is still atomic for
         the data plane; ROLLBACK_ON_ERROR is still all or nothing for the
         control plane: no other Write or Read runs until it is done or undone).
@@ -319,6 +302,8 @@ class Device:
         lock = self.switch.lock
         count = len(updates)
         failed: tuple[int, StatusError] | None = None
+        shared: dict[tuple[int, str], StatusError] = {}
+        waiting = self.switch.packets_waiting
         i = 0
         while i < count and failed is None:
             with lock:
@@ -327,14 +312,19 @@ class Device:
                     try:
                         apply(updates[i], undo)
                     except StatusError as exc:
-                        # a fresh error: no traceback keeping the batch's frames alive
-                        error = StatusError(exc.code, exc.message)
+                        # one fresh error per (code, message), shared: no traceback keeping
+                        # the batch's frames alive, and a batch refused 100,000 times holds a
+                        # few objects, not 100,000 for the garbage collector to walk
+                        ident = (exc.code, exc.message)
+                        error = shared.get(ident)
+                        if error is None:
+                            error = shared[ident] = StatusError(exc.code, exc.message)
                         if undo is not None:
                             failed = (i, error)
                             break
                         results[i] = error
                     i += 1
-                    if sliced and not i & 15 and time.perf_counter() > until:
+                    if sliced and not i & 15 and (waiting() or time.perf_counter() > until):
                         break
             if sliced:
                 self.switch.yield_to_packets()
@@ -361,7 +351,8 @@ class Device:
                     except Exception:
                         _log.exception("rolling back a batch failed; state may differ from "
                                        "before")
-                    if sliced and not len(undo) & 15 and time.perf_counter() > until:
+                    if sliced and not len(undo) & 15 and (
+                            self.switch.packets_waiting() or time.perf_counter() > until):
                         break
             if sliced:
                 self.switch.yield_to_packets()
@@ -403,8 +394,7 @@ class Device:
                 raise invalid(f"packet_out metadata missing: {', '.join(missing)}")
         elif len(packet.metadata):
             raise invalid("the P4Info declares no packet_out header")
-        if not packet.payload:
-            raise invalid("packet_out payload is empty")
+        # an empty payload is a frame of 0 bytes: BMv2 runs it through the pipeline too
         try:
             self.switch.packet_out(values, packet.payload)
         except EngineError as exc:

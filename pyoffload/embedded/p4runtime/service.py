@@ -12,6 +12,8 @@ a bounded thread pool of its own, and packet-outs in another. Streams are
 limited per peer and in total (RESOURCE_EXHAUSTED beyond). A Write or a
 SetForwardingPipelineConfig is accepted only from the connection (and the
 authenticated identity) of the primary's open stream, as the spec requires.
+Once a burst of stream closes is over, the heap is trimmed (`heap.py`), so
+that many streams opened and closed do not leave the process larger.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import TypeVar
 import grpc
 from finsy.proto import p4r, rpc_code
 
+from . import heap
 from .arbitration import Arbiter, Controller, election_id_of
 from .codec import encode_uint
 from .device import Device
@@ -50,6 +53,10 @@ READ_CHUNK = 1000
 """Entities per ReadResponse message: bounded messages for large tables."""
 STREAM_BACKLOG = 10_000
 """Packet-ins and notifications queued per stream before new ones are dropped."""
+TRIM_AFTER_CLOSES = 32
+"""Streams closed (since the last trim) that make the heap worth trimming."""
+TRIM_QUIET_S = 0.1
+"""No stream closed for this long: the burst is over, trim now (one trim per burst)."""
 Context = grpc.aio.ServicerContext[object, object]
 
 
@@ -115,10 +122,15 @@ def _who(peer: str, identity: tuple[bytes, ...] | None) -> str:
 
 def _batch_failure(what: str, errors: Sequence[StatusError | None]) -> tuple[str, bytes]:
     """(message, serialized google.rpc.Status) of a batch with failed elements."""
-    failed = sum(1 for e in errors if e is not None)
+    failed = len(errors) - _count_none(errors)
     first = next(e for e in errors if e is not None)
     message = f"{what}: {failed} of {len(errors)} failed; first: {first}"
     return message, batch_status_bytes(message, errors)
+
+
+def _count_none(errors: Sequence[StatusError | None]) -> int:
+    """The elements that succeeded, counted in C (a batch may have 100,000 of them)."""
+    return errors.count(None)
 
 
 def _fail(context: Context, code: int | grpc.StatusCode, message: str,
@@ -172,6 +184,12 @@ class P4RuntimeService:
         self._unary_pool = unary_pool
         self._stream_pool = stream_pool
         self._streams = _StreamCount(limits)
+        self._closed = 0
+        """Streams closed since the last heap trim."""
+        self._last_close = 0.0
+        self._trim_timer: asyncio.TimerHandle | None = None
+        self.heap_trims = 0
+        """Heap trims done after bursts of stream closes (for tests and operators)."""
         device.switch.on_packet_in(self._packet_in)
 
     def close(self) -> None:
@@ -223,7 +241,7 @@ class P4RuntimeService:
     def _write(self, header: p4r.WriteRequest, updates: Sequence[p4r.Update]
                ) -> tuple[str, bytes] | None:
         errors = self._device.write(updates, header.atomicity)
-        if any(e is not None for e in errors):
+        if _count_none(errors) != len(errors):
             return _batch_failure("write", errors)
         return None
 
@@ -320,6 +338,30 @@ class P4RuntimeService:
             reader.cancel()
             self._arbiter.remove(ctrl)
             self._streams.release(key)
+            self._stream_closed()
+
+    def _stream_closed(self) -> None:
+        """Count a closed stream; after enough of them, trim once no more close."""
+        loop = asyncio.get_running_loop()
+        self._closed += 1
+        self._last_close = loop.time()
+        if self._closed >= TRIM_AFTER_CLOSES and self._trim_timer is None:
+            self._trim_timer = loop.call_later(TRIM_QUIET_S, self._trim_when_quiet)
+
+    def _trim_when_quiet(self) -> None:
+        loop = asyncio.get_running_loop()
+        wait = self._last_close + TRIM_QUIET_S - loop.time()
+        if wait > 0:  # streams still closing
+            self._trim_timer = loop.call_later(wait, self._trim_when_quiet)
+            return
+        self._trim_timer = None
+        self._closed = 0
+        with contextlib.suppress(RuntimeError):  # the server is shutting down
+            loop.run_in_executor(self._stream_pool, self._trim)
+
+    def _trim(self) -> None:
+        heap.trim()
+        self.heap_trims += 1
 
     async def _read_stream(
         self, requests: AsyncIterator[p4r.StreamMessageRequest], ctrl: Controller,

@@ -14,6 +14,7 @@ from finsy.proto import p4r
 from ..engine.errors import EngineError
 from .action_profiles import ActionProfileStore
 from .actions import ActionCodec
+from .config_match import absent_error, match_config
 from .digests import DigestManager, Sender
 from .engine_api import PipelineStateLike, from_engine_error
 from .errors import invalid, unimplemented
@@ -51,6 +52,8 @@ class EntityStore:
         self.index = index
         self.pipeline = pipeline
         state = pipeline.state
+        self.absent = match_config(index, state)
+        """P4Info objects p4c left out of the JSON: requests naming them fail as on BMv2."""
         actions = ActionCodec(index)
         meters = MeterCodec(meter_factory)
         self.profiles = ActionProfileStore(index, state, actions)
@@ -91,6 +94,8 @@ class EntityStore:
             raise invalid("update type must be INSERT, MODIFY or DELETE")
         entity = update.entity
         which = entity.WhichOneof("entity")
+        if self.absent:
+            self._check_present(which, entity)
         try:
             if which == "table_entry":
                 self.tables.write(kind, entity.table_entry, undo)
@@ -107,6 +112,8 @@ class EntityStore:
     def read(self, entity: p4r.Entity) -> list[p4r.Entity]:
         """Every entity matching one read request (wildcards expanded)."""
         which = entity.WhichOneof("entity")
+        if self.absent:
+            self._check_present(which, entity, reading=True)
         try:
             if which == "table_entry":  # the common case, already a list
                 return self.tables.read(entity.table_entry)
@@ -118,3 +125,48 @@ class EntityStore:
             return list(reader(getattr(entity, which)))
         except EngineError as exc:
             raise from_engine_error(exc) from exc
+
+    def _check_present(self, which: str | None, entity: p4r.Entity, *,
+                       reading: bool = False) -> None:
+        """UNKNOWN, as BMv2 answers, for a request naming an object p4c left out of the
+        JSON; and for a wildcard Read of a kind that has one (BMv2 fails the whole Read)."""
+        if which is None:
+            return
+        msg = getattr(entity, which)
+        if which in ("direct_counter_entry", "direct_meter_entry"):
+            msg = msg.table_entry
+        field = _ID_FIELDS.get(which)
+        if field is None:
+            return
+        ident = getattr(msg, field)
+        if ident in self.absent:
+            raise absent_error(self.absent[ident])
+        if reading and not ident:
+            kinds = _WILDCARD_KINDS[which]
+            for absent in self.absent.values():
+                if absent.kind in kinds:
+                    raise absent_error(absent)
+
+
+_ID_FIELDS = {
+    "table_entry": "table_id",
+    "direct_counter_entry": "table_id",
+    "direct_meter_entry": "table_id",
+    "action_profile_member": "action_profile_id",
+    "action_profile_group": "action_profile_id",
+    "counter_entry": "counter_id",
+    "meter_entry": "meter_id",
+    "register_entry": "register_id",
+    "digest_entry": "digest_id",
+}
+_WILDCARD_KINDS = {
+    "table_entry": ("table",),
+    "direct_counter_entry": (),
+    "direct_meter_entry": (),
+    "action_profile_member": ("action profile",),
+    "action_profile_group": ("action profile",),
+    "counter_entry": ("counter",),
+    "meter_entry": ("meter",),
+    "register_entry": ("register",),
+    "digest_entry": ("digest",),
+}

@@ -221,6 +221,9 @@ class TableStore:
         self._meters = meters
         self._clock = clock
         self.entries: dict[int, dict[Key, Entry]] = {t: {} for t in index.tables}
+        self.timed: dict[int, dict[Key, Entry]] = {t: {} for t in index.tables}
+        """The entries with an idle timeout, so that the idle scan never walks (or
+        copies) a large table whose entries have none."""
         self._codecs = {t: KeyCodec.of(info) for t, info in index.tables.items()}
         self._pieces = AnswerPieces(actions)
         self._engine: dict[int, TableStateLike] = {}
@@ -367,11 +370,13 @@ class TableStore:
             except BaseException:
                 table.delete(handle)
                 raise
-            entries[key] = Entry(
+            entry = entries[key] = Entry(
                 handle, action_id, args, member_id, group_id, te.controller_metadata,
                 te.metadata, te.idle_timeout_ns,
                 te.meter_config if meter is not None else None, self._clock(),
             )
+            if entry.idle_timeout_ns:
+                self.timed[info.id][key] = entry
             self._ref(info, member_id, group_id, +1)
             if undo is not None:
                 undo.append(lambda: self._undo_insert(info, key))
@@ -401,8 +406,9 @@ class TableStore:
             old.idle_timeout_ns = te.idle_timeout_ns
             old.meter_config = te.meter_config if meter is not None else None
             old.read_back = None
+            self._track(info, key, old)
             if undo is not None:
-                undo.append(lambda: self._undo_modify(info, old, before, saved_counter))
+                undo.append(lambda: self._undo_modify(info, key, old, before, saved_counter))
         elif kind == DELETE:
             if old is None:
                 raise not_found(f"{info.name}: no entry with this key")
@@ -410,6 +416,7 @@ class TableStore:
                 undo is not None and info.direct_counter_id) else None
             table.delete(old.handle)
             del entries[key]
+            self.timed[info.id].pop(key, None)
             self._ref(info, old.member_id, old.group_id, -1)
             if undo is not None:
                 undo.append(lambda: self._undo_delete(info, key, engine_key, old, saved))
@@ -430,10 +437,18 @@ class TableStore:
 
     def _undo_insert(self, info: TableInfo, key: Key) -> None:
         entry = self.entries[info.id].pop(key)
+        self.timed[info.id].pop(key, None)
         self.engine_table(info).delete(entry.handle)
         self._ref(info, entry.member_id, entry.group_id, -1)
 
-    def _undo_modify(self, info: TableInfo, entry: Entry, before: tuple[Any, ...],
+    def _track(self, info: TableInfo, key: Key, entry: Entry) -> None:
+        """Keep `timed` in step with the entry's idle timeout."""
+        if entry.idle_timeout_ns:
+            self.timed[info.id][key] = entry
+        else:
+            self.timed[info.id].pop(key, None)
+
+    def _undo_modify(self, info: TableInfo, key: Key, entry: Entry, before: tuple[Any, ...],
                      counter: tuple[int, int] | None) -> None:
         table = self.engine_table(info)
         self._ref(info, entry.member_id, entry.group_id, -1)
@@ -441,6 +456,7 @@ class TableStore:
          entry.controller_metadata, entry.metadata, entry.idle_timeout_ns,
          entry.meter_config) = before
         entry.read_back = None
+        self._track(info, key, entry)
         member, group = self._handles(info, entry.member_id, entry.group_id)
         name = self._index.actions[entry.action_id].name if entry.action_id else ""
         table.modify(entry.handle, name, entry.args, member=member, group=group)
@@ -464,6 +480,7 @@ class TableStore:
         if entry.meter_config is not None:
             table.set_direct_meter(entry.handle, self._meters.decode(entry.meter_config, info.name))
         self.entries[info.id][key] = entry
+        self._track(info, key, entry)
         self._ref(info, entry.member_id, entry.group_id, +1)
 
     def _write_default(self, kind: int, info: TableInfo, te: p4r.TableEntry, undo: Undo) -> None:
@@ -637,8 +654,9 @@ class TableStore:
         """Entries idle for at least their TTL; their idle period restarts now.
 
         `lock` is the switch's packet lock: taken only for a copy of each table's
-        entries and then for each chunk of `EXPIRY_CHUNK` entries that have a
-        TTL, so a large table never stalls forwarding for the whole scan.
+        entries that have a TTL (`timed`) and then for each chunk of
+        `EXPIRY_CHUNK` of them, so a large table never stalls forwarding for the
+        whole scan.
         """
         out: list[p4r.TableEntry] = []
         if lock is None:
@@ -646,10 +664,10 @@ class TableStore:
         for info in self._index.tables.values():
             if not info.supports_idle_timeout:
                 continue
+            if not self.timed[info.id]:
+                continue
             with lock:
-                items = list(self.entries[info.id].items())
-            timed = [item for item in items if item[1].idle_timeout_ns]
-            del items
+                timed = list(self.timed[info.id].items())
             for start in range(0, len(timed), EXPIRY_CHUNK):
                 with lock:
                     table = self.engine_table(info)

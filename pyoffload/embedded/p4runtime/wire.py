@@ -6,11 +6,14 @@ in forwarding) and keeps every decoded update alive until the call ends. The
 service takes the request as bytes instead; `split_write_request` walks its
 top-level fields in Python (which lets other threads run), decodes the
 small header (device id, election id, role, atomicity) and leaves each update
-as its bytes, decoded only when it is applied (`LazyUpdates`).
+as its bytes, decoded only when it is applied (`LazyUpdates`). Where each
+update lies is kept as plain offsets (not a memoryview per update): 100,000
+objects fewer for the garbage collector to walk while the batch is applied.
 """
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Sequence
 from typing import overload
 
@@ -27,7 +30,7 @@ def split_write_request(data: bytes) -> tuple[p4r.WriteRequest, LazyUpdates]:
     view = memoryview(data)
     end = len(data)
     head = bytearray()
-    chunks: list[memoryview] = []
+    bounds = array("q")  # start and end of each update
     pos = 0
     try:
         while pos < end:
@@ -45,8 +48,9 @@ def split_write_request(data: bytes) -> tuple[p4r.WriteRequest, LazyUpdates]:
                 if pos + length > end:
                     raise invalid("WriteRequest is truncated")
                 if key >> 3 == UPDATES_FIELD:
-                    chunks.append(view[pos:pos + length])
+                    bounds.append(pos)
                     pos += length
+                    bounds.append(pos)
                     continue
                 pos += length
             elif wire == 0:
@@ -65,7 +69,7 @@ def split_write_request(data: bytes) -> tuple[p4r.WriteRequest, LazyUpdates]:
         raise invalid("WriteRequest is truncated") from None
     except DecodeError as exc:
         raise invalid(f"WriteRequest cannot be decoded: {exc}") from None
-    return header, LazyUpdates(chunks)
+    return header, LazyUpdates(view, bounds)
 
 
 def _varint(data: bytes, pos: int) -> tuple[int, int]:
@@ -84,13 +88,15 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
 class LazyUpdates(Sequence[p4r.Update]):
     """Updates decoded one at a time; a malformed one raises INVALID_ARGUMENT."""
 
-    __slots__ = ("_chunks",)
+    __slots__ = ("_bounds", "_view")
 
-    def __init__(self, chunks: list[memoryview]) -> None:
-        self._chunks = chunks
+    def __init__(self, view: memoryview, bounds: array[int]) -> None:
+        self._view = view
+        self._bounds = bounds
+        """Start and end offset in `view` of each update, one after the other."""
 
     def __len__(self) -> int:
-        return len(self._chunks)
+        return len(self._bounds) // 2
 
     @overload
     def __getitem__(self, index: int) -> p4r.Update: ...
@@ -101,8 +107,15 @@ class LazyUpdates(Sequence[p4r.Update]):
     def __getitem__(self, index: int | slice) -> p4r.Update | Sequence[p4r.Update]:
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(len(self)))]
+        count = len(self)
+        if not -count <= index < count:
+            raise IndexError("update index out of range")
+        if index < 0:
+            index += count
+        bounds = self._bounds
+        chunk = self._view[bounds[2 * index]:bounds[2 * index + 1]]
         try:
-            return p4r.Update.FromString(self._chunks[index])  # type: ignore[arg-type]  # upb reads any buffer
+            return p4r.Update.FromString(chunk)  # type: ignore[arg-type]  # upb reads any buffer
         except DecodeError:
             raise invalid(f"update {index} cannot be decoded") from None
 

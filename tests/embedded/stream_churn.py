@@ -1,0 +1,50 @@
+"""Idle StreamChannels from a process of their own, opened then closed on demand.
+
+``python tests/embedded/stream_churn.py ADDRESS COUNT``: opens COUNT streams
+over connections of 100 streams each (every other one arbitrates as a backup),
+prints "open" once the target has them all, closes them all when a line
+arrives on stdin, prints "closed" and exits. Used by test_isolation so that
+what the target's process holds is measured without the clients' own memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Any
+
+import grpc
+from finsy.proto import p4r, p4r_grpc
+
+DEVICE_ID = 1
+PER_CONNECTION = 100
+
+
+async def main(address: str, count: int) -> None:
+    channels: list[grpc.aio.Channel] = []
+    calls: list[Any] = []
+    election = 1000
+    for first in range(0, count, PER_CONNECTION):
+        channel = grpc.aio.insecure_channel(address,
+                                            options=[("grpc.use_local_subchannel_pool", 1)])
+        channels.append(channel)
+        stub: Any = p4r_grpc.P4RuntimeStub(channel)  # typed for the sync API
+        for i in range(min(PER_CONNECTION, count - first)):
+            call = stub.StreamChannel()
+            calls.append(call)
+            if i % 2:
+                update = p4r.MasterArbitrationUpdate(
+                    device_id=DEVICE_ID, election_id=p4r.Uint128(low=election))
+                election += 1
+                await call.write(p4r.StreamMessageRequest(arbitration=update))
+    print("open", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    for call in calls:
+        call.cancel()
+    for channel in channels:
+        await channel.close(None)
+    print("closed", flush=True)
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1], int(sys.argv[2])))
