@@ -18,8 +18,8 @@ they share is taken in short turns: numbers from the pool (a ``Reservation``,
 number by number), table capacity (counted with the other VNICs' applies in
 flight), the target's writes (batch by batch), the state file's commit. Only the
 session's adoption and repairs stop every apply, through the gate
-(``gate.py``). A VNIC's state is an immutable snapshot swapped under a short
-lock, so a reader never pairs one generation's rules with another's counters.
+(``pyoffload.gate``). A VNIC's state is an immutable snapshot swapped under a
+short lock, so a reader never pairs one generation's rules with another's counters.
 """
 
 from __future__ import annotations
@@ -43,7 +43,6 @@ from pyoffload.agent.connections import Connection, Learned
 from pyoffload.agent.connstate import ConnectionKeeper
 from pyoffload.agent.errors import AgentError
 from pyoffload.agent.events import EventHub
-from pyoffload.agent.gate import ApplyGate
 from pyoffload.agent.handover import (
     ExportedConnection,
     ImportResult,
@@ -65,6 +64,7 @@ from pyoffload.compiler import (
     compile_request,
 )
 from pyoffload.compiler.compile import ternary_port_fields
+from pyoffload.gate import Gate
 from pyoffload.p4runtime import P4RuntimeClient, P4RuntimeError
 from pyoffload.pipeline import names
 from pyoffload.pipeline.artifacts import Artifacts, load_constants
@@ -152,7 +152,7 @@ class Agent:
         self._vnics = {v.name: VnicState(config=v) for v in config.vnics}
         self._vnic_locks = {name: threading.Lock() for name in self._vnics}
         """One per VNIC: its applies, withdraws, admission changes and imports in turn."""
-        self.gate = ApplyGate()
+        self.gate = Gate()
         self._numbers_lock = threading.Lock()
         """Held while a number is taken from or given back to the pool."""
         self._in_flight: dict[str, Mapping[str, int]] = {}

@@ -31,9 +31,9 @@ from finsy.proto import p4r
 
 from pyoffload.agent.config import TargetTls
 from pyoffload.agent.errors import AgentError
-from pyoffload.agent.gate import ApplyGate
 from pyoffload.agent.installer import Installer, ReconcileResult
 from pyoffload.errors import PyoffloadError
+from pyoffload.gate import Gate
 from pyoffload.p4runtime import P4RuntimeClient
 from pyoffload.pipeline import names
 
@@ -107,7 +107,7 @@ class TargetSession:
         *,
         device_id: int,
         schema: P4Schema,
-        gate: ApplyGate,
+        gate: Gate,
         desired: Callable[[], Desired],
         on_connected: Callable[[P4RuntimeClient, bool], None],
         on_lost: Callable[[], None],

@@ -27,9 +27,9 @@ from guest_shim.errors import GuestShimError
 from guest_shim.service import method_path
 
 from pyoffload.agent import Agent
-from pyoffload.agent.gate import ApplyGate
 from pyoffload.agent.ratelimit import RateLimit
 from pyoffload.compiler import Reservation, ResourcePool
+from pyoffload.gate import Gate
 from pyoffload.pipeline import names
 from pyoffload.rules import load_data, to_proto
 from pyoffload.targets import RunningTarget
@@ -246,7 +246,7 @@ def test_a_guest_over_its_byte_rate_is_refused_before_decoding(start_agent: Any,
 
 
 def test_the_gate_lets_applies_share_it_and_repairs_go_first() -> None:
-    gate = ApplyGate()
+    gate = Gate()
     order: list[str] = []
     with gate.shared(), gate.shared():  # two VNICs at once
         assert gate.quiet_epoch() is None

@@ -196,3 +196,29 @@ def test_memory_stays_bounded_over_failure_heavy_writes(flowing: Target, tmp_pat
           + ", ".join(f"{r:.0f}" for r in rounds) + " MB")
     assert rounds[-1] - rounds[0] < 100  # no growth from round to round
     assert rounds[-1] - before < 300
+
+
+def test_a_small_write_is_not_held_back_by_a_large_one(flowing: Target) -> None:
+    """Two CONTINUE_ON_ERROR Writes at once: the one-update Write sent while a
+    60,000-update Write runs is applied between two of its slices and answered first
+    (each update is atomic; only all-or-nothing batches run alone)."""
+    t = flowing
+    done: list[str] = []
+    large = l2_batch(t, 60_000)
+
+    def write_large() -> None:
+        t.client.write(*large)
+        done.append("large")
+
+    thread = threading.Thread(target=write_large)
+    thread.start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    t.client.write(insert(l2(t, 0x0B0000000001, 2)))
+    took = time.monotonic() - started
+    done.append("small")
+    thread.join(120)
+    print(f"\none-update Write during a 60,000-update one: answered in {took * 1e3:.1f} ms")
+    assert done == ["small", "large"]
+    entries = t.client.read(p4r.Entity(table_entry=p4r.TableEntry()))
+    assert len(entries) == 1 + 60_000 + 1

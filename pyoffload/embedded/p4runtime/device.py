@@ -4,30 +4,36 @@ Owns the rules of SetForwardingPipelineConfig (VERIFY ... RECONCILE_AND_COMMIT),
 batch atomicity of Write, the lock discipline, and the background work of
 digests and idle timeouts. It knows nothing about gRPC.
 
-Two locks: the control-plane lock (`_config_lock`) serialises pipeline
-pushes, Writes and Reads, so a Read never sees half a batch and a rolled-back
-batch is never seen at all by another controller; every engine access also
-holds the switch's (packet) lock, so packets only ever see the state before
-or after an update. A large Write takes the packet lock in short slices
-(whole batches only for DATAPLANE_ATOMIC), so forwarding goes on meanwhile:
-a slice ends after `SLICE_S` or as soon as a frame waits for the lock, and
-between two slices the writer lets go of the interpreter too
-(`Switch.yield_to_packets`). A batch refused 100,000 times holds one error
-object per distinct error, not one per update.
+Locks: the control-plane gate (`_gate`) lets pipeline pushes and
+all-or-nothing batches (ROLLBACK_ON_ERROR, DATAPLANE_ATOMIC) run alone, so a
+rolled-back batch is never seen by another controller, while CONTINUE_ON_ERROR
+Writes and Reads run together: each update is atomic, as P4Runtime asks of such
+batches, and one controller's large batch does not hold another's small one
+back. Every engine access holds the switch's (packet) lock, so packets only ever
+see the state before or after an update, and the control plane takes it in turns
+(`_turns`, in arrival order) slice by slice. A large Write takes it in short
+slices (whole batches only for DATAPLANE_ATOMIC), so forwarding and the other
+Writes go on meanwhile: a slice ends after `SLICE_S`, as soon as a frame waits
+for the lock or another Write or Read waits for its turn, and between two slices
+the writer lets go of the interpreter too (`Switch.yield_to_packets`). A batch
+refused 100,000 times holds one error object per distinct error, not one per
+update.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from finsy.proto import p4i, p4r, rpc_code
 
+from ...gate import Gate, Turns
 from ..engine.errors import EngineError
 from ..switch import Switch
 from .codec import decode_uint
@@ -105,7 +111,8 @@ class Device:
         self._loader = loader
         self._meter_factory = meter_factory
         self._clock = clock
-        self._config_lock = threading.Lock()
+        self._gate = Gate()
+        self._turns = Turns()
         self._committed: _Config | None = None
         self._saved: _Config | None = None
         self._idle_scan_ns = idle_scan_ns
@@ -178,7 +185,7 @@ class Device:
 
     def set_pipeline(self, request: SPFC) -> None:
         action = request.action
-        with self._config_lock:
+        with self._gate.exclusive():
             if action == SPFC.VERIFY:
                 self._verify(request.config)
             elif action == SPFC.VERIFY_AND_SAVE:
@@ -272,20 +279,21 @@ class Device:
               ) -> list[StatusError | None]:
         """Apply a batch; one error (or None) per update, in order.
 
-        Batches are serialised by the control-plane lock. CONTINUE_ON_ERROR and
-        ROLLBACK_ON_ERROR batches take the switch's (packet) lock in slices of
-        at most `SLICE_S` (shorter when a frame waits for it) and let waiting
-        frames through between two slices, so
-        forwarding goes on during a large batch (each update is still atomic for
-        the data plane; ROLLBACK_ON_ERROR is still all or nothing for the
-        control plane: no other Write or Read runs until it is done or undone).
-        DATAPLANE_ATOMIC batches hold the packet lock for the whole batch.
+        CONTINUE_ON_ERROR batches run beside other such Writes and Reads;
+        ROLLBACK_ON_ERROR and DATAPLANE_ATOMIC ones alone. CONTINUE_ON_ERROR and
+        ROLLBACK_ON_ERROR batches take the switch's (packet) lock in slices of at
+        most `SLICE_S` (shorter when a frame or another Write waits for it) and let
+        them through between two slices, so forwarding goes on during a large batch
+        (each update is still atomic for the data plane; ROLLBACK_ON_ERROR is still
+        all or nothing for the control plane: no other Write or Read runs until it
+        is done or undone). DATAPLANE_ATOMIC batches hold the packet lock for the
+        whole batch.
         """
         atomic = atomicity in (p4r.WriteRequest.ROLLBACK_ON_ERROR,
                                p4r.WriteRequest.DATAPLANE_ATOMIC)
         if not atomic and atomicity != p4r.WriteRequest.CONTINUE_ON_ERROR:
             raise invalid(f"unknown atomicity {atomicity}")
-        with self._config_lock:
+        with self._gate.exclusive() if atomic else self._gate.shared():
             store = self.store
             if store is None:
                 raise failed_precondition("no forwarding pipeline config has been set")
@@ -299,14 +307,15 @@ class Device:
         results: list[StatusError | None] = [None] * len(updates)
         undo: list[Callable[[], None]] | None = [] if atomic else None
         apply = store.apply
-        lock = self.switch.lock
+        lock = self._slice if sliced else self._held  # unsliced: the caller holds it
+        turns = self._turns
         count = len(updates)
         failed: tuple[int, StatusError] | None = None
         shared: dict[tuple[int, str], StatusError] = {}
         waiting = self.switch.packets_waiting
         i = 0
         while i < count and failed is None:
-            with lock:
+            with lock():
                 until = time.perf_counter() + SLICE_S
                 while i < count:
                     try:
@@ -324,7 +333,8 @@ class Device:
                             break
                         results[i] = error
                     i += 1
-                    if sliced and not i & 15 and (waiting() or time.perf_counter() > until):
+                    if sliced and not i & 15 and (waiting() or turns.waiting
+                                                  or time.perf_counter() > until):
                         break
             if sliced:
                 self.switch.yield_to_packets()
@@ -340,9 +350,9 @@ class Device:
 
     def _rollback(self, undo: list[Callable[[], None]], sliced: bool) -> None:
         """Undo applied updates in reverse order (in slices when `sliced`)."""
-        lock = self.switch.lock
+        lock = self._slice if sliced else self._held
         while undo:
-            with lock:
+            with lock():
                 until = time.perf_counter() + SLICE_S
                 while undo:
                     step = undo.pop()
@@ -352,16 +362,30 @@ class Device:
                         _log.exception("rolling back a batch failed; state may differ from "
                                        "before")
                     if sliced and not len(undo) & 15 and (
-                            self.switch.packets_waiting() or time.perf_counter() > until):
+                            self.switch.packets_waiting() or self._turns.waiting
+                            or time.perf_counter() > until):
                         break
             if sliced:
                 self.switch.yield_to_packets()
+
+    @contextlib.contextmanager
+    def _slice(self) -> Iterator[None]:
+        """One slice of control-plane work: its turn, then the packet lock."""
+        with self._turns, self.switch.lock:
+            yield
+
+    @contextlib.contextmanager
+    def _held(self) -> Iterator[None]:
+        """The packet lock, which a DATAPLANE_ATOMIC batch holds throughout."""
+        with self.switch.lock:
+            yield
 
     def read(self, entities: Sequence[p4r.Entity]) -> tuple[list[p4r.Entity],
                                                           list[StatusError | None]]:
         found: list[p4r.Entity] = []
         errors: list[StatusError | None] = [None] * len(entities)
-        with self._config_lock, self.switch.lock:  # never half a batch
+        # never half an all-or-nothing batch (those run alone); one turn of the lock
+        with self._gate.shared(), self._turns, self.switch.lock:
             store = self.store
             if store is None:
                 raise failed_precondition("no forwarding pipeline config has been set")

@@ -1,15 +1,16 @@
-"""Who may change the target at once: the VNICs' applies together, or one session task.
+"""Two locks the standard library lacks: a readers-writer gate and a lock taken in turns.
 
-Each VNIC's requests are serialised by a lock of that VNIC's own, and applies of
-different VNICs run at the same time: their entities never share a key, so they
-hold the gate *shared*. A (re)connection's adoption and a reconciliation read the
-whole target and make it hold every owner's desired state: they must see no apply
-half done, so they hold it *exclusively*. A waiting exclusive holder keeps new
-shared ones back (a stream of applies cannot starve a repair).
+``Gate``: many holders at once (*shared*) or one alone (*exclusive*); a waiting
+exclusive holder keeps new shared ones back, so a stream of shared holders cannot
+starve it. It counts every change of hands (``epoch``), so a reader can tell whether
+anyone came or went while it looked without holding it. The agent's applies hold it
+shared (each VNIC's own lock keeps that VNIC's in order) and its adoption and repairs
+exclusively; the embedded target's Writes and Reads hold it shared and its pipeline
+pushes and all-or-nothing batches exclusively.
 
-The gate counts every change of hands (``epoch``): a reconciliation reads the target
-without holding the gate, then keeps that reading only if the epoch did not move
-meanwhile, so the periodic read-back does not stop the applies while it reads.
+``Turns``: a lock granted in the order it was asked for. ``threading.Lock`` is not: a
+thread that lets go and asks again at once usually gets it back, so a large job
+taken in slices would starve a small one waiting between them.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import threading
 from collections.abc import Iterator
 
 
-class ApplyGate:
+class Gate:
     """A readers-writer gate whose writers go first (see the module docstring)."""
 
     def __init__(self) -> None:
@@ -44,7 +45,7 @@ class ApplyGate:
 
     @contextlib.contextmanager
     def shared(self) -> Iterator[None]:
-        """Held by one VNIC's apply (its own lock keeps that VNIC's applies in order)."""
+        """Held together with other shared holders."""
         with self._cond:
             while self._exclusive or self._exclusive_waiting:
                 self._cond.wait()
@@ -61,7 +62,7 @@ class ApplyGate:
 
     @contextlib.contextmanager
     def exclusive(self) -> Iterator[None]:
-        """Held by a task that must see and change every owner's entries at once."""
+        """Held alone: waits for the shared holders to leave, and holds new ones back."""
         with self._cond:
             self._exclusive_waiting += 1
             try:
@@ -78,3 +79,29 @@ class ApplyGate:
                 self._exclusive = False
                 self._epoch += 1
                 self._cond.notify_all()
+
+
+class Turns:
+    """A lock granted in the order it was asked for (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._next = 0
+        self._serving = 0
+
+    @property
+    def waiting(self) -> bool:
+        """Someone waits for their turn (read without locking: a hint)."""
+        return self._next - self._serving > 1
+
+    def __enter__(self) -> None:
+        with self._cond:
+            ticket = self._next
+            self._next += 1
+            while self._serving != ticket:
+                self._cond.wait()
+
+    def __exit__(self, *exc: object) -> None:
+        with self._cond:
+            self._serving += 1
+            self._cond.notify_all()
