@@ -222,3 +222,25 @@ def test_a_small_write_is_not_held_back_by_a_large_one(flowing: Target) -> None:
     assert done == ["small", "large"]
     entries = t.client.read(p4r.Entity(table_entry=p4r.TableEntry()))
     assert len(entries) == 1 + 60_000 + 1
+
+
+def test_a_write_is_not_held_back_by_a_large_read(flowing: Target) -> None:
+    """A Read of 30,000 keys takes the packet lock in slices too: a one-update Write sent
+    while it runs is applied between two of them and answered first."""
+    t = flowing
+    batch = l2_batch(t, 30_000)
+    t.client.write(*batch)
+    done: list[str] = []
+    keys = [update.entity for update in batch]
+
+    def read_large() -> None:
+        assert len(t.client.read(*keys)) == 30_000
+        done.append("read")
+
+    thread = threading.Thread(target=read_large)
+    thread.start()
+    time.sleep(0.2)
+    t.client.write(insert(l2(t, 0x0B0000000002, 2)))
+    done.append("write")
+    thread.join(120)
+    assert done == ["write", "read"]

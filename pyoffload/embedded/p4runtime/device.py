@@ -384,16 +384,27 @@ class Device:
                                                           list[StatusError | None]]:
         found: list[p4r.Entity] = []
         errors: list[StatusError | None] = [None] * len(entities)
-        # never half an all-or-nothing batch (those run alone); one turn of the lock
-        with self._gate.shared(), self._turns, self.switch.lock:
+        # Never half an all-or-nothing batch (those run alone). Entities are read in
+        # slices of the packet lock, as Writes are, so a Read of many keys lets Writes and
+        # frames in between (each entity is read whole).
+        count = len(entities)
+        i = 0
+        with self._gate.shared():
             store = self.store
             if store is None:
                 raise failed_precondition("no forwarding pipeline config has been set")
-            for i, entity in enumerate(entities):
-                try:
-                    found.extend(store.read(entity))
-                except StatusError as exc:
-                    errors[i] = exc
+            while i < count:
+                with self._slice():
+                    until = time.perf_counter() + SLICE_S
+                    while i < count:
+                        try:
+                            found.extend(store.read(entities[i]))
+                        except StatusError as exc:
+                            errors[i] = exc
+                        i += 1
+                        if (self._turns.waiting or self.switch.packets_waiting()
+                                or time.perf_counter() > until):
+                            break
         return found, errors
 
     # packet I/O and digests ------------------------------------------------------------
