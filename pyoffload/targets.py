@@ -24,6 +24,7 @@ from types import TracebackType
 
 import attrs
 import grpc
+from finsy.proto import p4r, p4r_grpc
 
 from pyoffload.errors import PyoffloadError
 
@@ -136,21 +137,26 @@ class RunningTarget:
         return f"127.0.0.1:{argv[argv.index('--thrift-port') + 1]}"
 
     def wait_ready(self, timeout: float = 30.0) -> None:
-        """Poll the gRPC channel until it connects; fail early if the process dies."""
+        """Ask the target for its capabilities until it answers (any answer: it serves);
+        fail early if the process dies. (Not ``grpc.channel_ready_future``: its poller
+        thread can outlive the channel and fail in the background.)"""
         deadline = time.monotonic() + timeout
         with grpc.insecure_channel(self.grpc_address) as channel:
+            stub = p4r_grpc.P4RuntimeStub(channel)
             while True:
                 if self.process.poll() is not None:
                     raise TargetUnavailable(
                         f"{self.kind} target exited with code {self.process.returncode} "
                         f"before serving P4Runtime:\n{self.output_tail()}"
                     )
-                ready = grpc.channel_ready_future(channel)
                 try:
-                    ready.result(timeout=0.5)
+                    stub.Capabilities(p4r.CapabilitiesRequest(), timeout=0.5,
+                                      wait_for_ready=True)
                     return
-                except grpc.FutureTimeoutError:
-                    ready.cancel()  # else its poller thread outlives the channel
+                except grpc.RpcError as exc:
+                    if exc.code() not in (grpc.StatusCode.UNAVAILABLE,
+                                          grpc.StatusCode.DEADLINE_EXCEEDED):
+                        return  # it answered: it serves
                     if time.monotonic() > deadline:
                         self.stop()
                         raise TargetUnavailable(

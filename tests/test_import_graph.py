@@ -20,7 +20,7 @@ import pytest
 PACKAGE_DIR = Path(__file__).resolve().parent.parent / "pyoffload"
 
 LAYERS: list[tuple[str, ...]] = [
-    ("pyoffload.errors", "pyoffload.bulk", "pyoffload.gate"),
+    ("pyoffload.errors", "pyoffload.bulk", "pyoffload.gate", "pyoffload.memory"),
     ("pyoffload.rules", "pyoffload.examples"),
     ("pyoffload.pipeline",),
     ("pyoffload.p4runtime", "pyoffload.compiler", "pyoffload.embedded"),

@@ -36,6 +36,7 @@ from pathlib import Path
 from types import FrameType
 
 from pyoffload.errors import PyoffloadError
+from pyoffload.memory import fix_mmap_threshold
 
 PROG = "pyoffload-target"
 SWITCH_INTERVAL_S = 0.002
@@ -405,6 +406,7 @@ def _tune_interpreter() -> None:
     gc.freeze()
     gc.set_threshold(5_000, 4, 1_000)
     sys.setswitchinterval(SWITCH_INTERVAL_S)
+    fix_mmap_threshold()  # large Writes' blocks go back to the system (pyoffload.memory)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -189,7 +189,7 @@ def test_memory_stays_bounded_over_failure_heavy_writes(flowing: Target, tmp_pat
     gc.collect()
     before = rss_mb()
     rounds = []
-    for _ in range(5):
+    for _ in range(10):
         big_write(t, tmp_path, "acl", WA.CONTINUE_ON_ERROR)
         rounds.append(rss_mb())
     print(f"\nRSS before {before:.0f} MB; after each failure-heavy 100,000-update write: "

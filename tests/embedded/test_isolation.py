@@ -19,7 +19,6 @@ import grpc
 import pytest
 from finsy.proto import p4i, p4r, p4r_grpc
 
-from pyoffload.embedded.p4runtime import heap
 from pyoffload.embedded.p4runtime.codec import encode_uint
 from pyoffload.embedded.p4runtime.service import StreamLimits
 from pyoffload.embedded.p4runtime.testing import (
@@ -31,6 +30,7 @@ from pyoffload.embedded.p4runtime.testing import (
     running_target,
     uint128,
 )
+from pyoffload.memory import trim
 
 
 def l2(t: Target, mac: int, port: int = 2) -> p4r.Entity:
@@ -254,7 +254,7 @@ def test_streams_opened_and_closed_leave_the_target_as_it_was(t: Target) -> None
     t.client.arbitrate(election_id=2**64)
     service = t.server.service
     gc.collect()
-    heap.trim()
+    trim()
     before = rss_mb()
     rounds = []
     for _ in range(3):

@@ -12,7 +12,7 @@ a bounded thread pool of its own, and packet-outs in another. Streams are
 limited per peer and in total (RESOURCE_EXHAUSTED beyond). A Write or a
 SetForwardingPipelineConfig is accepted only from the connection (and the
 authenticated identity) of the primary's open stream, as the spec requires.
-Once a burst of stream closes is over, the heap is trimmed (`heap.py`), so
+Once a burst of stream closes is over, the heap is trimmed (`pyoffload.memory`), so
 that many streams opened and closed do not leave the process larger.
 """
 
@@ -29,7 +29,7 @@ from typing import TypeVar
 import grpc
 from finsy.proto import p4r, rpc_code
 
-from . import heap
+from ...memory import trim
 from .arbitration import Arbiter, Controller, election_id_of
 from .codec import encode_uint
 from .device import Device
@@ -57,6 +57,8 @@ TRIM_AFTER_CLOSES = 32
 """Streams closed (since the last trim) that make the heap worth trimming."""
 TRIM_QUIET_S = 0.1
 """No stream closed for this long: the burst is over, trim now (one trim per burst)."""
+TRIM_AFTER_UPDATES = 10_000
+"""A Write this large is followed by a heap trim (it allocated tens of megabytes)."""
 Context = grpc.aio.ServicerContext[object, object]
 
 
@@ -231,6 +233,11 @@ class P4RuntimeService:
             del request
             self._check_primary(header, context, "Write")
             failed = await self._run(self._write, header, updates)
+            large = len(updates) >= TRIM_AFTER_UPDATES
+            del updates
+            if large:  # what it decoded and built is free now: give the pages back
+                with contextlib.suppress(RuntimeError):  # the server is shutting down
+                    asyncio.get_running_loop().run_in_executor(self._stream_pool, self._trim)
         except StatusError as exc:
             _fail(context, exc.code, exc.message)
             return p4r.WriteResponse()
@@ -360,7 +367,7 @@ class P4RuntimeService:
             loop.run_in_executor(self._stream_pool, self._trim)
 
     def _trim(self) -> None:
-        heap.trim()
+        trim()
         self.heap_trims += 1
 
     async def _read_stream(
