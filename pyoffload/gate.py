@@ -61,9 +61,13 @@ class Gate:
                     self._cond.notify_all()
 
     @contextlib.contextmanager
-    def exclusive(self) -> Iterator[None]:
-        """Held alone: waits for the shared holders to leave, and holds new ones back."""
+    def exclusive(self, patience: float = 0.0) -> Iterator[None]:
+        """Held alone: waits for the shared holders to leave, and holds new ones back;
+        for the first ``patience`` seconds it only waits for a moment when none holds
+        it (between two holders' turns) and holds none back."""
         with self._cond:
+            if patience > 0:
+                self._cond.wait_for(lambda: not (self._exclusive or self._shared), patience)
             self._exclusive_waiting += 1
             try:
                 while self._exclusive or self._shared:

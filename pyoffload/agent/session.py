@@ -49,6 +49,10 @@ them back to read."""
 OPTIMISTIC_PAUSE_S = 0.05
 """Pause between two such readings."""
 
+EXCLUSIVE_PATIENCE_S = 1.0
+"""How long the last reading waits for a moment with no apply in flight before it holds
+new applies back (so it does not make a guest wait for another's apply to end)."""
+
 MANAGED_TABLES = tuple(t for t in names.ALL_TABLES if t != names.CT_OVERFLOW)
 """Tables whose every entry belongs to some VNIC's desired state (``vnic.ct_overflow``
 is the slow path's, adopted by it)."""
@@ -272,7 +276,7 @@ class TargetSession:
                         return self._reconcile_with(client, installer, self._desired(),
                                                     count=True, actual=actual)
             self._stop.wait(OPTIMISTIC_PAUSE_S)
-        with self._gate.exclusive():
+        with self._gate.exclusive(patience=EXCLUSIVE_PATIENCE_S):
             client, installer = self.writer()
             return self._reconcile_with(client, installer, self._desired(), count=True)
 

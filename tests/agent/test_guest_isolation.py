@@ -268,6 +268,26 @@ def test_the_gate_lets_applies_share_it_and_repairs_go_first() -> None:
     assert gate.epoch == epoch + 2
 
 
+def test_a_patient_repair_lets_applies_in_until_its_patience_runs_out() -> None:
+    gate = Gate()
+    order: list[str] = []
+    with gate.shared():
+        waiting = threading.Thread(target=lambda: _hold(gate.exclusive(patience=0.3), order,
+                                                        "repair"))
+        waiting.start()
+        time.sleep(0.05)
+        with gate.shared():  # not held back yet: the repair waits for a quiet moment
+            order.append("apply")
+        time.sleep(0.4)  # patience ran out: now new applies wait behind the repair
+        late = threading.Thread(target=lambda: _hold(gate.shared(), order, "late apply"))
+        late.start()
+        time.sleep(0.05)
+        assert order == ["apply"]
+    waiting.join(5)
+    late.join(5)
+    assert order == ["apply", "repair", "late apply"]
+
+
 def _hold(hold: Any, order: list[str], name: str) -> None:
     with hold:
         order.append(name)
