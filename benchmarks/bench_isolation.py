@@ -68,7 +68,8 @@ FLOOD_RULES = 1000
 OVER_QUOTA_RULES, OVER_QUOTA_BYTES = 60_000, 4_000_000
 """The over-quota request: this many rules, padded to about this size (under the
 channel's receive limit, which the quotas above set at ~4.3 MB)."""
-UNLIMITED = {"requests_per_second": 1_000_000, "request_burst": 1_000_000}
+UNLIMITED = {"requests_per_second": 1_000_000, "request_burst": 1_000_000,
+             "bytes_per_second": 2**31 - 1}
 """``channel_limits`` under which every call reaches decoding."""
 GOAL_P99_MS, GOAL_RSS = 50.0, 0.10
 CALL_TIMEOUT_S = 30.0
