@@ -36,12 +36,10 @@ import argparse
 import json
 import multiprocessing
 import os
-import queue
 import random
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from contextlib import ExitStack, suppress
@@ -56,7 +54,14 @@ from guest_shim.errors import GuestShimError
 from guest_shim.service import method_path
 
 from benchmarks.bench_agent import big_request, percentile
-from benchmarks.bench_service import REPO, Measurement, goal, host_config, measure_each, poll
+from benchmarks.bench_service import (
+    ChildProcess,
+    Measurement,
+    goal,
+    host_config,
+    measure_each,
+    poll,
+)
 from guest_shim import offload_pb2 as pb
 from pyoffload.targets import RunningTarget, start_target
 
@@ -137,41 +142,15 @@ def _serve_agent() -> None:
                   flush=True)
 
 
-class AgentProcess:
+class AgentProcess(ChildProcess):
     """A ``python -c`` process running the agent and its channels (``_serve_agent``)."""
 
     def __init__(self, stack: ExitStack, config: dict[str, Any], target: RunningTarget,
                  log: Path) -> None:
-        spec = json.dumps({"config": config, "address": target.grpc_address,
-                           "device_id": target.device_id})
-        code = "from benchmarks.bench_isolation import _serve_agent; _serve_agent()"
-        self.log = log
-        with log.open("ab") as err:
-            self.process = subprocess.Popen(
-                [sys.executable, "-c", code, spec], cwd=str(REPO), stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE, stderr=err, text=True)
-        self.pid = self.process.pid
-        self._lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
+        super().__init__(stack, "benchmarks.bench_isolation._serve_agent", config, target,
+                         log)
         stack.callback(self.stop)
         self._next(120)
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self._lines.put(line)
-        self._lines.put("")
-
-    def _next(self, timeout: float) -> dict[str, Any]:
-        try:
-            line = self._lines.get(timeout=timeout)
-        except queue.Empty:
-            raise RuntimeError(f"the agent process said nothing within {timeout:g} s "
-                               f"(log {self.log})") from None
-        if not line:
-            tail = self.log.read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"the agent process exited:\n{tail}")
-        return cast(dict[str, Any], json.loads(line))
 
     def rss(self) -> int:
         return rss_bytes(self.pid)

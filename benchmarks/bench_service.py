@@ -364,22 +364,24 @@ def _child_agent() -> None:
     journal.close()
 
 
-class ChildAgent:
-    """A ``python -c`` process that will run an agent (``_child_agent``)."""
+class ChildProcess:
+    """A ``python -c`` process that runs ``function`` of this repository's benchmarks
+    with an agent's spec (its configuration and target) and answers in JSON lines."""
 
-    def __init__(self, stack: ExitStack, config: dict[str, Any], target: RunningTarget,
-                 log: Path) -> None:
+    def __init__(self, stack: ExitStack, function: str, config: dict[str, Any],
+                 target: RunningTarget, log: Path) -> None:
         spec = json.dumps({"config": config, "address": target.grpc_address,
                            "device_id": target.device_id})
-        code = "from benchmarks.bench_service import _child_agent; _child_agent()"
+        module, _, name = function.rpartition(".")
+        code = f"from {module} import {name}; {name}()"
         self.log = log
         with log.open("ab") as err:
             self.process = subprocess.Popen(
                 [sys.executable, "-c", code, spec], cwd=str(REPO), stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE, stderr=err, text=True)
+        self.pid = self.process.pid
         self._lines: queue.Queue[str] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
-        stack.callback(self.kill)
 
     def _read(self) -> None:
         assert self.process.stdout is not None
@@ -391,12 +393,21 @@ class ChildAgent:
         try:
             line = self._lines.get(timeout=timeout)
         except queue.Empty:
-            raise RuntimeError(f"the child agent said nothing within {timeout:g} s "
+            raise RuntimeError(f"the agent process said nothing within {timeout:g} s "
                                f"(log {self.log})") from None
         if not line:
             tail = self.log.read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"the child agent exited:\n{tail}")
+            raise RuntimeError(f"the agent process exited:\n{tail}")
         return cast(dict[str, Any], json.loads(line))
+
+
+class ChildAgent(ChildProcess):
+    """A ``python -c`` process that will run an agent (``_child_agent``)."""
+
+    def __init__(self, stack: ExitStack, config: dict[str, Any], target: RunningTarget,
+                 log: Path) -> None:
+        super().__init__(stack, "benchmarks.bench_service._child_agent", config, target, log)
+        stack.callback(self.kill)
 
     def wait_imported(self) -> None:
         self._next(60)
