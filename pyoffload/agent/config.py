@@ -303,18 +303,24 @@ def _check_keys(data: Mapping[str, Any], allowed: set[str], where: str) -> None:
         )
 
 
+def _pem_paths(data: Mapping[str, Any], where: str, base: Path) -> dict[str, Path]:
+    """The ``ca``, ``cert`` and ``key`` file paths of a TLS mapping (relative: to ``base``)."""
+    paths = {}
+    for field in ("ca", "cert", "key"):
+        value = data.get(field)
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{where}: {field}: expected the path of a PEM file")
+        paths[field] = base / value
+    return paths
+
+
 def _tls(data: Any, base: Path) -> TargetTls | None:
     if data is None:
         return None
     if not isinstance(data, dict):
         raise ConfigError("target: tls: expected a mapping with ca, cert and key")
     _check_keys(data, {"ca", "cert", "key", "server_name"}, "target: tls")
-    paths = {}
-    for field in ("ca", "cert", "key"):
-        value = data.get(field)
-        if not isinstance(value, str) or not value:
-            raise ConfigError(f"target: tls: {field}: expected the path of a PEM file")
-        paths[field] = base / value
+    paths = _pem_paths(data, "target: tls", base)
     server_name = data.get("server_name")
     if server_name is not None and not isinstance(server_name, str):
         raise ConfigError("target: tls: server_name: expected a host name")
@@ -411,12 +417,7 @@ def _channel_tls(data: Any, where: str, base: Path) -> ChannelTlsConfig | None:
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping with ca, cert, key and client")
     _check_keys(data, {"ca", "cert", "key", "client"}, where)
-    paths = {}
-    for field in ("ca", "cert", "key"):
-        value = data.get(field)
-        if not isinstance(value, str) or not value:
-            raise ConfigError(f"{where}: {field}: expected the path of a PEM file")
-        paths[field] = base / value
+    paths = _pem_paths(data, where, base)
     client = data.get("client")
     if not isinstance(client, str) or not client.strip():
         raise ConfigError(f"{where}: client: expected the common name or subject alternative "

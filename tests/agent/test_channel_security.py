@@ -14,11 +14,8 @@ refused. A real embedded target, a real agent, real sockets on loopback.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -39,7 +36,7 @@ from pyoffload.agent.channel import ChannelServer, peer_key, serve_all, serve_ch
 from pyoffload.agent.config import parse_config
 from pyoffload.agent.errors import AgentError
 from pyoffload.targets import RunningTarget, free_tcp_port
-from tests.embedded.test_security import User, unprivileged
+from tests.embedded.test_security import User, run_probe, unprivileged
 from tests.guest_shim.test_tls import channel_pki, guest_tls, public_dir
 
 __all__ = ["channel_pki", "public_dir", "unprivileged"]  # fixtures used here
@@ -74,12 +71,7 @@ os._exit(0)  # (grpc can hang at interpreter exit while it retries a failed hand
 
 def probe(user: User, address: str, ca: Path | None = None) -> dict[str, str]:
     """What ``user`` gets for Get and Apply on the channel at ``address``."""
-    result = subprocess.run(
-        [sys.executable, "-c", PROBE, str(user.uid), str(user.gid), address, str(ca or "")],
-        capture_output=True, text=True, timeout=60, check=False)
-    assert result.returncode == 0, result.stderr
-    answer: dict[str, str] = json.loads(result.stdout)
-    return answer
+    return run_probe(PROBE, user, address, ca)
 
 
 def vnic(name: str, number: int, channel: str, **fields: Any) -> dict[str, Any]:
@@ -348,26 +340,27 @@ def test_over_quota_requests_are_refused_from_their_counts(
         raise AssertionError("an over-quota request reached validation")
 
     monkeypatch.setattr(channel_module, "from_proto", no_validation)
-    with Channel(f"unix:{big}", timeout=30) as guest:
-        started = time.monotonic()
-        with pytest.raises(GuestShimError) as info:
-            guest.apply(request)
-        took = time.monotonic() - started
+    error, took = refused_apply(big, request)
     print(f"4 MB request, 67,000 rules over a quota of 8: refused in {took * 1000:.0f} ms")
-    assert info.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert str(info.value) == ("apply: RESOURCE_EXHAUSTED: VNIC big: the request has 67000 "
-                               "rules, the VNIC's quota is 8; nothing was installed")
+    assert error.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert str(error) == ("apply: RESOURCE_EXHAUSTED: VNIC big: the request has 67000 "
+                          "rules, the VNIC's quota is 8; nothing was installed")
     assert took < 2.0
 
-    with Channel(f"unix:{small}", timeout=30) as guest:
+    error, took = refused_apply(small, request)
+    print(f"4 MB request over the derived size limit: refused in {took * 1000:.0f} ms")
+    assert error.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "apply: the request is larger than the VNIC channel accepts" in str(error)
+    assert took < 2.0
+
+
+def refused_apply(socket_path: Path, request: pb.OffloadRequest) -> tuple[GuestShimError, float]:
+    """The refusal of ``request`` on the channel at ``socket_path``, and how long it took."""
+    with Channel(f"unix:{socket_path}", timeout=30) as guest:
         started = time.monotonic()
         with pytest.raises(GuestShimError) as info:
             guest.apply(request)
-        took = time.monotonic() - started
-    print(f"4 MB request over the derived size limit: refused in {took * 1000:.0f} ms")
-    assert info.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert "apply: the request is larger than the VNIC channel accepts" in str(info.value)
-    assert took < 2.0
+        return info.value, time.monotonic() - started
 
 
 def test_stopping_with_a_call_in_flight(start_agent: Any, tmp_path: Path) -> None:

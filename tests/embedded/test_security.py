@@ -117,14 +117,21 @@ def public_dir() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def probe(user: User, address: str, ca: Path | None = None) -> dict[str, str]:
-    """What `user` gets for Capabilities, Read, Write and StreamChannel on `address`."""
+def run_probe(script: str, user: User, address: str, ca: Path | None = None
+              ) -> dict[str, str]:
+    """Run a probe ``script`` as ``user`` (it drops to the uid and gid it is given) against
+    ``address``; the JSON answer it prints."""
     result = subprocess.run(
-        [sys.executable, "-c", PROBE, str(user.uid), str(user.gid), address, str(ca or "")],
+        [sys.executable, "-c", script, str(user.uid), str(user.gid), address, str(ca or "")],
         capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     answer: dict[str, str] = json.loads(result.stdout)
     return answer
+
+
+def probe(user: User, address: str, ca: Path | None = None) -> dict[str, str]:
+    """What `user` gets for Capabilities, Read, Write and StreamChannel on `address`."""
+    return run_probe(PROBE, user, address, ca)
 
 
 @pytest.fixture

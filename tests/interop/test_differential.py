@@ -26,10 +26,9 @@ from benchmarks.corpus import CorpusFrame, build_corpus
 from pyoffload.p4runtime import P4RuntimeClient, UpdateType
 from pyoffload.pipeline import names
 from pyoffload.pipeline.artifacts import Artifacts, load_constants
-from pyoffload.playground.topology import Topology
-from pyoffload.targets import bmv2_path, start_target
+from pyoffload.targets import bmv2_path
 from tests.interop.entries import PEERS, SIDES, differential_entities
-from tests.interop.wire import Output, Wire
+from tests.interop.wire import Output, Wire, target_on_veths
 
 pytestmark = pytest.mark.netns
 
@@ -50,27 +49,21 @@ def run_corpus(kind: str, corpus: list[CorpusFrame], workdir: Path) -> Run:
     artifacts = Artifacts.packaged()
     const = load_constants()
     outputs: dict[str, Counter[Output]] = {}
-    with Topology() as topo:
-        for port in PEERS:
-            topo.add_veth(port)
-        switch_ends = {p: pair.switch_end for p, pair in topo.pairs.items()}
-        test_ends = {p: pair.test_end for p, pair in topo.pairs.items()}
-        with start_target(kind, switch_ends, output=workdir / f"{kind}-{topo.tag}.log") as target, \
-                P4RuntimeClient(target.grpc_address, device_id=target.device_id) as client:
-            schema = client.set_pipeline(artifacts.p4info, artifacts.bmv2_json)
-            client.write_entities(UpdateType.INSERT,
-                                  [e.encode(schema) for e in differential_entities(const)])
-            with Wire(test_ends, PEERS) as wire:
-                for vnic, (guest, uplink) in SIDES.items():
-                    for item in corpus:
-                        port = guest if item.side == "guest" else uplink
-                        out = wire.exchange(port, item.frame)
-                        out.update(packet_ins(client, const["CPU_PORT"]))
-                        outputs[f"vnic {vnic}: {item.name}"] = out
-            drops = {}
-            for entity in client.read([P4CounterEntry(names.DROP_COUNTER).encode(schema)]):
-                cell = entity.counter_entry
-                drops[cell.index.index] = (cell.data.packet_count, cell.data.byte_count)
+    with target_on_veths(kind, PEERS, artifacts.p4info, artifacts.bmv2_json,
+                         workdir) as (client, schema, test_ends):
+        client.write_entities(UpdateType.INSERT,
+                              [e.encode(schema) for e in differential_entities(const)])
+        with Wire(test_ends, PEERS) as wire:
+            for vnic, (guest, uplink) in SIDES.items():
+                for item in corpus:
+                    port = guest if item.side == "guest" else uplink
+                    out = wire.exchange(port, item.frame)
+                    out.update(packet_ins(client, const["CPU_PORT"]))
+                    outputs[f"vnic {vnic}: {item.name}"] = out
+        drops = {}
+        for entity in client.read([P4CounterEntry(names.DROP_COUNTER).encode(schema)]):
+            cell = entity.counter_entry
+            drops[cell.index.index] = (cell.data.packet_count, cell.data.byte_count)
     return Run(kind=kind, outputs=outputs, drops=drops)
 
 

@@ -20,11 +20,10 @@ from pathlib import Path
 import pytest
 from finsy import P4TableAction, P4TableEntry, P4TableMatch
 
-from pyoffload.p4runtime import P4RuntimeClient, UpdateType
-from pyoffload.playground.topology import Topology
-from pyoffload.targets import bmv2_path, start_target
+from pyoffload.p4runtime import UpdateType
+from pyoffload.targets import bmv2_path
 from tests.embedded.program_inputs import HDR_ASSIGN, NESTED_SWITCH, NESTED_SWITCH_ENTRIES, Case
-from tests.interop.wire import Output, Wire
+from tests.interop.wire import Output, Wire, target_on_veths
 
 pytestmark = pytest.mark.netns
 
@@ -50,19 +49,12 @@ def _params(action: str, args: tuple[int, ...]) -> dict[str, int]:
 def run(kind: str, program: str, cases: list[Case], workdir: Path) -> dict[str, Counter[Output]]:
     """Start ``kind`` on two fresh veth pairs, push ``program``, send each case's frame."""
     outputs: dict[str, Counter[Output]] = {}
-    with Topology() as topo:
-        for port in PEERS:
-            topo.add_veth(port)
-        switch_ends = {p: pair.switch_end for p, pair in topo.pairs.items()}
-        test_ends = {p: pair.test_end for p, pair in topo.pairs.items()}
-        with start_target(kind, switch_ends, output=workdir / f"{kind}-{program}.log") as target, \
-                P4RuntimeClient(target.grpc_address, device_id=target.device_id) as client:
-            schema = client.set_pipeline(PROGRAMS_DIR / f"{program}.p4info.txtpb",
-                                         PROGRAMS_DIR / f"{program}.json")
-            client.write_entities(UpdateType.INSERT, [e.encode(schema) for e in entries(program)])
-            with Wire(test_ends, PEERS) as wire:
-                for case in cases:
-                    outputs[case.name] = wire.exchange(1, case.frame)
+    with target_on_veths(kind, PEERS, PROGRAMS_DIR / f"{program}.p4info.txtpb",
+                         PROGRAMS_DIR / f"{program}.json", workdir) as (client, schema, test_ends):
+        client.write_entities(UpdateType.INSERT, [e.encode(schema) for e in entries(program)])
+        with Wire(test_ends, PEERS) as wire:
+            for case in cases:
+                outputs[case.name] = wire.exchange(1, case.frame)
     return outputs
 
 

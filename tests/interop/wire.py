@@ -11,13 +11,21 @@ Everything is bounded: a target that never returns the sync frame is an error.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import struct
 import threading
 from collections import Counter
+from collections.abc import Iterable, Iterator
+from pathlib import Path
 from types import TracebackType
 
+from finsy import P4Schema
+
 from pyoffload.embedded.ports import RawSocketPort
+from pyoffload.p4runtime import P4RuntimeClient
+from pyoffload.playground.topology import Topology
+from pyoffload.targets import start_target
 
 SYNC_ETHERTYPE = 0x88B5  # IEEE local experimental: never a protocol we parse
 SYNC_MAGIC = b"pyoffload-sync"
@@ -91,3 +99,19 @@ class Wire:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+@contextlib.contextmanager
+def target_on_veths(kind: str, ports: Iterable[int], p4info: Path, bmv2_json: Path,
+                    log_dir: Path) -> Iterator[tuple[P4RuntimeClient, P4Schema, dict[int, str]]]:
+    """``kind`` started on a fresh veth pair per port with ``p4info``/``bmv2_json`` pushed:
+    its primary client, the schema, and the test ends of the veths (port -> interface)."""
+    with Topology() as topo:
+        for port in ports:
+            topo.add_veth(port)
+        switch_ends = {p: pair.switch_end for p, pair in topo.pairs.items()}
+        test_ends = {p: pair.test_end for p, pair in topo.pairs.items()}
+        with start_target(kind, switch_ends, output=log_dir / f"{kind}-{topo.tag}.log") \
+                as target, \
+                P4RuntimeClient(target.grpc_address, device_id=target.device_id) as client:
+            yield client, client.set_pipeline(p4info, bmv2_json), test_ends
