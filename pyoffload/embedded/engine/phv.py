@@ -36,7 +36,7 @@ class PhvPool:
         # program does with one never reaches a later packet (API.md)
         scratch = [s.scratch for s in lay.stacks.values()]
         scratch += [h for s in lay.union_stacks.values() for h in s.scratch]
-        self._scratch = tuple((h.base, h.base + h.nslots) for h in scratch)
+        self._scratch = tuple((h.base, h.base + h.nslots, [0] * h.nslots) for h in scratch)
         self._copy = tuple((h.base, h.base + h.nslots, h.metadata) for h in headers)
 
     def get(self) -> list[int]:
@@ -47,8 +47,8 @@ class PhvPool:
         """Give back the PHV of a packet that left the switch or was dropped."""
         for s in self._clear:
             f[s] = 0
-        for lo, hi in self._scratch:
-            f[lo:hi] = [0] * (hi - lo)
+        for lo, hi, zeros in self._scratch:
+            f[lo:hi] = zeros
         self._free.append(f)
 
     def reset_metadata(self, f: list[int]) -> None:
