@@ -149,6 +149,8 @@ class Agent:
         """Capacity of every table, meter, counter and action profile, from the P4Info."""
         self._lock = threading.Lock()
         """Held briefly: to swap a VNIC's snapshot, to count capacity in flight."""
+        self._landed = threading.Condition(self._lock)
+        """Notified whenever an apply in flight ends (its capacity is known again)."""
         self._vnics = {v.name: VnicState(config=v) for v in config.vnics}
         self._vnic_locks = {name: threading.Lock() for name in self._vnics}
         """One per VNIC: its applies, withdraws, admission changes and imports in turn."""
@@ -156,7 +158,8 @@ class Agent:
         self._numbers_lock = threading.Lock()
         """Held while a number is taken from or given back to the pool."""
         self._in_flight: dict[str, Mapping[str, int]] = {}
-        """Table usage of the applies in flight (capacity they may take)."""
+        """Per table, the most entries each apply in flight may hold at once (its old ones
+        and its new ones: the installer inserts before it deletes)."""
         self._pool = ResourcePool.sized(
             meters=self._size(names.FLOW_METER, "meters"),
             counters=self._size(names.FLOW_COUNTER, "counters"),
@@ -408,11 +411,11 @@ class Agent:
                 with self._lock:
                     self._vnics[vnic] = attrs.evolve(state, generation=generation,
                                                      request=request, compiled=compiled)
-                    self._in_flight.pop(vnic, None)
+                    self._landed_now(vnic)
         except BaseException:
             numbers.abort()
             with self._lock:
-                self._in_flight.pop(vnic, None)
+                self._landed_now(vnic)
             raise
         self.events.publish(vnic, Kind.KIND_GENERATION_APPLIED, generation=generation,
                             message=f"{result.written} entities written")
@@ -502,24 +505,55 @@ class Agent:
             raise KeyError(f"{name} ({kind}) is not in the P4Info") from None
 
     def _reserve_capacity(self, vnic: str, compiled: CompiledRequest) -> None:
-        """Refuse, before writing anything, a request the pipeline has no room for, the
-        other VNICs' applies in flight counted at the larger of their old and new usage;
-        else count this one in flight (until it is committed or given up)."""
-        with self._lock:
-            for table, needed in sorted(compiled.usage.items()):
-                others = sum(
-                    max(s.compiled.usage.get(table, 0) if s.compiled else 0,
-                        self._in_flight.get(name, {}).get(table, 0))
-                    for name, s in self._vnics.items() if name != vnic
-                )
-                size = self._size(table, "table")
-                if others + needed > size:
+        """Refuse, before writing anything, a request the pipeline has no room for; else
+        count it in flight until it is committed or given up.
+
+        Alone, a request needs room for its new entries beside the other VNICs'. While
+        other applies are in flight, each may hold its old and its new entries at once,
+        and so may this one: when that does not fit, this apply waits for them to land
+        rather than fail half-way on the target; it is refused only for what does not
+        fit once they have."""
+        old = self.state(vnic).compiled
+        own = {table: needed + (old.usage.get(table, 0) if old else 0)
+               for table, needed in compiled.usage.items()}
+        with self._landed:
+            while True:
+                shortage = self._shortage(vnic, compiled.usage, own)
+                if shortage is None:
+                    break
+                table, needed, free, size, concurrent = shortage
+                if not concurrent:
                     raise AgentError(
                         grpc.StatusCode.RESOURCE_EXHAUSTED,
                         f"VNIC {vnic}: {table} needs {needed} entries for this request but "
-                        f"only {size - others} of {size} are free; nothing was installed",
-                    )
-            self._in_flight[vnic] = compiled.usage
+                        f"only {free} of {size} are free; nothing was installed")
+                self._landed.wait()
+            self._in_flight[vnic] = own
+
+    def _shortage(self, vnic: str, needed: Mapping[str, int], own: Mapping[str, int]
+                  ) -> tuple[str, int, int, int, bool] | None:
+        """The first table without room for ``vnic``'s request (with the lock held): (table,
+        entries needed, free, size, whether other applies in flight take some); None when
+        every table has room."""
+        for table in sorted(needed):
+            others, concurrent = 0, False
+            for name, s in self._vnics.items():
+                if name == vnic:
+                    continue
+                flying = self._in_flight.get(name, {}).get(table)
+                concurrent |= bool(flying)
+                others += flying if flying is not None else (
+                    s.compiled.usage.get(table, 0) if s.compiled else 0)
+            size = self._size(table, "table")
+            wanted = own[table] if concurrent else needed[table]
+            if others + wanted > size:
+                return table, needed[table], size - others, size, concurrent
+        return None
+
+    def _landed_now(self, vnic: str) -> None:
+        """``vnic``'s apply is no longer in flight (with the lock held)."""
+        self._in_flight.pop(vnic, None)
+        self._landed.notify_all()
 
     # -- reading back -------------------------------------------------------
 

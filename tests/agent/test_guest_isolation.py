@@ -129,6 +129,35 @@ def test_concurrent_applies_never_share_a_number(start_agent: Any, tmp_path: Pat
     assert agent.reconcile() == 0, "the target differs from what the guests were told"
 
 
+def test_applies_that_fit_one_after_the_other_never_fail_together(start_agent: Any,
+                                                                  tmp_path: Path) -> None:
+    """Two VNICs replace 5,000 rules with 5,000 others at the same time: each holds its
+    old and new entries at once on the way (20,000 > the ACL's 16,384), so one waits for
+    the other to land; both are applied, and the target holds exactly the new rules."""
+    agent, _servers = start_agent([
+        vnic("web-1", 1, f"unix:{tmp_path}/web-1.sock", quotas={"rules": 6000}),
+        vnic("db-1", 2, f"unix:{tmp_path}/db-1.sock", quotas={"rules": 6000})])
+    for name in ("web-1", "db-1"):
+        agent.apply(name, load_data(rules_request("bulk", 5000, 10_000)))
+    errors: list[BaseException] = []
+
+    def replace(name: str) -> None:
+        try:
+            agent.apply(name, load_data(rules_request("bulk", 5000, 30_000)))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=replace, args=(name,)) for name in ("web-1", "db-1")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not errors, errors
+    assert [agent.state(name).generation for name in ("web-1", "db-1")] == [2, 2]
+    assert len(read_table_for(agent, 1)) == len(read_table_for(agent, 2)) == 5000
+    assert agent.reconcile() == 0
+
+
 def test_drift_is_repaired_while_a_neighbour_applies_without_pause(
         start_agent: Any, target: RunningTarget, tmp_path: Path) -> None:
     agent, _servers = start_agent(two_vnics(tmp_path))
