@@ -45,9 +45,13 @@ def render_status(doc: dict[str, Any]) -> str:
             for r in f["rules"]:
                 lines.append(f"    rule {r['id']:18} {r['action']:40} {_counter(r['counter'])}")
     lines.append("")
-    lines.append("table occupancy:")
-    for table, (used, size) in doc["occupancy"].items():
-        lines.append(f"  {table:24} {used:7} / {size}")
+    occupancy = doc.get("occupancy")
+    if occupancy is None:
+        lines.append("table occupancy: unknown (the target is not connected)")
+    else:
+        lines.append("table occupancy:")
+        for table, (used, size) in occupancy.items():
+            lines.append(f"  {table:24} {used:7} / {size}")
     drops = doc.get("drops")
     if drops:
         lines.append("")

@@ -115,7 +115,7 @@ def status_document(agent: Agent) -> dict[str, Any]:
             "last_error": target.last_error,
         },
         "vnics": vnics,
-        "occupancy": {table: list(use) for table, use in sorted(agent.occupancy().items())},
+        "occupancy": _occupancy(agent),
         "drops": _drops(agent),
         "connection_quota_reached": [name for name in agent.vnic_names()
                                      if agent.state(name).at_connection_quota],
@@ -134,6 +134,15 @@ def _checkpoint(agent: Agent, vnic: str) -> dict[str, Any] | None:
 def _import_answer(result: ImportResult) -> dict[str, Any]:
     return {"imported": result.imported, "present": result.present,
             "overflow": result.overflow, "skipped": list(result.skipped)}
+
+
+def _occupancy(agent: Agent) -> dict[str, list[int]] | None:
+    """Entries and size of every table, read from the target; None while it is away (the
+    status is what an operator reads then: it must not fail)."""
+    try:
+        return {table: list(use) for table, use in sorted(agent.occupancy().items())}
+    except AgentError:
+        return None
 
 
 def _drops(agent: Agent) -> dict[str, int] | None:

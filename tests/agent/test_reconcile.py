@@ -33,6 +33,7 @@ from guest_shim import offload_pb2 as pb
 from pyoffload.agent.config import load_config
 from pyoffload.p4runtime import P4RuntimeClient, UpdateType
 from pyoffload.pipeline import names
+from pyoffload.render import render_status
 from pyoffload.rules import Verdict, load_data, to_proto
 from pyoffload.targets import RunningTarget, start_target
 from tests.agent.service import (
@@ -203,6 +204,26 @@ def test_status_and_stats_answer_while_the_target_drifts(
             assert stats.generation == 1
         finally:
             assert up.terminate() == 0
+
+
+def test_status_answers_while_the_target_is_away(
+        host: tuple[ExitStack, Path, RunningTarget]) -> None:
+    """The operator reads the status exactly when the target is gone: it says so, and
+    still shows every VNIC, never an exception."""
+    stack, tmp, target = host
+    up = _up(stack, tmp, target, interval=3600)
+    with Channel(channel_of(tmp)) as guest:
+        assert guest.apply(request(bulk=2)).generation == 1
+    target.stop()
+    try:
+        status = up.status()
+        print(f"status with the target away: {status['target']}")
+        assert not status["target"]["connected"]
+        assert status["occupancy"] is None and status["drops"] is None
+        assert status["vnics"][0]["generation"] == 1
+        assert "occupancy: unknown (the target is not connected)" in render_status(status)
+    finally:
+        assert up.terminate() == 0
 
 
 # -- a batch the target refuses in part ---------------------------------------------------
