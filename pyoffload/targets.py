@@ -117,6 +117,18 @@ def target_command(
     return argv
 
 
+def serves_p4runtime(address: str, timeout: float = 1.0) -> bool:
+    """Whether a P4Runtime server answers at ``address`` now (any answer: it serves)."""
+    with grpc.insecure_channel(address) as channel:
+        try:
+            p4r_grpc.P4RuntimeStub(channel).Capabilities(p4r.CapabilitiesRequest(),
+                                                         timeout=timeout)
+        except grpc.RpcError as exc:
+            return exc.code() not in (grpc.StatusCode.UNAVAILABLE,
+                                      grpc.StatusCode.DEADLINE_EXCEEDED)
+    return True
+
+
 @attrs.define
 class RunningTarget:
     """A started target process; ``stop`` ends it (by PID, never by name)."""

@@ -25,7 +25,7 @@ from pyoffload.agent.journal import Journal
 from pyoffload.examples import example_path
 from pyoffload.pipeline.artifacts import Artifacts
 from pyoffload.playground.topology import Topology, require_root
-from pyoffload.targets import RunningTarget, start_target
+from pyoffload.targets import RunningTarget, serves_p4runtime, start_target
 
 PLAYGROUND_CHANNEL = "unix:/run/pyoffload/vnic-1.sock"
 
@@ -66,6 +66,12 @@ def run_up(config_path: Path | None, admin: str = DEFAULT_ADMIN,
         if target.kind == "remote":
             assert target.address is not None
             address, device_id = target.address, target.device_id
+        elif target.address and target.address.startswith("unix:") and \
+                serves_p4runtime(target.address):
+            # the target a previous agent started (and outlived it, forwarding): adopted
+            address, device_id = target.address, target.device_id
+            print(f"target: one already serves on {address} (a previous agent's): adopted, "
+                  "not started again", file=out)
         else:
             log_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pyoffload-")))
             running: RunningTarget = stack.enter_context(start_target(

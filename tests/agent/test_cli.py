@@ -29,18 +29,8 @@ def test_up_serves_channels_and_status_reports(tmp_path: Path) -> None:
                    "channel": channel, "quotas": {"rules": 100}}],
         "state": {"path": "state.db"},  # beside the config
     }))
-    up = subprocess.Popen([str(BIN / "pyoffload"), "up", str(config), "--admin", admin],
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
+    up, _lines = _start_up(config, admin)
     try:
-        assert up.stdout is not None
-        deadline = time.monotonic() + 60
-        lines = []
-        while time.monotonic() < deadline:
-            line = up.stdout.readline()
-            lines.append(line)
-            if "admin endpoint" in line or not line:
-                break
-        assert any("admin endpoint" in line for line in lines), "".join(lines)
         applied = run(str(BIN / "guest-shim"), "--channel", channel, "apply",
                       str(REPO / "pyoffload" / "examples" / "stateful-web-server.yaml"))
         assert applied.returncode == 0, applied.stderr
@@ -80,3 +70,57 @@ def test_bad_host_config_is_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "guest_port and uplink_port are both 1" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _start_up(config: Path, admin: str) -> tuple[subprocess.Popen[str], list[str]]:
+    """``pyoffload up`` running, its admin endpoint ready; the lines it printed."""
+    up = subprocess.Popen([str(BIN / "pyoffload"), "up", str(config), "--admin", admin],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
+    assert up.stdout is not None
+    deadline = time.monotonic() + 60
+    lines: list[str] = []
+    while time.monotonic() < deadline:
+        line = up.stdout.readline()
+        lines.append(line)
+        if "admin endpoint" in line or not line:
+            break
+    assert any("admin endpoint" in line for line in lines), "".join(lines)
+    return up, lines
+
+
+def test_a_restarted_up_adopts_the_target_a_killed_one_left(tmp_path: Path) -> None:
+    """``kill -9`` of ``pyoffload up`` leaves its target forwarding; the next ``up`` finds
+    it on its configured address and adopts it (rules and all), never starting a second
+    target on the same ports."""
+    config = tmp_path / "host.yaml"
+    channel = f"unix:{tmp_path}/web-1.sock"
+    admin = f"unix:{tmp_path}/admin.sock"
+    socket_path = tmp_path / "p4rt" / "p4rt.sock"
+    config.write_text(yaml.safe_dump({
+        "target": {"kind": "embedded", "address": f"unix:{socket_path}"},
+        "vnics": [{"name": "web-1", "id": 7, "guest_port": 1, "uplink_port": 2,
+                   "channel": channel}],
+        "state": {"path": "state.db"},
+    }))
+    first, _ = _start_up(config, admin)
+    second = None
+    try:
+        applied = run(str(BIN / "guest-shim"), "--channel", channel, "apply",
+                      str(REPO / "pyoffload" / "examples" / "stateful-web-server.yaml"))
+        assert applied.returncode == 0, applied.stderr
+        first.kill()  # kill -9: its target is left running
+        first.wait(timeout=30)
+        second, lines = _start_up(config, admin)
+        assert any("adopted, not started again" in line for line in lines), "".join(lines)
+        doc = json.loads(run(str(BIN / "pyoffload"), "status", "--admin", admin,
+                             "--json").stdout)
+        assert doc["target"]["connected"] is True
+        assert doc["vnics"][0]["generation"] == 1
+        assert doc["occupancy"]["vnic.acl"][0] == 3
+    finally:
+        for up in (first, second):
+            if up is not None and up.poll() is None:
+                up.send_signal(signal.SIGTERM)
+                up.wait(timeout=30)
+        # the adopted target is no one's child now: stop it by the socket it serves
+        subprocess.run(["pkill", "-f", str(socket_path)], check=False)
