@@ -38,6 +38,9 @@ AGENT_ANSWER = "pyoffload-answer"
 """Trailing metadata the agent sets on its refusals, so an UNAVAILABLE it sends (the
 target away, say) is not mistaken for an unreachable channel."""
 
+CHANGES = ("apply", "withdraw")
+"""Calls that change what is in force: a broken connection leaves their outcome unknown."""
+
 
 class Channel:
     """A connection to the offload channel of this guest's VNIC.
@@ -140,13 +143,20 @@ class Channel:
             call.cancel()  # type: ignore[no-untyped-call]
 
     def _error(self, what: str, exc: grpc.RpcError) -> GuestShimError:
-        """The guest's error for a failed call: the agent's own answer, or that the
-        channel could not be reached (no agent answered: gRPC's UNAVAILABLE)."""
+        """The guest's error for a failed call: the agent's own answer, that the channel
+        could not be reached (no agent answered: gRPC's UNAVAILABLE), or, for a change
+        whose connection broke after it was sent, that its outcome is unknown."""
         code: grpc.StatusCode = exc.code()
         details: str = exc.details() or ""
         metadata = exc.trailing_metadata() or ()
         answered = any(item.key == AGENT_ANSWER for item in metadata)
-        if code == grpc.StatusCode.UNAVAILABLE and not answered:
+        if code == grpc.StatusCode.UNAVAILABLE and not answered and \
+                "failed to connect" not in details and what in CHANGES:
+            # sent, then the connection broke: the agent may have committed it, or not
+            message = (f"{what}: the connection to the VNIC channel at {self.address} broke "
+                       f"before the agent answered ({details}): the change may or may not "
+                       "be in force; `guest-shim show` tells which")
+        elif code == grpc.StatusCode.UNAVAILABLE and not answered:
             message = f"{what}: cannot reach the VNIC channel at {self.address}: {details}"
             if self.address.kind == "tcp" and self.tls is None:
                 message += " (a TCP channel needs TLS: --ca, --cert, --key)"

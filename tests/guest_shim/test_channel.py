@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
@@ -143,6 +144,51 @@ def test_unreachable_channel(tmp_path: Path) -> None:
         channel.get()
     assert info.value.code == grpc.StatusCode.UNAVAILABLE
     assert "cannot reach the VNIC channel at unix:" in str(info.value)
+
+
+SLOW_AGENT = """
+import sys, time
+from concurrent import futures
+import grpc
+from guest_shim import offload_pb2 as pb
+from guest_shim.service import add_servicer
+
+class Slow:
+    def Apply(self, request, context):
+        time.sleep(30)
+        return pb.ApplyReply(generation=1)
+
+    Withdraw = Get = Stats = Watch = Apply
+
+server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+add_servicer(server, Slow())
+server.add_insecure_port(sys.argv[1])
+server.start()
+print("ready", flush=True)
+server.wait_for_termination()
+"""
+
+
+def test_a_connection_broken_mid_apply_says_the_outcome_is_unknown(tmp_path: Path) -> None:
+    """An agent killed while it applies may have committed the change or not: the guest
+    is told exactly that, never that the channel could not be reached."""
+    address = f"unix:{tmp_path}/vnic.sock"
+    agent = subprocess.Popen([sys.executable, "-c", SLOW_AGENT, address],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert agent.stdout is not None and agent.stdout.readline().strip() == "ready"
+        with connect(address, timeout=20) as channel:
+            killer = threading.Timer(0.5, agent.kill)
+            killer.start()
+            with pytest.raises(GuestShimError) as info:
+                channel.apply(pb.OffloadRequest())
+            killer.join()
+    finally:
+        agent.kill()
+        agent.wait(timeout=10)
+    assert info.value.code == grpc.StatusCode.UNAVAILABLE
+    assert "broke before the agent answered" in str(info.value)
+    assert "may or may not be in force" in str(info.value)
 
 
 def test_cli_in_process(
