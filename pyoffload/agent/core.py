@@ -17,9 +17,11 @@ lock of its own, and different VNICs' applies run at the same time. The work
 they share is taken in short turns: numbers from the pool (a ``Reservation``,
 number by number), table capacity (counted with the other VNICs' applies in
 flight), the target's writes (batch by batch), the state file's commit. Only the
-session's adoption and repairs stop every apply, through the gate
-(``pyoffload.gate``). A VNIC's state is an immutable snapshot swapped under a
-short lock, so a reader never pairs one generation's rules with another's counters.
+session's adoption of a target stops every apply, through the gate
+(``pyoffload.gate``); its repair of drift stops only the applies of the VNIC whose
+entries it repairs (each entry is claimed by its VNIC: ``claim``). A VNIC's state is
+an immutable snapshot swapped under a short lock, so a reader never pairs one
+generation's rules with another's counters.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import attrs
 import grpc
 from finsy import P4Schema
 from finsy.p4entity import P4Entity
+from finsy.proto import p4r
 
 from guest_shim import offload_pb2 as pb
 from pyoffload.agent.checkpoint import Checkpointer
@@ -52,7 +55,7 @@ from pyoffload.agent.installer import InstallError
 from pyoffload.agent.journal import Journal, JournalError, VnicRecord
 from pyoffload.agent.quota import ConnectionQuotas
 from pyoffload.agent.readouts import VnicStats, read_drops, read_stats
-from pyoffload.agent.session import SessionStatus, TargetSession, ports_owner
+from pyoffload.agent.session import MANAGED_TABLES, SessionStatus, TargetSession, ports_owner
 from pyoffload.agent.slowpath import SlowPath
 from pyoffload.bulk import no_cyclic_gc
 from pyoffload.compiler import (
@@ -64,6 +67,7 @@ from pyoffload.compiler import (
     compile_request,
 )
 from pyoffload.compiler.compile import ternary_port_fields
+from pyoffload.compiler.resources import NumberSpace
 from pyoffload.gate import Gate
 from pyoffload.p4runtime import P4RuntimeClient, P4RuntimeError
 from pyoffload.pipeline import names
@@ -105,6 +109,28 @@ class VnicState:
     compiled: CompiledRequest | None = None
     at_connection_quota: bool = False
     """The VNIC tracks its quota of connections: the pipeline admits no new one."""
+
+
+def _claim_fields(schema: P4Schema) -> dict[int, tuple[int, str | None]]:
+    """See ``Agent._claim_fields``."""
+    fields: dict[int, tuple[int, str | None]] = {}
+    for table in MANAGED_TABLES:
+        info = schema.tables[table]
+        by_name = {f.name: f.id for f in info.match_fields}
+        if "vnic_id" in by_name:
+            fields[info.id] = (by_name["vnic_id"], None)
+        elif table == names.PORT_MAP:
+            fields[info.id] = (by_name["port"], "port")
+        elif table == names.CT_TIMEOUT:
+            fields[info.id] = (by_name["profile"], "profile")
+    return fields
+
+
+def _match_value(match: p4r.FieldMatch) -> int:
+    """The value a key field matches (exact, or the value of a ternary, LPM or optional
+    match), as a number."""
+    kind = match.WhichOneof("field_match_type")
+    return int.from_bytes(getattr(match, kind).value, "big") if kind else 0
 
 
 TargetStatus = SessionStatus
@@ -153,6 +179,12 @@ class Agent:
         """Notified whenever an apply in flight ends (its capacity is known again)."""
         self._vnics = {v.name: VnicState(config=v) for v in config.vnics}
         self._vnic_locks = {name: threading.Lock() for name in self._vnics}
+        self._vnic_by_id = {v.id: v.name for v in config.vnics}
+        self._vnic_by_port = {port: v.name for v in config.vnics
+                              for port in (v.guest_port, v.uplink_port)}
+        self._claim_fields = _claim_fields(self.schema)
+        """Table id -> (the key field that tells whose an entry is, and how: the VNIC id,
+        a port, or a timeout profile's number)."""
         """One per VNIC: its applies, withdraws, admission changes and imports in turn."""
         self.gate = Gate()
         self._numbers_lock = threading.Lock()
@@ -176,7 +208,8 @@ class Agent:
         self.slow_path.connections.on_learned = self.quotas.poke
         self.session = TargetSession(
             address, device_id=self.device_id, schema=self.schema, gate=self.gate,
-            desired=self._desired, on_connected=self._connected, on_lost=self._lost,
+            desired=self._desired, claim=self.claim, on_connected=self._connected,
+            on_lost=self._lost,
             on_fresh=self._restore_connections, on_repaired=self._repaired,
             reconcile_interval=config.state.reconcile_interval, backoff=backoff,
             reconnect=reconnect, tls=config.target.tls)
@@ -314,7 +347,7 @@ class Agent:
 
     def set_admission(self, vnic: str, admit: bool, live: int) -> None:
         """Let the pipeline track new connections of ``vnic`` again, or stop it."""
-        with self._vnic_lock(vnic), self.gate.shared():
+        with self._vnic_lock(vnic), self.gate.shared(vnic):
             state = attrs.evolve(self.state(vnic), at_connection_quota=not admit)
             _client, installer = self.session.writer()
             installer.install(ports_owner(vnic), self._port_entities(state))
@@ -339,6 +372,36 @@ class Agent:
                             "overflow slot is taken: it is not tracked")
 
     # -- host-owned entries -----------------------------------------------
+
+    def claim(self, entity: p4r.Entity) -> str | None:
+        """The VNIC whose applies may write ``entity`` (found on the target): named by the
+        VNIC id or port in its key, or by who holds its number in the pool; None when no
+        VNIC does (nobody's: an orphan any apply might take the number of)."""
+        which = entity.WhichOneof("entity")
+        if which == "table_entry":
+            te = entity.table_entry
+            field, space = self._claim_fields.get(te.table_id, (None, None))
+            value = next((_match_value(m) for m in te.match if m.field_id == field), None)
+            if value is None:
+                return None
+            if space is None:
+                return self._vnic_by_id.get(value)
+            if space == "port":
+                return self._vnic_by_port.get(value)
+            return self._holder(self._pool.ct_profiles, value)
+        if which == "action_profile_member":
+            return self._holder(self._pool.lb_members, entity.action_profile_member.member_id)
+        if which == "action_profile_group":
+            return self._holder(self._pool.lb_groups, entity.action_profile_group.group_id)
+        if which == "meter_entry":
+            return self._holder(self._pool.meters, entity.meter_entry.index.index)
+        return None
+
+    def _holder(self, space: NumberSpace, number: int) -> str | None:
+        with self._numbers_lock:
+            owner = space.holder(number)
+        return owner[0] if isinstance(owner, tuple) and owner[:1] and isinstance(
+            owner[0], str) else None
 
     def _port_entities(self, state: VnicState) -> list[P4Entity]:
         vnic = state.config
@@ -390,7 +453,7 @@ class Agent:
                 raise AgentError(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                  f"VNIC {vnic}: {exc}; nothing was installed") from None
             self._reserve_capacity(vnic, compiled)
-            with self.gate.shared():
+            with self.gate.shared(vnic):
                 _client, installer = self.session.writer()
                 try:
                     result = installer.install(vnic, compiled.entities)
@@ -626,7 +689,7 @@ class Agent:
                       ) -> ImportResult:
         """Import chunk by chunk; all or nothing: any failure (a refused write, a chunk
         that does not arrive) undoes every chunk imported so far."""
-        with self._vnic_lock(vnic), self.gate.shared():
+        with self._vnic_lock(vnic), self.gate.shared(vnic):
             state = self.state(vnic)
             client, _installer = self.session.writer()
             compiled = state.compiled
@@ -638,10 +701,10 @@ class Agent:
         try:
             clock = self.conns.running_clock(client)
             for chunk in chunks:
-                with self._vnic_lock(vnic), self.gate.shared():
+                with self._vnic_lock(vnic), self.gate.shared(vnic):
                     session.add(chunk, clock())
         except BaseException as exc:
-            with self._vnic_lock(vnic), self.gate.shared():
+            with self._vnic_lock(vnic), self.gate.shared(vnic):
                 session.abort()
             if isinstance(exc, P4RuntimeError):
                 raise AgentError(exc.code, f"VNIC {vnic}: importing connections failed, "

@@ -28,7 +28,7 @@ import contextlib
 import itertools
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from typing import NamedTuple, TypeVar
 
 import attrs
@@ -226,8 +226,13 @@ class Installer:
     """Entries of each table that this installer holds, all VNICs together."""
     _sizes_lock: threading.Lock = attrs.field(factory=threading.Lock)
 
+    _direct_metered: frozenset[int] = attrs.field(init=False)
+    """Tables whose entries carry a meter config (read with it)."""
+
     def __attrs_post_init__(self) -> None:
         self._encoder = EntityEncoder(self.schema)
+        self._direct_metered = frozenset(t.id for t in self.schema.tables
+                                         if t.direct_meter is not None)
 
     def installed(self, vnic: str) -> list[p4r.Entity]:
         return list(self._installed.get(vnic, {}).values())
@@ -305,18 +310,40 @@ class Installer:
         (every owner's entities, each list install-ordered): what is missing is inserted,
         what differs modified, what nobody owns deleted (entries before the groups and
         members they use); the rest is not touched. Afterwards each owner's installed
-        entities are its desired ones. A refused update raises InstallError with
-        ``needs_repair`` (the next reconciliation tries again)."""
-        keyed = {owner: [self._encoder.encode_keyed(e) for e in entities]
-                 for owner, entities in desired.items()}
-        holding = {entity_key(e): e for e in sorted(map(comparable, actual), key=_removal_rank)}
-        plan = Plan(holding, value=canonical_value)
-        changes = list(plan.changes(item for items in keyed.values() for item in items))
-        owner_of = {key: owner for owner, items in keyed.items() for key, _ in items}
-        by_owner: Counter[str] = Counter(owner_of.get(entity_key(c.entity), "")
-                                         for c in changes)
+        entities are its desired ones. No apply may run meanwhile. A refused update
+        raises InstallError with ``needs_repair`` (the next reconciliation tries again)."""
+        keyed = self._keyed(desired)
+        changes = self.drift(keyed, actual)
         self._installed = {owner: dict(items) for owner, items in keyed.items()}
         self._table_entries = _table_sizes(k for items in self._installed.values() for k in items)
+        self.repair([c for _owner, c in changes])
+        return reconcile_result(changes)
+
+    def _keyed(self, desired: Mapping[str, Iterable[P4Entity]]) -> dict[str, list[Keyed]]:
+        return {owner: [self._encoder.encode_keyed(e) for e in entities]
+                for owner, entities in desired.items()}
+
+    def drift(self, desired: Mapping[str, Iterable[P4Entity]] | Mapping[str, list[Keyed]],
+              actual: Iterable[p4r.Entity], *, only: Collection[EntityKey] | None = None
+              ) -> list[tuple[str, Change]]:
+        """The updates that make a target holding ``actual`` (read back from it) hold
+        ``desired`` (owner -> its entities, install-ordered), each with the owner of its
+        entity ("" for what no owner has: deleted), in the order to write them. ``only``:
+        just these keys (``actual`` was read by key for them). Nothing is written."""
+        keyed = {owner: [item if isinstance(item, tuple) else self._encoder.encode_keyed(item)
+                         for item in items] for owner, items in desired.items()}
+        if only is not None:
+            keyed = {owner: [(k, e) for k, e in items if k in only]
+                     for owner, items in keyed.items()}
+        holding = {entity_key(e): e for e in sorted(map(comparable, actual), key=_removal_rank)}
+        owner_of = {key: owner for owner, items in keyed.items() for key, _ in items}
+        plan = Plan(holding, value=canonical_value)
+        return [(owner_of.get(entity_key(c.entity), ""), c)
+                for c in plan.changes(item for items in keyed.values() for item in items)]
+
+    def repair(self, changes: Sequence[Change]) -> None:
+        """Write ``changes`` (from ``drift``), batch by batch; a refusal raises InstallError
+        with ``needs_repair`` (the next reconciliation tries again)."""
         for batch in _batches(changes, self.batch_size):
             try:
                 self.client.write([c.update() for c in batch])
@@ -325,9 +352,18 @@ class Installer:
                     f"reconciling the target with the desired state: it refused "
                     f"{len(exc.details) or len(batch)} of {len(batch)} updates; the next "
                     f"reconciliation tries again:\n{exc}", exc, needs_repair=True) from None
-        labels = [c.label for c in changes]
-        return ReconcileResult(inserted=labels.count("insert"), modified=labels.count("modify"),
-                               deleted=labels.count("delete"), by_owner=dict(by_owner))
+
+    def read_present(self, entities: Iterable[p4r.Entity]) -> list[p4r.Entity]:
+        """What the target holds now of ``entities`` (by key; meter configs included),
+        as ``drift`` compares it."""
+        queries = []
+        for entity in entities:
+            query = read_query(entity)
+            if (query.WhichOneof("entity") == "table_entry"
+                    and query.table_entry.table_id in self._direct_metered):
+                query.table_entry.meter_config.SetInParent()
+            queries.append(query)
+        return [e for e in self._read_present(queries) if configured(e)]
 
     def _undone(self, vnic: str, done: list[Change], what: str, error: P4RuntimeError | None,
                 failed: Sequence[p4r.Entity]) -> InstallError:
@@ -444,6 +480,23 @@ before the groups and members they use."""
 
 def _removal_rank(entity: p4r.Entity) -> int:
     return _REMOVAL_ORDER[entity.WhichOneof("entity") or ""]
+
+
+def reconcile_result(changes: Sequence[tuple[str, Change]]) -> ReconcileResult:
+    """What ``changes`` (owner, change) wrote, in all and per owner."""
+    labels = [c.label for _owner, c in changes]
+    return ReconcileResult(inserted=labels.count("insert"), modified=labels.count("modify"),
+                           deleted=labels.count("delete"),
+                           by_owner=dict(Counter(owner for owner, _c in changes)))
+
+
+def configured(entity: p4r.Entity) -> bool:
+    """False for a meter cell read back without a configuration (no one's: the default)."""
+    if entity.WhichOneof("entity") != "meter_entry":
+        return True
+    config = entity.meter_entry.config
+    return entity.meter_entry.HasField("config") and any(
+        (config.cir, config.cburst, config.pir, config.pburst))
 
 
 def canonical_value(entity: p4r.Entity) -> bytes:

@@ -31,10 +31,17 @@ from finsy.proto import p4r
 
 from pyoffload.agent.config import TargetTls
 from pyoffload.agent.errors import AgentError
-from pyoffload.agent.installer import Installer, ReconcileResult
+from pyoffload.agent.installer import (
+    Change,
+    Installer,
+    ReconcileResult,
+    configured,
+    reconcile_result,
+)
 from pyoffload.errors import PyoffloadError
 from pyoffload.gate import Gate
 from pyoffload.p4runtime import P4RuntimeClient
+from pyoffload.p4runtime.entities import entity_key
 from pyoffload.pipeline import names
 
 _log = logging.getLogger(__name__)
@@ -42,16 +49,10 @@ _log = logging.getLogger(__name__)
 Desired = Mapping[str, Sequence[P4Entity]]
 """Owner (a VNIC's rules, or its port map) -> its entities, install-ordered."""
 
-OPTIMISTIC_READS = 5
-"""Readings of the target a reconciliation takes while applies go on before it holds
-them back to read."""
-
-OPTIMISTIC_PAUSE_S = 0.05
-"""Pause between two such readings."""
-
 EXCLUSIVE_PATIENCE_S = 1.0
-"""How long the last reading waits for a moment with no apply in flight before it holds
-new applies back (so it does not make a guest wait for another's apply to end)."""
+"""How long the removal of entries no VNIC claims waits for a moment with no apply in
+flight before it holds new applies back (so it does not make a guest wait for another's
+apply to end)."""
 
 MANAGED_TABLES = tuple(t for t in names.ALL_TABLES if t != names.CT_OVERFLOW)
 """Tables whose every entry belongs to some VNIC's desired state (``vnic.ct_overflow``
@@ -74,14 +75,7 @@ def read_managed(client: P4RuntimeClient, schema: P4Schema) -> list[p4r.Entity]:
         action_profile_id=profile)))
     queries.append(p4r.Entity(meter_entry=p4r.MeterEntry(
         meter_id=schema.meters[names.FLOW_METER].id)))
-    found = client.read(queries)
-    return [e for e in found if e.WhichOneof("entity") != "meter_entry" or _configured(e)]
-
-
-def _configured(entity: p4r.Entity) -> bool:
-    config = entity.meter_entry.config
-    return entity.meter_entry.HasField("config") and any(
-        (config.cir, config.cburst, config.pir, config.pburst))
+    return [e for e in client.read(queries) if configured(e)]
 
 
 @attrs.frozen(kw_only=True)
@@ -113,6 +107,7 @@ class TargetSession:
         schema: P4Schema,
         gate: Gate,
         desired: Callable[[], Desired],
+        claim: Callable[[p4r.Entity], str | None],
         on_connected: Callable[[P4RuntimeClient, bool], None],
         on_lost: Callable[[], None],
         on_fresh: Callable[[P4RuntimeClient, bool], None] = lambda client, empty: None,
@@ -130,6 +125,8 @@ class TargetSession:
         self._gate = gate
         """The agent's applies hold it shared; adopting and repairing, exclusively."""
         self._desired = desired
+        self._claim = claim
+        """The VNIC whose applies may write an entity found on the target (None: nobody's)."""
         self._on_connected = on_connected
         self._on_lost = on_lost
         self._on_fresh = on_fresh
@@ -242,43 +239,70 @@ class TargetSession:
             installer.reconcile(rules, actual)
             self._on_fresh(client, pushed)
             actual = read_managed(client, self.schema)  # the rules and connections are in
-        self._reconcile_with(client, installer, desired, count=False, actual=actual)
+        self._reconcile_with(client, installer, desired, actual=actual)
 
     def _reconcile_with(self, client: P4RuntimeClient, installer: Installer,
-                        desired: Desired, *, count: bool,
+                        desired: Desired, *,
                         actual: Sequence[p4r.Entity] | None = None) -> ReconcileResult:
         """Correct the target (``actual``: what it holds, read now unless given)."""
         if actual is None:
             actual = read_managed(client, self.schema)
         result = installer.reconcile(desired, actual)
         self._last_reconcile = time.time()
-        if count and result.written:
-            self._drift_repairs += result.written
-            for owner, written in result.by_owner.items():
-                self._repairs_by_owner[owner] = self._repairs_by_owner.get(owner, 0) + written
         return result
 
     def reconcile(self) -> ReconcileResult:
         """Read the target back now and repair any drift (counted as such).
 
-        The target is read while the applies go on; that reading is used only when no
-        apply ran meanwhile (the gate's epoch did not move), else it is tried again a
-        few times, and at last read with the applies held back: a guest that applies
-        without pause delays a repair by at most a few reads."""
-        for _attempt in range(OPTIMISTIC_READS):
-            epoch = self._gate.quiet_epoch()
-            if epoch is not None:
-                client, _installer = self.writer()
-                actual = read_managed(client, self.schema)
-                with self._gate.exclusive():
-                    if self._gate.epoch == epoch + 1:  # only this hold came since
-                        client, installer = self.writer()
-                        return self._reconcile_with(client, installer, self._desired(),
-                                                    count=True, actual=actual)
-            self._stop.wait(OPTIMISTIC_PAUSE_S)
-        with self._gate.exclusive(patience=EXCLUSIVE_PATIENCE_S):
-            client, installer = self.writer()
-            return self._reconcile_with(client, installer, self._desired(), count=True)
+        The target is read while the applies go on. What the reading shows of a VNIC
+        no apply touched meanwhile (its gate stamp did not move) is what the target holds;
+        what it shows of the others may be an apply half-way. So each VNIC's drift is
+        repaired holding back only that VNIC's applies, and read again by key first when
+        one of them ran since the reading: a guest is held back only while its own
+        entries are put right. Entries no VNIC claims are removed with every apply held
+        back (after a patient wait for a quiet moment)."""
+        client, installer = self.writer()
+        vnics = sorted({vnic_of(owner) for owner in self._desired()})
+        before = {vnic: self._gate.stamp(vnic) for vnic in vnics}
+        actual = read_managed(client, self.schema)
+        desired = self._desired()
+        after = {vnic: self._gate.stamp(vnic) for vnic in vnics}
+        groups: dict[str | None, list[tuple[str, Change]]] = {}
+        for owner, change in installer.drift(desired, actual):
+            vnic = vnic_of(owner) if owner else self._claim(change.entity)
+            groups.setdefault(vnic, []).append((owner, change))
+        repaired: list[tuple[str, Change]] = []
+        for vnic, changes in sorted(groups.items(), key=lambda item: item[0] is None):
+            stamp = after.get(vnic) if vnic is not None else None
+            settled = vnic is not None and stamp is not None and stamp == before.get(vnic)
+            repaired += self._repair(vnic, changes, stamp if settled else None)
+        self._last_reconcile = time.time()
+        result = reconcile_result(repaired)
+        if result.written:
+            self._drift_repairs += result.written
+            for owner, written in result.by_owner.items():
+                self._repairs_by_owner[owner] = self._repairs_by_owner.get(owner, 0) + written
+        return result
+
+    def _repair(self, vnic: str | None, changes: list[tuple[str, Change]], stamp: int | None
+                ) -> list[tuple[str, Change]]:
+        """Write ``changes`` (drift a reading showed in ``vnic``'s entries; None: in nobody's)
+        with that VNIC's applies held back (None: every apply). ``stamp``: the VNIC's, when
+        no apply of it ran during the reading; unless no apply ran since either, the
+        entries are read again by key first, and only what still differs is written."""
+        hold = (self._gate.exclusive(patience=EXCLUSIVE_PATIENCE_S) if vnic is None
+                else self._gate.exclusive(key=vnic))
+        with hold:
+            _client, installer = self.writer()
+            if vnic is None or stamp is None or not self._gate.untouched_since(vnic, stamp):
+                fresh = installer.read_present(c.entity for _owner, c in changes)
+                desired = {owner: entities for owner, entities in self._desired().items()
+                           if vnic is None or vnic_of(owner) == vnic}
+                keys = {entity_key(c.entity) for _owner, c in changes}
+                changes = [(owner, c) for owner, c in installer.drift(desired, fresh, only=keys)
+                           if (vnic_of(owner) if owner else self._claim(c.entity)) == vnic]
+            installer.repair([c for _owner, c in changes])
+        return changes
 
     # -- background: reconnect, reconcile, regain primary ------------------------
 
@@ -361,6 +385,11 @@ PORTS_SUFFIX = "#ports"
 def ports_owner(vnic: str) -> str:
     """The installer's name for the host-owned entries (port map) of a VNIC."""
     return f"{vnic}{PORTS_SUFFIX}"
+
+
+def vnic_of(owner: str) -> str:
+    """The VNIC an owner's entries belong to (its rules, or its port map)."""
+    return owner.removesuffix(PORTS_SUFFIX)
 
 
 def _occupancy(schema: P4Schema, actual: Sequence[p4r.Entity]) -> dict[str, int]:

@@ -49,6 +49,10 @@ class NumberSpace:
     def get(self, owner: Hashable) -> int | None:
         return self._by_owner.get(owner)
 
+    def holder(self, number: int) -> Hashable | None:
+        """Who holds ``number`` now (None: nobody)."""
+        return self._owners.get(number)
+
     def take(self, owner: Hashable) -> int:
         """The owner's number, allocating the lowest free one if it has none."""
         held = self._by_owner.get(owner)

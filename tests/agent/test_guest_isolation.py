@@ -4,7 +4,9 @@
   does not hold a guest's single-rule applies back (no agent-wide lock).
 * Applies of two VNICs at the same time never get the same number from the shared pool,
   and leave the target exactly as desired (read back).
-* A neighbour that applies without pause does not stop the repair of drift.
+* A neighbour that applies without pause does not stop the repair of drift, and the
+  repair of one VNIC's entries holds back only that VNIC's applies; what an apply in
+  flight has half-way on the target is never taken for drift.
 * A guest's calls are rate limited before their body is decoded; a body that does not
   decode is refused with INVALID_ARGUMENT and changes nothing.
 
@@ -190,6 +192,131 @@ def test_drift_is_repaired_while_a_neighbour_applies_without_pause(
     assert len(read_table(target, names.ACL)) == 301
 
 
+def test_a_repair_holds_back_only_the_vnic_it_repairs(start_agent: Any,
+                                                     tmp_path: Path) -> None:
+    """Drift in web-1's entries is repaired while db-1 has an apply in flight (its
+    share of the gate held): the repair neither waits for it nor stops it."""
+    agent, _servers = start_agent(two_vnics(tmp_path))
+    agent.apply("web-1", load_data(rules_request("one", 1)))
+    agent.apply("db-1", load_data(rules_request("bulk", 20)))
+    [entry] = read_table_for(agent, 1)
+    agent.with_client(lambda client: client.write(  # behind the agent's back
+        [p4r.Update(type=p4r.Update.DELETE, entity=entry)]))
+    with agent.gate.shared("db-1"):  # db-1's apply in flight
+        assert _within(10, agent.reconcile) == 1
+        assert len(read_table_for(agent, 1)) == 1
+        with agent.gate.shared("db-1"):  # db-1 may still start applies meanwhile
+            pass
+    assert agent.target_status().repairs_by_owner == {"web-1": 1}
+    assert agent.reconcile() == 0
+
+
+def test_entries_no_vnic_claims_are_removed_with_every_apply_held_back(
+        start_agent: Any, tmp_path: Path) -> None:
+    """An entry with the id of no VNIC of this host may be nobody's: it is removed only
+    once no apply is in flight (after a patient wait), then nothing is left of it."""
+    agent, _servers = start_agent(two_vnics(tmp_path))
+    agent.apply("web-1", load_data(rules_request("one", 1)))
+    [entry] = read_table_for(agent, 1)
+    table = agent.schema.tables[names.ACL]
+    field = next(f.id for f in table.match_fields if f.name.endswith("vnic_id"))
+    stray = p4r.Entity()
+    stray.CopyFrom(entry)
+    for match in stray.table_entry.match:
+        if match.field_id == field:
+            match.exact.value = (77).to_bytes(len(match.exact.value) or 1, "big")
+    agent.with_client(lambda client: client.write(
+        [p4r.Update(type=p4r.Update.INSERT, entity=stray)]))
+    assert agent.claim(stray) is None and agent.claim(entry) == "web-1"
+    result: list[int] = []
+    with agent.gate.shared("db-1"):
+        repair = threading.Thread(target=lambda: result.append(agent.reconcile()))
+        repair.start()
+        repair.join(1.5)  # past its patience: it waits for db-1's apply to end
+        assert repair.is_alive() and result == []
+        assert len(read_table_for(agent, 77)) == 1
+    repair.join(10)
+    assert result == [1] and read_table_for(agent, 77) == []
+    assert len(read_table_for(agent, 1)) == 1
+
+
+def test_reconciling_while_guests_apply_repairs_nothing(start_agent: Any,
+                                                        tmp_path: Path) -> None:
+    """Two guests apply without pause, each round with new flows (new meter, member and
+    group numbers from the shared pool), while the target is read back and reconciled
+    over and over: what an apply has half-way is never taken for drift (nothing is
+    written), and at the end the target is exactly what the guests were told."""
+    agent, _servers = start_agent([
+        vnic("web-1", 1, f"unix:{tmp_path}/web-1.sock", quotas={"rules": 200}),
+        vnic("db-1", 2, f"unix:{tmp_path}/db-1.sock", quotas={"rules": 200})])
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    rounds = dict.fromkeys(("web-1", "db-1"), 0)
+
+    def guest(name: str) -> None:
+        try:
+            while not stop.is_set():
+                n = rounds[name]
+                agent.apply(name, load_data({"flows": [
+                    _metered_flow(f"m{n}", 60 + n % 2),
+                    _balanced_flow(f"lb{n}", 8000 + n % 50)]}))
+                rounds[name] += 1
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=guest, args=(name,)) for name in rounds]
+    for thread in threads:
+        thread.start()
+    written, reconciles = 0, 0
+    try:
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline and not errors:
+            written += agent.reconcile()
+            reconciles += 1
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(60)
+    assert not errors, errors
+    print(f"{reconciles} reconciliations during {sum(rounds.values())} applies: "
+          f"{written} updates written")
+    assert reconciles >= 5 and min(rounds.values()) >= 5
+    assert written == 0, "entries of an apply in flight were taken for drift"
+    assert agent.reconcile() == 0
+    assert len(read_table_for(agent, 1)) == len(read_table_for(agent, 2)) == 1
+
+
+def _metered_flow(flow: str, port: int) -> dict[str, Any]:
+    return {"id": flow, "match": {"direction": "from-guest", "protocol": "tcp"},
+            "config": {"services": ["conntrack", "rate-limit", "count"],
+                       "default_verdict": "allow-track",
+                       "rate_limit": {"cir": 1_000_000, "cbs": 100_000}},
+            "rules": [{"id": "r", "match": {"ct_state": "new", "dst_ports": port},
+                       "verdict": "allow-track", "rate_limit": {"cir": 500_000,
+                                                                 "cbs": 50_000}}]}
+
+
+def _balanced_flow(flow: str, port: int) -> dict[str, Any]:
+    return {"id": flow, "match": {"direction": "to-guest", "protocol": "tcp",
+                                  "dst": "198.51.100.80", "dst_ports": port},
+            "config": {"services": ["conntrack", "lb", "count"],
+                       "default_verdict": "allow-track"},
+            "rules": [{"id": "pool", "load_balance": {
+                "vip": "198.51.100.80", "port": port, "protocol": "tcp",
+                "backends": [{"address": "10.2.0.11", "port": 8080, "weight": 2},
+                             {"address": "10.2.0.12", "port": 8080}]}}]}
+
+
+def _within(seconds: float, call: Any) -> Any:
+    """``call()``'s answer, failing the test when it takes longer than ``seconds``."""
+    answer: list[Any] = []
+    thread = threading.Thread(target=lambda: answer.append(call()), daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert answer, f"still waiting after {seconds} s"
+    return answer[0]
+
+
 def test_undecodable_bodies_are_refused_and_change_nothing(start_agent: Any,
                                                           tmp_path: Path) -> None:
     agent, _servers = start_agent(two_vnics(tmp_path))
@@ -272,6 +399,33 @@ def test_a_guest_over_its_byte_rate_is_refused_before_decoding(start_agent: Any,
 
 
 # -- the parts alone ------------------------------------------------------------------------
+
+
+def test_a_keyed_hold_stops_only_its_own_key() -> None:
+    gate = Gate()
+    order: list[str] = []
+    stamp = gate.stamp("a")
+    assert stamp is not None
+    with gate.shared("b"):
+        assert gate.stamp("a") == stamp and gate.stamp("b") is None
+        with gate.exclusive(key="a"):  # b's holder does not stop it
+            assert gate.untouched_since("a", stamp)
+            others = [threading.Thread(target=lambda: _hold(gate.shared("b"), order, "b")),
+                      threading.Thread(target=lambda: _hold(gate.shared("a"), order, "a")),
+                      threading.Thread(target=lambda: _hold(gate.shared(), order, "any"))]
+            for thread in others:
+                thread.start()
+            time.sleep(0.05)
+            assert order == ["b"]  # only another key's holder went on
+            whole = threading.Thread(target=lambda: _hold(gate.exclusive(), order, "whole"))
+            whole.start()
+            time.sleep(0.05)
+            assert order == ["b"]
+    for thread in [*others, whole]:  # b's holder left: the whole hold first, then the rest
+        thread.join(5)
+    assert order[:2] == ["b", "whole"] and sorted(order[2:]) == ["a", "any"]
+    moved = gate.stamp("a")
+    assert moved is not None and moved > stamp  # holders of a and of everything came
 
 
 def test_the_gate_lets_applies_share_it_and_repairs_go_first() -> None:
