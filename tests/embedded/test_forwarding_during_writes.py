@@ -244,3 +244,30 @@ def test_a_write_is_not_held_back_by_a_large_read(flowing: Target) -> None:
     done.append("write")
     thread.join(120)
     assert done == ["write", "read"]
+
+
+def test_a_read_of_a_whole_large_table_lets_writes_in(flowing: Target) -> None:
+    """A wildcard Read of a 60,000-entry table takes the packet lock in slices, entry by
+    entry: a delete sent while it runs is applied between two slices and answered first,
+    and the Read, reaching that entry afterwards, leaves it out (each entry is read as it
+    is when the Read gets to it)."""
+    t = flowing
+    batch = l2_batch(t, 60_000)
+    t.client.write(*batch)
+    last = batch[-1].entity  # the Read gets to it last
+    done: list[str] = []
+    found: list[int] = []
+    wildcard = p4r.Entity(table_entry=p4r.TableEntry(table_id=t.names.id("l2")))
+
+    def read_all() -> None:
+        found.append(len(t.client.read(wildcard)))
+        done.append("read")
+
+    thread = threading.Thread(target=read_all)
+    thread.start()
+    time.sleep(0.05)
+    t.client.write(p4r.Update(type=p4r.Update.DELETE, entity=last))
+    done.append("delete")
+    thread.join(120)
+    assert done == ["delete", "read"]
+    assert found == [1 + 60_000 - 1]  # the flow's entry and the batch, less the deleted one

@@ -385,10 +385,11 @@ class Device:
         found: list[p4r.Entity] = []
         errors: list[StatusError | None] = [None] * len(entities)
         # Never half an all-or-nothing batch (those run alone). Entities are read in
-        # slices of the packet lock, as Writes are, so a Read of many keys lets Writes and
-        # frames in between (each entity is read whole).
+        # slices of the packet lock, as Writes are, so a Read of many keys or of a large
+        # table lets Writes and frames in between (each entity is read whole).
         count = len(entities)
         i = 0
+        reading: Iterator[p4r.Entity] | None = None  # resumed in the next slice
         with self._gate.shared():
             store = self.store
             if store is None:
@@ -396,16 +397,31 @@ class Device:
             while i < count:
                 with self._slice():
                     until = time.perf_counter() + SLICE_S
-                    while i < count:
+                    paused = False
+                    while i < count and not paused:
                         try:
-                            found.extend(store.read(entities[i]))
+                            if reading is None:
+                                reading = iter(store.read_lazily(entities[i]))
+                            for n, entity in enumerate(reading, 1):
+                                found.append(entity)
+                                if not n & 31 and self._pause_reading(until):
+                                    paused = True
+                                    break
+                            else:
+                                reading = None
                         except StatusError as exc:
                             errors[i] = exc
-                        i += 1
-                        if (self._turns.waiting or self.switch.packets_waiting()
-                                or time.perf_counter() > until):
-                            break
+                            reading = None
+                        if reading is None:
+                            i += 1
+                            paused = self._pause_reading(until)
         return found, errors
+
+    def _pause_reading(self, until: float) -> bool:
+        """A Read lets go of the packet lock now: another Write or Read waits for its
+        turn, a frame waits for the lock, or its slice is over."""
+        return (self._turns.waiting or self.switch.packets_waiting()
+                or time.perf_counter() > until)
 
     # packet I/O and digests ------------------------------------------------------------
     def packet_out(self, packet: p4r.PacketOut) -> None:

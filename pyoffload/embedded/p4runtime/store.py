@@ -6,7 +6,7 @@ the store, so no entity can outlive the program it was written for.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
 from finsy.proto import p4r
@@ -126,6 +126,17 @@ class EntityStore:
         except EngineError as exc:
             raise from_engine_error(exc) from exc
 
+    def read_lazily(self, entity: p4r.Entity) -> Iterable[p4r.Entity]:
+        """`read`, with a wildcard Read of a table's entries read entry by entry as the
+        caller takes them (`TableStore.read_lazily`); StatusError on failure."""
+        if entity.WhichOneof("entity") != "table_entry" or self.absent:
+            return self.read(entity)
+        try:
+            found = self.tables.read_lazily(entity.table_entry)
+        except EngineError as exc:
+            raise from_engine_error(exc) from exc
+        return found if isinstance(found, list) else _engine_errors_as_status(found)
+
     def _check_present(self, which: str | None, entity: p4r.Entity, *,
                        reading: bool = False) -> None:
         """UNKNOWN, as BMv2 answers, for a request naming an object p4c left out of the
@@ -146,6 +157,13 @@ class EntityStore:
             for absent in self.absent.values():
                 if absent.kind in kinds:
                     raise absent_error(absent)
+
+
+def _engine_errors_as_status(entities: Iterable[p4r.Entity]) -> Iterator[p4r.Entity]:
+    try:
+        yield from entities
+    except EngineError as exc:
+        raise from_engine_error(exc) from exc
 
 
 _ID_FIELDS = {

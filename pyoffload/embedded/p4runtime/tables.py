@@ -14,7 +14,7 @@ runtime) is given the same number, see `engine_priority`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -548,6 +548,23 @@ class TableStore:
         key, _ = self.decode_match(info, te)
         entry = entries.get(key)
         return self._answers(info, [] if entry is None else [(key, entry)], te)
+
+    def read_lazily(self, te: p4r.TableEntry) -> Iterable[p4r.Entity]:
+        """`read`, but a wildcard Read of one table's entries comes as a generator that
+        reads each entry only when it gets to it, as it is then (one deleted meanwhile is
+        left out): a caller may take it across several holds of the packet lock, so no
+        hold lasts a whole large table."""
+        info = self._index.tables.get(te.table_id)
+        if info is None or info.is_const or te.is_default_action or len(te.match):
+            return self.read(te)
+        return self._each_answer(info, self.entries[info.id], list(self.entries[info.id]), te)
+
+    def _each_answer(self, info: TableInfo, entries: dict[Key, Entry], keys: list[Key],
+                     te: p4r.TableEntry) -> Iterator[p4r.Entity]:
+        for key in keys:
+            entry = entries.get(key)
+            if entry is not None:
+                yield from self._answers(info, [(key, entry)], te)
 
     def _answers(self, info: TableInfo, items: list[tuple[Key, Entry]], te: p4r.TableEntry
                  ) -> list[p4r.Entity]:
