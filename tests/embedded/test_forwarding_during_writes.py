@@ -1,6 +1,6 @@
 """Forwarding is never frozen by the control plane: a steady flow keeps passing while a
 100,000-update Write (most of it refused: the ACL holds 1,024 entries) runs, and the
-target's memory stays bounded over rounds of such writes."""
+target's memory stays within 10% of where it was over ten rounds of such writes."""
 
 from __future__ import annotations
 
@@ -194,8 +194,7 @@ def test_memory_stays_bounded_over_failure_heavy_writes(flowing: Target, tmp_pat
         rounds.append(rss_mb())
     print(f"\nRSS before {before:.0f} MB; after each failure-heavy 100,000-update write: "
           + ", ".join(f"{r:.0f}" for r in rounds) + " MB")
-    assert rounds[-1] - rounds[0] < 100  # no growth from round to round
-    assert rounds[-1] - before < 300
+    assert max(rounds) <= before * 1.10  # the issue's bound: within 10% of before
 
 
 def test_a_small_write_is_not_held_back_by_a_large_one(flowing: Target) -> None:
