@@ -38,7 +38,7 @@ from finsy.proto import p4r, p4r_grpc
 from guest_shim import offload_pb2 as pb
 from pyoffload.agent.admin import query
 from pyoffload.agent.config import HostConfig
-from pyoffload.agent.installer import comparable
+from pyoffload.agent.installer import comparable, configured
 from pyoffload.agent.journal import Journal
 from pyoffload.agent.session import MANAGED_TABLES
 from pyoffload.compiler import ResourcePool, VnicTarget, compile_request
@@ -166,16 +166,7 @@ def read_back(address: str, device_id: int = 1) -> frozenset[bytes]:
             if exc.code() != grpc.StatusCode.FAILED_PRECONDITION:
                 raise
             return frozenset()  # a restarted target the agent gave no pipeline yet: empty
-    return frozenset(_value(e) for e in found if _held(e))
-
-
-def _held(entity: p4r.Entity) -> bool:
-    """Not a meter cell without a configuration (those are no one's)."""
-    if entity.WhichOneof("entity") != "meter_entry":
-        return True
-    config = entity.meter_entry.config
-    return entity.meter_entry.HasField("config") and any(
-        (config.cir, config.cburst, config.pir, config.pburst))
+    return frozenset(_value(e) for e in found if configured(e))
 
 
 def table_counts(entities: Iterable[bytes]) -> dict[str, int]:
