@@ -4,7 +4,7 @@
 exclusive holder keeps new shared ones back, so a stream of shared holders cannot
 starve it. Holders may name a key (what they touch): an exclusive holder of a key
 stops only the shared holders of that key (and those that name none). It counts every
-change of hands, in all (``epoch``) and per key (``stamp``), so a reader can tell
+change of hands per key (``stamp``), so a reader can tell
 whether anyone who may touch a key came or went while it looked, without holding it.
 The agent's applies hold it shared under their VNIC's name (each VNIC's own lock keeps
 that VNIC's in order), its repair of one VNIC's entries exclusively under that name,
@@ -37,23 +37,9 @@ class Gate:
         self._exclusive_waiting = 0
         self._keys_held: set[Hashable] = set()
         self._keys_waiting: collections.Counter[Hashable] = collections.Counter()
-        self._epoch = 0
         self._epochs: collections.Counter[Hashable] = collections.Counter()
         """Per key (None: holders without a key and whole exclusive ones), how often a
         holder that may touch it came or went."""
-
-    @property
-    def epoch(self) -> int:
-        """Moves whenever a holder comes or goes."""
-        with self._cond:
-            return self._epoch
-
-    def quiet_epoch(self) -> int | None:
-        """The epoch, when no one holds the gate now; else None."""
-        with self._cond:
-            if self._shared or self._exclusive or self._keys_held:
-                return None
-            return self._epoch
 
     def stamp(self, key: Hashable) -> int | None:
         """None while someone who may touch ``key`` holds the gate; else a number that
@@ -71,7 +57,6 @@ class Gate:
             return self._epochs[key] + self._epochs[None] == stamp + 1
 
     def _moved(self, key: Hashable) -> None:
-        self._epoch += 1
         self._epochs[key] += 1
 
     @contextlib.contextmanager

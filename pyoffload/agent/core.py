@@ -179,13 +179,13 @@ class Agent:
         """Notified whenever an apply in flight ends (its capacity is known again)."""
         self._vnics = {v.name: VnicState(config=v) for v in config.vnics}
         self._vnic_locks = {name: threading.Lock() for name in self._vnics}
+        """One per VNIC: its applies, withdraws, admission changes and imports in turn."""
         self._vnic_by_id = {v.id: v.name for v in config.vnics}
         self._vnic_by_port = {port: v.name for v in config.vnics
                               for port in (v.guest_port, v.uplink_port)}
         self._claim_fields = _claim_fields(self.schema)
         """Table id -> (the key field that tells whose an entry is, and how: the VNIC id,
         a port, or a timeout profile's number)."""
-        """One per VNIC: its applies, withdraws, admission changes and imports in turn."""
         self.gate = Gate()
         self._numbers_lock = threading.Lock()
         """Held while a number is taken from or given back to the pool."""

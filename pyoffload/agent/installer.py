@@ -312,26 +312,25 @@ class Installer:
         members they use); the rest is not touched. Afterwards each owner's installed
         entities are its desired ones. No apply may run meanwhile. A refused update
         raises InstallError with ``needs_repair`` (the next reconciliation tries again)."""
-        keyed = self._keyed(desired)
+        keyed = self.keyed(desired)
         changes = self.drift(keyed, actual)
         self._installed = {owner: dict(items) for owner, items in keyed.items()}
         self._table_entries = _table_sizes(k for items in self._installed.values() for k in items)
         self.repair([c for _owner, c in changes])
         return reconcile_result(changes)
 
-    def _keyed(self, desired: Mapping[str, Iterable[P4Entity]]) -> dict[str, list[Keyed]]:
+    def keyed(self, desired: Mapping[str, Iterable[P4Entity]]) -> dict[str, list[Keyed]]:
+        """Every owner's entities encoded, each with its key (what ``drift`` compares)."""
         return {owner: [self._encoder.encode_keyed(e) for e in entities]
                 for owner, entities in desired.items()}
 
-    def drift(self, desired: Mapping[str, Iterable[P4Entity]] | Mapping[str, list[Keyed]],
-              actual: Iterable[p4r.Entity], *, only: Collection[EntityKey] | None = None
-              ) -> list[tuple[str, Change]]:
+    def drift(self, keyed: Mapping[str, list[Keyed]], actual: Iterable[p4r.Entity], *,
+              only: Collection[EntityKey] | None = None) -> list[tuple[str, Change]]:
         """The updates that make a target holding ``actual`` (read back from it) hold
-        ``desired`` (owner -> its entities, install-ordered), each with the owner of its
-        entity ("" for what no owner has: deleted), in the order to write them. ``only``:
-        just these keys (``actual`` was read by key for them). Nothing is written."""
-        keyed = {owner: [item if isinstance(item, tuple) else self._encoder.encode_keyed(item)
-                         for item in items] for owner, items in desired.items()}
+        ``keyed`` (owner -> its entities as ``keyed`` gives them, install-ordered), each
+        with the owner of its entity ("" for what no owner has: deleted), in the order to
+        write them. ``only``: just these keys (``actual`` was read by key for them).
+        Nothing is written."""
         if only is not None:
             keyed = {owner: [(k, e) for k, e in items if k in only]
                      for owner, items in keyed.items()}

@@ -262,13 +262,15 @@ class TargetSession:
         entries are put right. Entries no VNIC claims are removed with every apply held
         back (after a patient wait for a quiet moment)."""
         client, installer = self.writer()
-        vnics = sorted({vnic_of(owner) for owner in self._desired()})
+        vnics = {vnic_of(owner) for owner in self._desired()}
         before = {vnic: self._gate.stamp(vnic) for vnic in vnics}
-        actual = read_managed(client, self.schema)
+        # taken after the first stamps: a VNIC no apply touched from the first stamp to
+        # the last is the same here as in the reading (the others are read again)
         desired = self._desired()
+        actual = read_managed(client, self.schema)
         after = {vnic: self._gate.stamp(vnic) for vnic in vnics}
         groups: dict[str | None, list[tuple[str, Change]]] = {}
-        for owner, change in installer.drift(desired, actual):
+        for owner, change in installer.drift(installer.keyed(desired), actual):
             vnic = vnic_of(owner) if owner else self._claim(change.entity)
             groups.setdefault(vnic, []).append((owner, change))
         repaired: list[tuple[str, Change]] = []
@@ -299,7 +301,8 @@ class TargetSession:
                 desired = {owner: entities for owner, entities in self._desired().items()
                            if vnic is None or vnic_of(owner) == vnic}
                 keys = {entity_key(c.entity) for _owner, c in changes}
-                changes = [(owner, c) for owner, c in installer.drift(desired, fresh, only=keys)
+                found = installer.drift(installer.keyed(desired), fresh, only=keys)
+                changes = [(owner, c) for owner, c in found
                            if (vnic_of(owner) if owner else self._claim(c.entity)) == vnic]
             installer.repair([c for _owner, c in changes])
         return changes

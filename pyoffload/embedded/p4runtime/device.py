@@ -308,11 +308,9 @@ class Device:
         undo: list[Callable[[], None]] | None = [] if atomic else None
         apply = store.apply
         lock = self._slice if sliced else self._held  # unsliced: the caller holds it
-        turns = self._turns
         count = len(updates)
         failed: tuple[int, StatusError] | None = None
         shared: dict[tuple[int, str], StatusError] = {}
-        waiting = self.switch.packets_waiting
         i = 0
         while i < count and failed is None:
             with lock():
@@ -333,8 +331,7 @@ class Device:
                             break
                         results[i] = error
                     i += 1
-                    if sliced and not i & 15 and (waiting() or turns.waiting
-                                                  or time.perf_counter() > until):
+                    if sliced and not i & 15 and self._time_to_yield(until):
                         break
             if sliced:
                 self.switch.yield_to_packets()
@@ -361,9 +358,7 @@ class Device:
                     except Exception:
                         _log.exception("rolling back a batch failed; state may differ from "
                                        "before")
-                    if sliced and not len(undo) & 15 and (
-                            self.switch.packets_waiting() or self._turns.waiting
-                            or time.perf_counter() > until):
+                    if sliced and not len(undo) & 15 and self._time_to_yield(until):
                         break
             if sliced:
                 self.switch.yield_to_packets()
@@ -404,7 +399,7 @@ class Device:
                                 reading = iter(store.read_lazily(entities[i]))
                             for n, entity in enumerate(reading, 1):
                                 found.append(entity)
-                                if not n & 31 and self._pause_reading(until):
+                                if not n & 31 and self._time_to_yield(until):
                                     paused = True
                                     break
                             else:
@@ -414,12 +409,12 @@ class Device:
                             reading = None
                         if reading is None:
                             i += 1
-                            paused = self._pause_reading(until)
+                            paused = self._time_to_yield(until)
         return found, errors
 
-    def _pause_reading(self, until: float) -> bool:
-        """A Read lets go of the packet lock now: another Write or Read waits for its
-        turn, a frame waits for the lock, or its slice is over."""
+    def _time_to_yield(self, until: float) -> bool:
+        """A slice of control-plane work ends now: another Write or Read waits for its
+        turn, a frame waits for the packet lock, or the slice is over."""
         return (self._turns.waiting or self.switch.packets_waiting()
                 or time.perf_counter() > until)
 

@@ -135,10 +135,6 @@ def _count_none(errors: Sequence[StatusError | None]) -> int:
     return errors.count(None)
 
 
-LARGE_DETAILS = 64 * 1024
-"""Status details this large are let go of once sent (see `_forget_trailing_metadata`)."""
-
-
 def _forget_trailing_metadata(context: Context) -> None:
     """Drop a finished call's trailing metadata: grpc's server loop keeps the state of the
     last call it accepted until the next one comes, and with it a large batch's status
@@ -156,9 +152,8 @@ def _fail(context: Context, code: int | grpc.StatusCode, message: str,
     """
     if details is not None:
         context.set_trailing_metadata(((STATUS_DETAILS_KEY, details),))
-        if len(details) >= LARGE_DETAILS:
-            # grpc-stubs declare the callback as a class, not a Protocol: any callable does
-            context.add_done_callback(_forget_trailing_metadata)  # type: ignore[arg-type]
+        # grpc-stubs declare the callback as a class, not a Protocol: any callable does
+        context.add_done_callback(_forget_trailing_metadata)  # type: ignore[arg-type]
     context.set_code(code if isinstance(code, grpc.StatusCode) else grpc_code(code))
     context.set_details(message)
 

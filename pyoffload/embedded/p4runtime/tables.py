@@ -557,18 +557,18 @@ class TableStore:
         info = self._index.tables.get(te.table_id)
         if info is None or info.is_const or te.is_default_action or len(te.match):
             return self.read(te)
-        return self._each_answer(info, self.entries[info.id], list(self.entries[info.id]), te)
-
-    def _each_answer(self, info: TableInfo, entries: dict[Key, Entry], keys: list[Key],
-                     te: p4r.TableEntry) -> Iterator[p4r.Entity]:
-        for key in keys:
-            entry = entries.get(key)
-            if entry is not None:
-                yield from self._answers(info, [(key, entry)], te)
+        entries = self.entries[info.id]
+        return self._answering(info, ((key, entries.get(key)) for key in list(entries)), te)
 
     def _answers(self, info: TableInfo, items: list[tuple[Key, Entry]], te: p4r.TableEntry
                  ) -> list[p4r.Entity]:
-        """The entities of the entries that pass the filters of `te`, with the data it asks for."""
+        return list(self._answering(info, items, te))
+
+    def _answering(self, info: TableInfo, items: Iterable[tuple[Key, Entry | None]],
+                   te: p4r.TableEntry) -> Iterator[p4r.Entity]:
+        """The entities of the entries that pass the filters of `te`, with the data it asks
+        for, made as they are taken (an entry of None, deleted since it was listed, is
+        left out)."""
         want_counter = te.HasField("counter_data") and info.direct_counter_id
         want_meter = te.HasField("meter_config")
         want_idle = te.HasField("time_since_last_hit")
@@ -577,9 +577,8 @@ class TableStore:
             action_filter = te.action.action.action_id
         priority, cookie, metadata = te.priority, te.controller_metadata, te.metadata
         now = self._clock() if want_idle else 0
-        found: list[p4r.Entity] = []
         for key, entry in items:
-            if ((priority and key[-1] != priority)
+            if entry is None or ((priority and key[-1] != priority)
                     or (action_filter and entry.action_id != action_filter)
                     or (cookie and entry.controller_metadata != cookie)
                     or (metadata and entry.metadata != metadata)):
@@ -594,8 +593,7 @@ class TableStore:
             if want_idle:
                 idle = now - self.last_active(self.engine_table(info), entry)
                 entity.table_entry.time_since_last_hit.elapsed_ns = idle
-            found.append(entity)
-        return found
+            yield entity
 
     def _entity(self, info: TableInfo, key: Key, entry: Entry) -> p4r.Entity:
         """A new Entity holding what a Read returns for an entry (see `read_back`)."""
