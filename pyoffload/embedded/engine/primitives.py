@@ -74,7 +74,7 @@ class PrimitiveCompiler:
             "copy_header": self._assign_header,
             "assign_union": self._assign_union,
             "assign_header_stack": self._assign_stack,
-            "assign_union_stack": self._assign_union_stack,
+            "assign_union_stack": self._assign_stack,
             "add_header": self._add_header,
             "add_header_fast": self._add_header_fast,
             "remove_header": self._remove_header,
@@ -212,18 +212,32 @@ class PrimitiveCompiler:
         return lines
 
     def _assign_stack(self, ps: list[Json], ctx: str) -> list[str]:
-        """The next index, then element by element as header assignments (BMv2's order)."""
+        """assign_header_stack and assign_union_stack: the next index, then element by
+        element (a union member by member) as header assignments, in BMv2's order."""
         self._n(ps, 2, ctx)
         d = self.ec.compile(ps[0], ctx)
         s = self.ec.compile(ps[1], ctx)
-        if d.kind != STACK or s.kind != STACK or d.stack is None or s.stack is None:
-            raise PipelineLoadError(f"{ctx}: assign_header_stack needs two stacks")
-        if len(d.stack.elements) != len(s.stack.elements):
-            raise PipelineLoadError(f"{ctx}: assign_header_stack between stacks of other sizes")
-        lines = [f"f[{d.stack.next_slot}] = f[{s.stack.next_slot}]"]
-        for dh, sh in zip(d.stack.elements, s.stack.elements, strict=True):
+        if d.kind != s.kind:
+            raise PipelineLoadError(f"{ctx}: stack assignment between a {d.kind} and a {s.kind}")
+        d_next, d_headers = self._stack_headers(d, ctx)
+        s_next, s_headers = self._stack_headers(s, ctx)
+        if len(d_headers) != len(s_headers):
+            raise PipelineLoadError(f"{ctx}: stack assignment between stacks of other sizes")
+        lines = [f"f[{d_next}] = f[{s_next}]"]
+        for dh, sh in zip(d_headers, s_headers, strict=True):
             lines += self._copy_header(_header_ex(dh), _header_ex(sh), ctx)
         return lines
+
+    @staticmethod
+    def _stack_headers(e: Ex, ctx: str) -> tuple[int, list[HeaderInst]]:
+        """A stack's next-index slot and its headers (a union stack's: union by union,
+        member by member)."""
+        if e.kind == STACK and e.stack is not None:
+            return e.stack.next_slot, list(e.stack.elements)
+        if e.kind == UNION_STACK and e.ustack is not None:
+            return e.ustack.next_slot, [h for u in e.ustack.unions for _, h in u.members]
+        raise PipelineLoadError(f"{ctx}: a stack assignment needs two header stacks or two "
+                                "header union stacks")
 
     # ---- validity ---------------------------------------------------------
     def _add_header(self, ps: list[Json], ctx: str) -> list[str]:
@@ -282,21 +296,6 @@ class PrimitiveCompiler:
         num = self.ec.data(ps[1], ctx)
         k = self.env.ns.const(tuple(bases), "S")
         return [f"{self.env.ns.const(fn, 'shift')}(f, {k}, {w}, {nxt}, {num}, {hdr})"]
-
-    def _assign_union_stack(self, ps: list[Json], ctx: str) -> list[str]:
-        """The next index, then union by union as union assignments (BMv2's order)."""
-        self._n(ps, 2, ctx)
-        d = self.ec.compile(ps[0], ctx)
-        s = self.ec.compile(ps[1], ctx)
-        if d.kind != UNION_STACK or s.kind != UNION_STACK or d.ustack is None or s.ustack is None:
-            raise PipelineLoadError(f"{ctx}: assign_union_stack needs two header union stacks")
-        if len(d.ustack.unions) != len(s.ustack.unions):
-            raise PipelineLoadError(f"{ctx}: assign_union_stack between stacks of other sizes")
-        lines = [f"f[{d.ustack.next_slot}] = f[{s.ustack.next_slot}]"]
-        for du, su in zip(d.ustack.unions, s.ustack.unions, strict=True):
-            for (_, dh), (_, sh) in zip(du.members, su.members, strict=True):
-                lines += self._copy_header(_header_ex(dh), _header_ex(sh), ctx)
-        return lines
 
     # ---- v1model ----------------------------------------------------------
     def _mark_to_drop(self, ps: list[Json], ctx: str) -> list[str]:
