@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -14,6 +15,10 @@ from pyoffload import __version__
 from pyoffload.agent.admin import DEFAULT_ADMIN, migrate, query
 from pyoffload.errors import PyoffloadError
 from pyoffload.render import render_flows, render_status
+
+LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
+              "error": logging.ERROR}
+"""``pyoffload up --log-level`` choices."""
 
 MIGRATE_TIMEOUT = 600.0
 """Seconds an export or import may take (a million connections take tens of seconds)."""
@@ -57,6 +62,9 @@ def _main(argv: list[str] | None = None) -> int:
                     help="host configuration (YAML); default: a playground with one VNIC "
                          "between two network namespaces on the embedded target")
     up.add_argument("--admin", default=DEFAULT_ADMIN, help="admin endpoint (unix:PATH)")
+    up.add_argument("--log-level", default="info", choices=list(LOG_LEVELS),
+                    help="what the agent logs to stderr (default: info; connections, "
+                         "restores, repairs and failures, with times)")
     status = sub.add_parser("status", help="VNICs, flows, rules, counters, table occupancy")
     status.add_argument("--admin", default=DEFAULT_ADMIN, help="admin endpoint (unix:PATH)")
     status.add_argument("--json", action="store_true", help="print the raw status document")
@@ -89,6 +97,8 @@ def _main(argv: list[str] | None = None) -> int:
             from pyoffload.up import run_up
 
             tune_agent_process()  # this process is the host's agent from here on
+            logging.basicConfig(level=LOG_LEVELS[args.log_level], stream=sys.stderr,
+                                format="%(asctime)s %(levelname)s %(name)s: %(message)s")
             return run_up(args.config, args.admin)
         if args.command == "migrate":
             return _migrate(args.vnic, args.source, args.destination)

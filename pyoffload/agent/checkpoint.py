@@ -187,10 +187,21 @@ class Checkpointer:
         return self._status.get(vnic, CheckpointStatus(connections=0, taken=None))
 
     def _run(self) -> None:
+        failed, since = 0, 0.0  # checkpoints failed in a row, and since when
         while not self._stop.wait(self.interval):
             try:
                 self.take()
-                self.last_error = ""
             except Exception as exc:  # the target away, the disk full: say so, and go on
-                self.last_error = str(exc).splitlines()[0] if str(exc) else repr(exc)
-                _log.warning("connection checkpoint failed: %s", self.last_error)
+                error = str(exc).splitlines()[0] if str(exc) else repr(exc)
+                if error != self.last_error:  # said once, not at every interval
+                    _log.warning("connection checkpoint failed: %s (retrying every %.1f s; "
+                                 "said again only if the error changes)", error, self.interval)
+                if failed == 0:
+                    since = time.monotonic()
+                failed += 1
+                self.last_error = error
+                continue
+            if failed:
+                _log.info("connection checkpoint works again, after %d failed in %.1f s",
+                             failed, time.monotonic() - since)
+            failed, self.last_error = 0, ""

@@ -236,7 +236,11 @@ class TargetSession:
         if restoring:
             rules = {owner: entities for owner, entities in desired.items()
                      if not owner.endswith(PORTS_SUFFIX)}
-            installer.reconcile(rules, actual)
+            result = installer.reconcile(rules, actual)
+            _log.info("target at %s %s: %d rule entries of %d VNICs put back before any port "
+                      "map admits traffic", self.address,
+                      "came back without our pipeline" if pushed else "held no port map",
+                      result.written, len(rules))
             self._on_fresh(client, pushed)
             actual = read_managed(client, self.schema)  # the rules and connections are in
         self._reconcile_with(client, installer, desired, actual=actual)

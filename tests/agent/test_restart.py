@@ -16,6 +16,7 @@ leaves the target alone.
 from __future__ import annotations
 
 import random
+import re
 import sqlite3
 import subprocess
 from collections.abc import Callable, Iterator
@@ -117,6 +118,10 @@ def test_restart_keeps_traffic_rules_and_entries(lab: tuple[ExitStack, Lab], how
     assert up.terminate() == 0
     output = up.output()
     assert "Traceback" not in output, output
+    # The operator's log, with times, says the restarted agent adopted the target.
+    assert re.search(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO pyoffload\.agent\.session: "
+                     r"agent connected to \S+ \(pipeline already there: adopted\)$",
+                     output, re.MULTILINE), output
     print(f"echoes per connection over the test: {tally.replies}; longest gap "
           f"{tally.max_gap_ms} ms")
 

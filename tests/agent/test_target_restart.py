@@ -12,6 +12,7 @@ from the new target to rules and connections restored are printed.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
@@ -78,7 +79,9 @@ def establish(guest: RawWire, uplink: RawWire, ports: range) -> None:
     uplink.receive(1.0)
 
 
-def test_connections_survive_a_target_restart(tmp_path: Path) -> None:
+def test_connections_survive_a_target_restart(tmp_path: Path,
+                                              caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="pyoffload")
     with ExitStack() as stack:
         topo = stack.enter_context(Topology())
         topo.add_veth(1)
@@ -124,6 +127,17 @@ def test_connections_survive_a_target_restart(tmp_path: Path) -> None:
               f"on the new target; rules and connections restored {restored:.2f} s after it "
               "was started")
         assert passed == set(guest_ports)
+
+        # The operator's log says what happened, once: not a failed checkpoint per interval.
+        said = [r.getMessage() for r in caplog.records]
+        failed = [m for m in said if m.startswith("connection checkpoint failed")]
+        assert len(failed) == 1, failed
+        assert eventually(lambda: any(r.getMessage().startswith(
+            "connection checkpoint works again") for r in caplog.records), 5), said
+        assert any("1 VNICs put back before any port map admits traffic" in m
+                   for m in said), said
+        assert f"VNIC app: {CONNECTIONS} checkpointed connections restored on the target " \
+               "(0 not: -)" in said, said
 
         # Unsolicited inbound TCP is still denied: what passed, passed as tracked.
         uplink.send(frame(SERVER, GUEST, 8080, 40_000, "A", 1, 1))
