@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+import guest_shim
 import pyoffload
 
 REPO = Path(__file__).resolve().parent.parent
@@ -68,8 +69,9 @@ def test_both_projects_make_a_wheel_and_an_sdist(dist: Path) -> None:
     version = pyoffload.__version__
     assert f"pyoffload-{version}-py3-none-any.whl" in names
     assert f"pyoffload-{version}.tar.gz" in names
-    assert any(n.startswith("pyoffload_guest_shim-") and n.endswith(".whl") for n in names)
-    assert any(n.startswith("pyoffload_guest_shim-") and n.endswith(".tar.gz") for n in names)
+    shim = guest_shim.__version__
+    assert f"pyoffload_guest_shim-{shim}-py3-none-any.whl" in names
+    assert f"pyoffload_guest_shim-{shim}.tar.gz" in names
 
 
 def test_the_wheel_ships_the_product_and_not_the_lab(dist: Path) -> None:
@@ -89,6 +91,8 @@ def test_installed_commands_run_outside_the_checkout(installed: Path, tmp_path: 
     version = _run([str(installed / "pyoffload"), "--version"], cwd=tmp_path)
     assert version.returncode == 0, version.stderr
     assert version.stdout.strip() == f"pyoffload {pyoffload.__version__}"
+    shim = _run([str(installed / "guest-shim"), "--version"], cwd=tmp_path)
+    assert shim.stdout.strip() == f"guest-shim {guest_shim.__version__}", shim.stderr
     for command in ("pyoffload-target", "guest-shim"):
         result = _run([str(installed / command), "--help"], cwd=tmp_path)
         assert result.returncode == 0, f"{command} --help: {result.stderr}"

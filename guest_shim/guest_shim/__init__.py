@@ -12,7 +12,7 @@ from guest_shim.errors import ChannelAddressError, ChannelTlsError, GuestShimErr
 from guest_shim.rulefile import parse_data, parse_file, parse_text
 from guest_shim.tls import ChannelTls, tls_from
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "Channel",
