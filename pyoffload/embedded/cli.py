@@ -233,7 +233,7 @@ def parse_args(argv: Sequence[str]) -> Options:
         raise UsageError("give the JSON either as an argument or with --json, not both")
     opts.json = ns.json_file or ns.json_opt
     opts.no_p4 = ns.no_p4
-    if opts.json is None and not opts.no_p4:
+    if opts.json is None and not opts.no_p4 and not ns.version:  # --version alone works
         raise UsageError("give a BMv2 JSON file or --no-p4")
     if opts.json is not None and opts.no_p4:
         raise UsageError("--no-p4 and a JSON file exclude each other")

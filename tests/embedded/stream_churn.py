@@ -1,10 +1,12 @@
 """Idle StreamChannels from a process of their own, opened then closed on demand.
 
 ``python tests/embedded/stream_churn.py ADDRESS COUNT``: opens COUNT streams
-over connections of 100 streams each (every other one arbitrates as a backup),
-prints "open" once the target has them all, closes them all when a line
-arrives on stdin, prints "closed" and exits. Used by test_isolation so that
-what the target's process holds is measured without the clients' own memory.
+over connections of 100 streams each; every one arbitrates as a backup (with
+election ids from 1,000 up, below the primary's) and waits for the target's
+answer, so that when it prints "open" the target holds every stream. It then
+closes them all when a line arrives on stdin, prints "closed" and exits. Used by
+test_isolation so that what the target's process holds is measured without the
+clients' own memory.
 """
 
 from __future__ import annotations
@@ -18,25 +20,32 @@ from finsy.proto import p4r, p4r_grpc
 
 DEVICE_ID = 1
 PER_CONNECTION = 100
+ANSWER_TIMEOUT_S = 60.0
+
+
+async def _open_one(stub: Any, election: int) -> Any:
+    """A stream the target has answered (a backup's arbitration answer)."""
+    call = stub.StreamChannel()
+    update = p4r.MasterArbitrationUpdate(device_id=DEVICE_ID,
+                                         election_id=p4r.Uint128(low=election))
+    await call.write(p4r.StreamMessageRequest(arbitration=update))
+    answer = await asyncio.wait_for(call.read(), ANSWER_TIMEOUT_S)
+    if not isinstance(answer, p4r.StreamMessageResponse) or not answer.HasField("arbitration"):
+        raise SystemExit(f"stream {election}: the target answered {answer!r}")
+    return call
 
 
 async def main(address: str, count: int) -> None:
     channels: list[grpc.aio.Channel] = []
-    calls: list[Any] = []
-    election = 1000
+    opening = []
     for first in range(0, count, PER_CONNECTION):
         channel = grpc.aio.insecure_channel(address,
                                             options=[("grpc.use_local_subchannel_pool", 1)])
         channels.append(channel)
         stub: Any = p4r_grpc.P4RuntimeStub(channel)  # typed for the sync API
-        for i in range(min(PER_CONNECTION, count - first)):
-            call = stub.StreamChannel()
-            calls.append(call)
-            if i % 2:
-                update = p4r.MasterArbitrationUpdate(
-                    device_id=DEVICE_ID, election_id=p4r.Uint128(low=election))
-                election += 1
-                await call.write(p4r.StreamMessageRequest(arbitration=update))
+        opening += [_open_one(stub, 1000 + first + i)
+                    for i in range(min(PER_CONNECTION, count - first))]
+    calls = await asyncio.gather(*opening)
     print("open", flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
     for call in calls:

@@ -18,6 +18,7 @@ import grpc
 import pytest
 from finsy.proto import p4r, p4r_grpc
 
+from pyoffload import __version__
 from pyoffload.embedded.cli import DEFAULT_GRPC_ADDRESS, UsageError, main, parse_args
 from pyoffload.embedded.p4runtime.testing import Client, Names, action, insert, load_program
 from pyoffload.embedded.ports import RawSocketPort
@@ -117,6 +118,12 @@ def test_process_serves_p4runtime_and_stops_on_sigterm() -> None:
     assert "--thrift-port is a BMv2 option this target ignores" in err
     assert f"P4Runtime on 127.0.0.1:{port}" in err
     assert "stopped" in err and "Traceback" not in err
+
+
+def test_version_alone() -> None:
+    result = subprocess.run([sys.executable, "-m", "pyoffload.embedded", "--version"],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert (result.returncode, result.stdout.strip()) == (0, f"pyoffload-target {__version__}")
 
 
 def test_port_in_use_is_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
