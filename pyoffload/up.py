@@ -9,10 +9,12 @@ apply FILE`` works at once.
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 import tempfile
 import threading
+from collections.abc import Mapping
 from contextlib import ExitStack
 from pathlib import Path
 from typing import TextIO
@@ -22,10 +24,13 @@ from pyoffload.agent.admin import DEFAULT_ADMIN, serve_admin
 from pyoffload.agent.channel import serve_all
 from pyoffload.agent.config import HostConfig, load_config, parse_config
 from pyoffload.agent.journal import Journal
+from pyoffload.errors import PyoffloadError
 from pyoffload.examples import example_path
 from pyoffload.pipeline.artifacts import Artifacts
 from pyoffload.playground.topology import Topology, require_root
 from pyoffload.targets import RunningTarget, serves_p4runtime, start_target
+
+_log = logging.getLogger(__name__)
 
 PLAYGROUND_CHANNEL = "unix:/run/pyoffload/vnic-1.sock"
 
@@ -45,6 +50,67 @@ def playground(stack: ExitStack, say: TextIO) -> HostConfig:
         "vnics": [{"name": "vnic-1", "id": 1, "guest_port": 1, "uplink_port": 2,
                    "default_policy": "deny", "channel": PLAYGROUND_CHANNEL}],
     })
+
+
+class KeptTarget:
+    """The target ``pyoffload up`` started, started again whenever it dies, at the same
+    address and on the same ports: the agent reconnects to it and puts back the rules
+    and the checkpointed connections (a target it adopted is not its child: run that one
+    under a service manager). Failed starts are retried with backoff, up to
+    ``RESTART_BACKOFF_S[1]`` apart."""
+
+    RESTART_BACKOFF_S = (0.5, 30.0)
+
+    def __init__(self, kind: str, ports: Mapping[int, str], *, log_dir: Path,
+                 device_id: int, address: str | None) -> None:
+        self._kind, self._ports, self._log_dir, self._device_id = kind, ports, log_dir, device_id
+        self.current: RunningTarget = start_target(kind, ports, output=log_dir / "target.log",
+                                                   device_id=device_id, grpc_address=address)
+        self.restarts = 0
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._keep, daemon=True,
+                                        name="pyoffload-target-keeper")
+        self._thread.start()
+
+    def _keep(self) -> None:
+        while True:
+            dead = self.current
+            code = dead.process.wait()
+            if self._stopping.is_set():
+                return
+            _log.warning("the target (pid %d) exited with status %s; starting it again on %s "
+                         "(its last output: %s)", dead.process.pid, code, dead.grpc_address,
+                         dead.output)
+            delay = self.RESTART_BACKOFF_S[0]
+            while not self._stopping.is_set():
+                self.restarts += 1
+                output = self._log_dir / f"target-{self.restarts}.log"
+                try:
+                    started = start_target(self._kind, self._ports, output=output,
+                                           device_id=self._device_id,
+                                           grpc_address=dead.grpc_address)
+                except (PyoffloadError, OSError) as exc:
+                    _log.warning("starting the target again failed (retrying in %.1f s): %s",
+                                 delay, str(exc).splitlines()[0])
+                    self._stopping.wait(delay)
+                    delay = min(delay * 2, self.RESTART_BACKOFF_S[1])
+                    continue
+                with self._lock:
+                    if self._stopping.is_set():
+                        started.stop()
+                        return
+                    self.current = started
+                _log.warning("the target serves again on %s (pid %d, log %s)",
+                             started.grpc_address, started.process.pid, output)
+                break
+
+    def stop(self) -> None:
+        """Stop keeping it, and stop it."""
+        self._stopping.set()
+        with self._lock:
+            self.current.stop()
+        self._thread.join(timeout=15)
 
 
 def log_dir_for(stack: ExitStack) -> Path:
@@ -74,12 +140,14 @@ def run_up(config_path: Path | None, admin: str = DEFAULT_ADMIN,
                   "not started again", file=out)
         else:
             log_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pyoffload-")))
-            running: RunningTarget = stack.enter_context(start_target(
-                target.kind, target.ports, output=log_dir / "target.log",
-                device_id=target.device_id, grpc_address=target.address))
+            kept = KeptTarget(target.kind, target.ports, log_dir=log_dir,
+                              device_id=target.device_id, address=target.address)
+            stack.callback(kept.stop)
+            running = kept.current
             address, device_id = running.grpc_address, running.device_id
             thrift = running.thrift_address
-            print(f"target: {running.kind} on {address} (log {running.output})", file=out)
+            print(f"target: {running.kind} on {address} (log {running.output}; started "
+                  "again if it dies)", file=out)
         journal = stack.enter_context(Journal.open(
             config.state.path if config_path else log_dir_for(stack) / "state.db"))
         print(f"agent: desired state in {journal.path}", file=out)

@@ -237,10 +237,11 @@ class TargetSession:
             rules = {owner: entities for owner, entities in desired.items()
                      if not owner.endswith(PORTS_SUFFIX)}
             result = installer.reconcile(rules, actual)
-            _log.info("target at %s %s: %d rule entries of %d VNICs put back before any port "
-                      "map admits traffic", self.address,
-                      "came back without our pipeline" if pushed else "held no port map",
-                      result.written, len(rules))
+            if result.written:
+                _log.info("target at %s %s: %d rule entries of %d VNICs put back before any "
+                          "port map admits traffic", self.address,
+                          "runs our pipeline afresh" if pushed else "held no port map",
+                          result.written, len(rules))
             self._on_fresh(client, pushed)
             actual = read_managed(client, self.schema)  # the rules and connections are in
         self._reconcile_with(client, installer, desired, actual=actual)

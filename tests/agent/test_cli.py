@@ -124,3 +124,65 @@ def test_a_restarted_up_adopts_the_target_a_killed_one_left(tmp_path: Path) -> N
                 up.wait(timeout=30)
         # the adopted target is no one's child now: stop it by the socket it serves
         subprocess.run(["pkill", "-f", str(socket_path)], check=False)
+
+
+def _pids_serving(socket_path: Path) -> list[int]:
+    """PIDs of the processes whose command line names ``socket_path`` (its target)."""
+    found = subprocess.run(["pgrep", "-f", f"grpc-server-addr unix:{socket_path}"],
+                           capture_output=True, text=True, check=False)
+    return [int(pid) for pid in found.stdout.split()]
+
+
+def test_up_starts_its_target_again_when_it_dies(tmp_path: Path) -> None:
+    """``kill -9`` of the target ``pyoffload up`` started: ``up`` starts a new one on the
+    same address and ports, and the agent puts the guest's rules back into it."""
+    config = tmp_path / "host.yaml"
+    channel = f"unix:{tmp_path}/web-1.sock"
+    admin = f"unix:{tmp_path}/admin.sock"
+    socket_path = tmp_path / "p4rt" / "p4rt.sock"
+    config.write_text(yaml.safe_dump({
+        "target": {"kind": "embedded", "address": f"unix:{socket_path}"},
+        "vnics": [{"name": "web-1", "id": 7, "guest_port": 1, "uplink_port": 2,
+                   "channel": channel}],
+        "state": {"path": "state.db", "reconcile_interval": 1.0},
+    }))
+    log = tmp_path / "up.log"
+    with log.open("w") as out:
+        up = subprocess.Popen([str(BIN / "pyoffload"), "up", str(config), "--admin", admin],
+                              stdout=out, stderr=subprocess.STDOUT, text=True, cwd=REPO)
+    try:
+        def status() -> dict[str, object] | None:
+            shown = run(str(BIN / "pyoffload"), "status", "--admin", admin, "--json")
+            return json.loads(shown.stdout) if shown.returncode == 0 else None
+
+        deadline = time.monotonic() + 60
+        while status() is None:
+            assert up.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        applied = run(str(BIN / "guest-shim"), "--channel", channel, "apply",
+                      str(REPO / "pyoffload" / "examples" / "stateful-web-server.yaml"))
+        assert applied.returncode == 0, applied.stderr
+        (first,) = _pids_serving(socket_path)
+        subprocess.run(["kill", "-9", str(first)], check=True)
+
+        deadline = time.monotonic() + 60
+        while True:
+            doc = status()
+            if doc is not None:
+                target = doc["target"]
+                assert isinstance(target, dict)
+                if target["reconnects"] == 1 and target["connected"] \
+                        and doc["occupancy"]["vnic.acl"][0] == 3:  # type: ignore[index]
+                    break
+            assert time.monotonic() < deadline, (doc, log.read_text())
+            time.sleep(0.2)
+        (second,) = _pids_serving(socket_path)
+        assert second != first
+        said = log.read_text()
+        assert f"the target (pid {first}) exited with status -9; starting it again" in said
+        assert f"the target serves again on unix:{socket_path} (pid {second}" in said
+    finally:
+        up.send_signal(signal.SIGTERM)
+        up.wait(timeout=30)
+    assert up.returncode == 0, log.read_text()
+    assert _pids_serving(socket_path) == []  # stopped with `up`, not started once more
