@@ -6,6 +6,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -85,6 +86,8 @@ def _start_up(config: Path, admin: str) -> tuple[subprocess.Popen[str], list[str
         if "admin endpoint" in line or not line:
             break
     assert any("admin endpoint" in line for line in lines), "".join(lines)
+    # Go on reading what it says (its log), so that it never blocks on a full pipe.
+    threading.Thread(target=lines.extend, args=(up.stdout,), daemon=True).start()
     return up, lines
 
 
