@@ -40,6 +40,7 @@ from finsy import P4Schema, P4TableAction, P4TableEntry, P4TableMatch
 from finsy.proto import p4r
 
 from benchmarks.bench_entries import GUEST_PORT, TRAFFIC_DPORT, UPLINK_PORT, VNIC, vnic_entities
+from benchmarks.bench_memory import settled_rss_mib
 from benchmarks.corpus import flow_frames
 from pyoffload.embedded.ports import RawSocketPort
 from pyoffload.errors import PyoffloadError
@@ -62,26 +63,6 @@ def acl_inserts(count: int) -> list[P4TableEntry]:
         match=P4TableMatch(vnic_id=VNIC, flow_id=1, protocol="6/&255" if i % 2 else "17/&255",
                            src_port=f"{i // 2}...{i // 2}", dst_port="1...1"),
         action=P4TableAction("vnic.acl_deny"), priority=5000 + i) for i in range(count)]
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for process {pid}")
-
-
-def settled_rss_mib(pid: int, timeout: float = 15.0) -> float:
-    """RSS once two reads 0.5 s apart agree within 0.2 MiB (or after ``timeout``)."""
-    deadline = time.monotonic() + timeout
-    last = rss_mib(pid)
-    while time.monotonic() < deadline:
-        time.sleep(0.5)
-        now = rss_mib(pid)
-        if abs(now - last) < 0.2:
-            return now
-        last = now
-    return last
 
 
 class Flow:

@@ -10,6 +10,7 @@ and 16,384 overflow slots).
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from pyoffload.p4runtime import P4RuntimeClient
@@ -23,6 +24,24 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def rss_mib(pid: int) -> float:
+    return rss_kib(pid) / 1024
+
+
+def settled_rss_mib(pid: int, timeout: float = 15.0) -> float:
+    """A process's RSS once it stops moving: two reads 0.5 s apart within 0.2 MiB (or the
+    last read after ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    last = rss_mib(pid)
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = rss_mib(pid)
+        if abs(now - last) < 0.2:
+            return now
+        last = now
+    return last
 
 
 def target_rss(kind: str, json_path: Path, p4info: Path, workdir: Path) -> dict[str, int]:

@@ -91,10 +91,9 @@ def _start_up(config: Path, admin: str) -> tuple[subprocess.Popen[str], list[str
     return up, lines
 
 
-def test_a_restarted_up_adopts_the_target_a_killed_one_left(tmp_path: Path) -> None:
-    """``kill -9`` of ``pyoffload up`` leaves its target forwarding; the next ``up`` finds
-    it on its configured address and adopts it (rules and all), never starting a second
-    target on the same ports."""
+def _host_config(tmp_path: Path) -> tuple[Path, str, str, Path]:
+    """A host configuration with one VNIC and an embedded target at an address of its own:
+    the file, the VNIC's channel, the admin endpoint and the target's socket."""
     config = tmp_path / "host.yaml"
     channel = f"unix:{tmp_path}/web-1.sock"
     admin = f"unix:{tmp_path}/admin.sock"
@@ -103,8 +102,16 @@ def test_a_restarted_up_adopts_the_target_a_killed_one_left(tmp_path: Path) -> N
         "target": {"kind": "embedded", "address": f"unix:{socket_path}"},
         "vnics": [{"name": "web-1", "id": 7, "guest_port": 1, "uplink_port": 2,
                    "channel": channel}],
-        "state": {"path": "state.db"},
+        "state": {"path": "state.db", "reconcile_interval": 1.0},
     }))
+    return config, channel, admin, socket_path
+
+
+def test_a_restarted_up_adopts_the_target_a_killed_one_left(tmp_path: Path) -> None:
+    """``kill -9`` of ``pyoffload up`` leaves its target forwarding; the next ``up`` finds
+    it on its configured address and adopts it (rules and all), never starting a second
+    target on the same ports."""
+    config, channel, admin, socket_path = _host_config(tmp_path)
     first, _ = _start_up(config, admin)
     second = None
     try:
@@ -139,16 +146,7 @@ def _pids_serving(socket_path: Path) -> list[int]:
 def test_up_starts_its_target_again_when_it_dies(tmp_path: Path) -> None:
     """``kill -9`` of the target ``pyoffload up`` started: ``up`` starts a new one on the
     same address and ports, and the agent puts the guest's rules back into it."""
-    config = tmp_path / "host.yaml"
-    channel = f"unix:{tmp_path}/web-1.sock"
-    admin = f"unix:{tmp_path}/admin.sock"
-    socket_path = tmp_path / "p4rt" / "p4rt.sock"
-    config.write_text(yaml.safe_dump({
-        "target": {"kind": "embedded", "address": f"unix:{socket_path}"},
-        "vnics": [{"name": "web-1", "id": 7, "guest_port": 1, "uplink_port": 2,
-                   "channel": channel}],
-        "state": {"path": "state.db", "reconcile_interval": 1.0},
-    }))
+    config, channel, admin, socket_path = _host_config(tmp_path)
     log = tmp_path / "up.log"
     with log.open("w") as out:
         up = subprocess.Popen([str(BIN / "pyoffload"), "up", str(config), "--admin", admin],

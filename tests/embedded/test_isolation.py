@@ -20,6 +20,7 @@ import grpc
 import pytest
 from finsy.proto import p4i, p4r, p4r_grpc
 
+from benchmarks.bench_memory import rss_mib, settled_rss_mib
 from pyoffload.embedded.p4runtime.codec import encode_uint
 from pyoffload.embedded.p4runtime.service import StreamLimits
 from pyoffload.embedded.p4runtime.testing import (
@@ -235,26 +236,6 @@ CHURN = Path(__file__).with_name("stream_churn.py")
 STREAMS = 1000
 
 
-def _process_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError(f"no VmRSS for process {pid}")
-
-
-def _settled_rss_mib(pid: int, timeout: float = 15.0) -> float:
-    """The process's RSS once it stops moving (two reads 0.5 s apart within 0.2 MiB)."""
-    deadline = time.monotonic() + timeout
-    last = _process_rss_mib(pid)
-    while time.monotonic() < deadline:
-        time.sleep(0.5)
-        now = _process_rss_mib(pid)
-        if abs(now - last) < 0.2:
-            return now
-        last = now
-    return last
-
-
 def _bursts(tmp_path: Path, rounds: int = 3) -> tuple[float, list[tuple[float, float]]]:
     """`pyoffload-target` as operators run it (a process of its own, the VNIC pipeline
     pushed) while 1,000 streams from another process are opened, answered and closed,
@@ -266,7 +247,7 @@ def _bursts(tmp_path: Path, rounds: int = 3) -> tuple[float, list[tuple[float, f
                             election_id=2**64) as primary:
         pid = target.process.pid
         primary.set_pipeline(artifacts.p4info, artifacts.bmv2_json)
-        before = _settled_rss_mib(pid)
+        before = settled_rss_mib(pid)
         after = []
         for _ in range(rounds):
             with subprocess.Popen([sys.executable, str(CHURN), target.grpc_address,
@@ -274,12 +255,12 @@ def _bursts(tmp_path: Path, rounds: int = 3) -> tuple[float, list[tuple[float, f
                                   stdout=subprocess.PIPE, text=True) as child:
                 assert child.stdin is not None and child.stdout is not None
                 assert child.stdout.readline().strip() == "open"
-                peak = _process_rss_mib(pid)
+                peak = rss_mib(pid)
                 child.stdin.write("\n")
                 child.stdin.flush()
                 assert child.stdout.readline().strip() == "closed"
             assert child.returncode == 0
-            after.append((peak, _settled_rss_mib(pid)))
+            after.append((peak, settled_rss_mib(pid)))
         assert primary.primary  # the bursts never took its place
     return before, after
 
