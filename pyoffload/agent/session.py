@@ -328,15 +328,20 @@ class TargetSession:
             with self._gate.exclusive():
                 self._client = self._installer = None
             self._on_lost()
-            delay = self._backoff[0]
+            delay, failed, lost_at = self._backoff[0], 0, time.monotonic()
             while not self._stop.is_set():
                 try:
                     self._connect(timeout=max(delay, 1.0))
                     break
                 except (PyoffloadError, grpc.RpcError, OSError) as exc:
-                    self.last_error = str(exc).splitlines()[0]
-                    _log.warning("reconnecting to %s failed (retrying in %.1f s): %s",
-                                 self.address, delay, self.last_error)
+                    error = str(exc).splitlines()[0]
+                    # said once, and again only if the error changes (debug: every attempt)
+                    log = _log.warning if error != self.last_error else _log.debug
+                    log("reconnecting to %s failed (retrying with backoff up to %.0f s; "
+                        "said again only if the error changes): %s", self.address,
+                        self._backoff[1], error)
+                    self.last_error = error
+                    failed += 1
                     self._stop.wait(delay)
                     delay = min(delay * 2, self._backoff[1])
             else:
@@ -344,6 +349,8 @@ class TargetSession:
             self._reconnects += 1
             self._last_reconnect = time.time()
             self.last_error = ""
+            _log.warning("reconnected to %s after %d failed attempts in %.1f s", self.address,
+                         failed, time.monotonic() - lost_at)
 
     def _reconcile_loop(self) -> None:
         while not self._stop.is_set():

@@ -136,6 +136,10 @@ def test_connections_survive_a_target_restart(tmp_path: Path,
             "connection checkpoint works again") for r in caplog.records), 5), said
         assert any("1 VNICs put back before any port map admits traffic" in m
                    for m in said), said
+        retried = [r for r in caplog.records
+                   if r.getMessage().startswith("reconnecting to") and r.levelname == "WARNING"]
+        assert len({r.getMessage() for r in retried}) == len(retried), retried  # each once
+        assert [m for m in said if m.startswith(f"reconnected to {first.grpc_address} after ")]
         assert f"VNIC app: {CONNECTIONS} checkpointed connections restored on the target " \
                "(0 not: -)" in said, said
 
