@@ -179,9 +179,13 @@ def test_up_starts_its_target_again_when_it_dies(tmp_path: Path) -> None:
             time.sleep(0.2)
         (second,) = _pids_serving(socket_path)
         assert second != first
-        said = log.read_text()
-        assert f"the target (pid {first}) exited with status -9; starting it again" in said
-        assert f"the target serves again on unix:{socket_path} (pid {second}" in said
+        said = f"the target serves again on unix:{socket_path} (pid {second}"
+        deadline = time.monotonic() + 10  # `up` says so once the new one answered it
+        while said not in log.read_text():
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        assert f"the target (pid {first}) exited with status -9; starting it again" \
+            in log.read_text()
     finally:
         up.send_signal(signal.SIGTERM)
         up.wait(timeout=30)
