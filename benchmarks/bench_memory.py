@@ -13,21 +13,15 @@ import json
 import time
 from pathlib import Path
 
+from pyoffload.memory import resident_kib
 from pyoffload.p4runtime import P4RuntimeClient
 from pyoffload.pipeline import names
 from pyoffload.pipeline.artifacts import Artifacts
 from pyoffload.targets import start_target
 
 
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for process {pid}")
-
-
 def rss_mib(pid: int) -> float:
-    return rss_kib(pid) / 1024
+    return resident_kib(pid) / 1024
 
 
 def settled_rss_mib(pid: int, timeout: float = 15.0) -> float:
@@ -48,10 +42,10 @@ def target_rss(kind: str, json_path: Path, p4info: Path, workdir: Path) -> dict[
     """RSS (KiB) of a fresh target idle, then with the pipeline loaded."""
     with start_target(kind, {}, output=workdir / f"mem-{kind}-{json_path.parent.name}.log") \
             as target:
-        idle = rss_kib(target.process.pid)
+        idle = resident_kib(target.process.pid)
         with P4RuntimeClient(target.grpc_address, device_id=target.device_id) as client:
             client.set_pipeline(p4info, json_path)
-            loaded = rss_kib(target.process.pid)
+            loaded = resident_kib(target.process.pid)
     return {"idle_kib": idle, "loaded_kib": loaded, "delta_kib": loaded - idle}
 
 

@@ -82,12 +82,12 @@ def on_system_malloc() -> bool:
     return os.environ.get("PYTHONMALLOC", "") in ("malloc", "malloc_debug")
 
 
-def resident_mib() -> str:
-    """This process's resident memory, for a log line ("63.2 MiB"; "unknown" where
-    /proc does not say)."""
-    try:
-        with open("/proc/self/statm", encoding="ascii") as statm:
-            pages = int(statm.read().split()[1])
-    except (OSError, ValueError, IndexError):
-        return "unknown"
-    return f"{pages * os.sysconf('SC_PAGE_SIZE') / 2**20:.1f} MiB"
+def resident_kib(pid: int | str = "self") -> int:
+    """A process's resident memory (VmRSS, KiB): this one's by default. Raises OSError
+    where /proc does not say."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        lines = status.read().splitlines()
+    for line in lines:
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise OSError(f"/proc/{pid}/status has no VmRSS")

@@ -110,7 +110,8 @@ class KeptTarget:
         self._stopping.set()
         with self._lock:
             self.current.stop()
-        self._thread.join(timeout=15)
+        # a start in progress waits up to 30 s for the new target to serve, then stops it
+        self._thread.join(timeout=45)
 
 
 def log_dir_for(stack: ExitStack) -> Path:

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator, Sequence
 import attrs
 
 from pyoffload.agent.connections import Learned
+from pyoffload.agent.failures import RepeatedFailure
 from pyoffload.agent.handover import ExportedConnection
 from pyoffload.agent.journal import Journal
 from pyoffload.pipeline.constants import ConnState, CtInfo, Tuple5
@@ -123,7 +124,7 @@ class Checkpointer:
         self._status: dict[str, CheckpointStatus] = {}
         self._saved: dict[str, dict[Tuple5, _Saved]] = {}
         """What the state file holds, per VNIC (read from it at the first checkpoint)."""
-        self.last_error = ""
+        self._failures = RepeatedFailure(_log)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, daemon=True,
@@ -187,21 +188,19 @@ class Checkpointer:
         return self._status.get(vnic, CheckpointStatus(connections=0, taken=None))
 
     def _run(self) -> None:
-        failed, since = 0, 0.0  # checkpoints failed in a row, and since when
         while not self._stop.wait(self.interval):
             try:
                 self.take()
             except Exception as exc:  # the target away, the disk full: say so, and go on
-                error = str(exc).splitlines()[0] if str(exc) else repr(exc)
-                if error != self.last_error:  # said once, not at every interval
-                    _log.warning("connection checkpoint failed: %s (retrying every %.1f s; "
-                                 "said again only if the error changes)", error, self.interval)
-                if failed == 0:
-                    since = time.monotonic()
-                failed += 1
-                self.last_error = error
+                self._failures.failed(exc, f"connection checkpoint failed (retrying every "
+                                           f"{self.interval:.1f} s)")
                 continue
+            failed, seconds = self._failures.ended()
             if failed:
                 _log.info("connection checkpoint works again, after %d failed in %.1f s",
-                             failed, time.monotonic() - since)
-            failed, self.last_error = 0, ""
+                          failed, seconds)
+
+    @property
+    def last_error(self) -> str:
+        """Why the last checkpoint failed ("" when it worked)."""
+        return self._failures.error

@@ -31,6 +31,7 @@ from finsy.proto import p4r
 
 from pyoffload.agent.config import TargetTls
 from pyoffload.agent.errors import AgentError
+from pyoffload.agent.failures import RepeatedFailure
 from pyoffload.agent.installer import (
     Change,
     Installer,
@@ -328,20 +329,15 @@ class TargetSession:
             with self._gate.exclusive():
                 self._client = self._installer = None
             self._on_lost()
-            delay, failed, lost_at = self._backoff[0], 0, time.monotonic()
+            delay, failures, lost_at = self._backoff[0], RepeatedFailure(_log), time.monotonic()
             while not self._stop.is_set():
                 try:
                     self._connect(timeout=max(delay, 1.0))
                     break
                 except (PyoffloadError, grpc.RpcError, OSError) as exc:
-                    error = str(exc).splitlines()[0]
-                    # said once, and again only if the error changes (debug: every attempt)
-                    log = _log.warning if error != self.last_error else _log.debug
-                    log("reconnecting to %s failed (retrying with backoff up to %.0f s; "
-                        "said again only if the error changes): %s", self.address,
-                        self._backoff[1], error)
-                    self.last_error = error
-                    failed += 1
+                    failures.failed(exc, f"reconnecting to {self.address} failed (retrying "
+                                         f"with backoff up to {self._backoff[1]:.0f} s)")
+                    self.last_error = failures.error
                     self._stop.wait(delay)
                     delay = min(delay * 2, self._backoff[1])
             else:
@@ -349,6 +345,7 @@ class TargetSession:
             self._reconnects += 1
             self._last_reconnect = time.time()
             self.last_error = ""
+            failed, _seconds = failures.ended()
             _log.warning("reconnected to %s after %d failed attempts in %.1f s", self.address,
                          failed, time.monotonic() - lost_at)
 

@@ -35,7 +35,7 @@ from typing import TypeVar
 import grpc
 from finsy.proto import p4r, rpc_code
 
-from ...memory import on_system_malloc, resident_mib, trim
+from ...memory import on_system_malloc, resident_kib, trim
 from .arbitration import Arbiter, Controller, election_id_of
 from .codec import encode_uint
 from .device import Device
@@ -142,6 +142,14 @@ def _batch_failure(what: str, errors: Sequence[StatusError | None]) -> tuple[str
 def _count_none(errors: Sequence[StatusError | None]) -> int:
     """The elements that succeeded, counted in C (a batch may have 100,000 of them)."""
     return errors.count(None)
+
+
+def _resident() -> str:
+    """This process's resident memory, for a log line."""
+    try:
+        return f"{resident_kib() / 1024:.1f} MiB"
+    except (OSError, ValueError):
+        return "unknown"
 
 
 def _forget_trailing_metadata(context: Context) -> None:
@@ -436,8 +444,9 @@ class P4RuntimeService:
         budget; a target with such tables is large enough that the few MB are a
         small part of it). On Python's own allocator the collection would give
         nothing back (see pyoffload.memory), so there the heap is only trimmed."""
-        before = resident_mib()
-        collect = on_system_malloc() and self._collection_s <= FULL_COLLECTION_BUDGET_S
+        before = _resident()
+        malloc = on_system_malloc()
+        collect = malloc and self._collection_s <= FULL_COLLECTION_BUDGET_S
         if collect:
             began = time.perf_counter()
             gc.collect()
@@ -445,14 +454,14 @@ class P4RuntimeService:
         self._trim()
         if collect:
             done = f"collected ({self._collection_s * 1e3:.1f} ms) and trimmed"
-        elif on_system_malloc():
+        elif malloc:
             done = (f"trimmed (not collected: the last full collection took "
                     f"{self._collection_s * 1e3:.0f} ms, over the "
                     f"{FULL_COLLECTION_BUDGET_S * 1e3:.0f} ms budget)")
         else:
             done = "trimmed"
         _log.info("%d streams closed: heap %s, resident memory %s -> %s", closed, done,
-                  before, resident_mib())
+                  before, _resident())
 
     async def _read_stream(self, context: Context, ctrl: Controller) -> StatusError | None:
         """Serve a stream's messages until it ends; the error that ends it, if any.
