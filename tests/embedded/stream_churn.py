@@ -1,9 +1,11 @@
 """Idle StreamChannels from a process of their own, opened then closed on demand.
 
-``python tests/embedded/stream_churn.py ADDRESS COUNT``: opens COUNT streams
-over connections of 100 streams each; every one arbitrates as a backup (with
-election ids from 1,000 up, below the primary's) and waits for the target's
-answer, so that when it prints "open" the target holds every stream. It then
+``python tests/embedded/stream_churn.py ADDRESS COUNT [FIRST_ELECTION]``: opens
+COUNT streams over connections of 100 streams each; every one arbitrates (with
+election ids from FIRST_ELECTION, 1,000 unless given, up: below the primary's
+they are backups, above it each takes the primary role from the one before) and
+waits for the target's answer, so that when it prints "open" the target holds
+every stream. Nothing reads the streams after that answer. It then
 closes them all when a line arrives on stdin, prints "closed" and exits. Used by
 test_isolation so that what the target's process holds is measured without the
 clients' own memory.
@@ -35,7 +37,7 @@ async def _open_one(stub: Any, election: int) -> Any:
     return call
 
 
-async def main(address: str, count: int) -> None:
+async def main(address: str, count: int, first_election: int) -> None:
     channels: list[grpc.aio.Channel] = []
     opening = []
     for first in range(0, count, PER_CONNECTION):
@@ -43,7 +45,7 @@ async def main(address: str, count: int) -> None:
                                             options=[("grpc.use_local_subchannel_pool", 1)])
         channels.append(channel)
         stub: Any = p4r_grpc.P4RuntimeStub(channel)  # typed for the sync API
-        opening += [_open_one(stub, 1000 + first + i)
+        opening += [_open_one(stub, first_election + first + i)
                     for i in range(min(PER_CONNECTION, count - first))]
     calls = await asyncio.gather(*opening)
     print("open", flush=True)
@@ -56,4 +58,5 @@ async def main(address: str, count: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+    asyncio.run(main(sys.argv[1], int(sys.argv[2]),
+                     int(sys.argv[3]) if len(sys.argv) > 3 else 1000))

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any, cast
+
 import grpc
 import pytest
 from finsy.proto import p4r, rpc_code
 
+from pyoffload.embedded.p4runtime import service as service_module
 from pyoffload.embedded.p4runtime.codec import encode_uint
 from pyoffload.embedded.p4runtime.testing import (
     CPU_PORT,
@@ -105,3 +109,51 @@ def test_arbitration_errors_end_the_stream(t: Target) -> None:
 
 def test_cpu_port_constant_matches_the_program(t: Target) -> None:
     assert t.switch.cpu_port == CPU_PORT
+
+
+class _BlockedWrites:
+    """A stream's call whose client reads nothing: the first write never completes."""
+
+    def __init__(self) -> None:
+        self.written: list[p4r.StreamMessageResponse] = []
+        self.unblock = asyncio.Event()
+
+    async def write(self, message: p4r.StreamMessageResponse) -> None:
+        self.written.append(message)
+        await self.unblock.wait()
+
+
+def _arbitration(election: int) -> p4r.StreamMessageResponse:
+    update = p4r.MasterArbitrationUpdate(device_id=1, election_id=p4r.Uint128(low=election))
+    return p4r.StreamMessageResponse(arbitration=update)
+
+
+def test_a_stream_that_reads_nothing_queues_one_arbitration_update() -> None:
+    """Arbitration updates are never dropped, so a stream that does not read would
+    queue every change of primary (1,000 streams each outranking the one before: half
+    a million updates); the newest one not yet written replaces the one before, in
+    its place, and packet-ins keep their order around it."""
+
+    async def scenario() -> None:
+        call = _BlockedWrites()
+        outbox = service_module._Outbox(asyncio.get_running_loop(), cast(Any, call))
+        outbox.send(_arbitration(1))
+        await asyncio.sleep(0)  # the writer takes the first and waits on the client
+        packet = p4r.StreamMessageResponse(packet=p4r.PacketIn(payload=b"x"))
+        for election in range(2, 1002):
+            outbox.send(_arbitration(election))
+            if election == 500:
+                outbox.send(packet)
+        assert len(outbox._items) == 2  # one arbitration update, one packet-in
+        call.unblock.set()
+        await outbox.flushed()
+        elections = [m.arbitration.election_id.low for m in call.written
+                     if m.HasField("arbitration")]
+        assert elections == [1, 1001]
+        assert [m.WhichOneof("update") for m in call.written] == \
+            ["arbitration", "arbitration", "packet"]
+        outbox.send(_arbitration(1002))  # a later one is written, not lost
+        await outbox.flushed()
+        assert call.written[-1].arbitration.election_id.low == 1002
+
+    asyncio.run(scenario())

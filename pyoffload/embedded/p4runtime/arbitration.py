@@ -166,22 +166,30 @@ class Arbiter:
 
     @staticmethod
     def _notify(device_id: int, role_name: str, role: _Role, targets: list[Controller]) -> None:
+        """Tell ``targets`` the role's state; every backup gets the same message (sent
+        messages are not changed), so telling 1,000 controllers builds three."""
         primary = role.primary()
+        built: dict[int, p4r.StreamMessageResponse] = {}
         for ctrl in targets:
-            update = p4r.MasterArbitrationUpdate(device_id=device_id)
-            if role_name:
-                update.role.name = role_name
-            if role.highest is not None:
-                update.election_id.high = role.highest >> 64
-                update.election_id.low = role.highest & ((1 << 64) - 1)
             if primary is None:
-                update.status.CopyFrom(
-                    rpc_status.Status(code=rpc_code.NOT_FOUND, message="no primary controller")
-                )
+                code, said = rpc_code.NOT_FOUND, "no primary controller"
             elif ctrl is primary:
-                update.status.CopyFrom(rpc_status.Status(code=rpc_code.OK, message="primary"))
+                code, said = rpc_code.OK, "primary"
             else:
-                update.status.CopyFrom(
-                    rpc_status.Status(code=rpc_code.ALREADY_EXISTS, message="backup controller")
-                )
-            ctrl.send(p4r.StreamMessageResponse(arbitration=update))
+                code, said = rpc_code.ALREADY_EXISTS, "backup controller"
+            message = built.get(code)
+            if message is None:
+                message = built[code] = _update(device_id, role_name, role.highest, code, said)
+            ctrl.send(message)
+
+
+def _update(device_id: int, role_name: str, highest: int | None, code: int, said: str
+            ) -> p4r.StreamMessageResponse:
+    update = p4r.MasterArbitrationUpdate(device_id=device_id)
+    if role_name:
+        update.role.name = role_name
+    if highest is not None:
+        update.election_id.high = highest >> 64
+        update.election_id.low = highest & ((1 << 64) - 1)
+    update.status.CopyFrom(rpc_status.Status(code=code, message=said))
+    return p4r.StreamMessageResponse(arbitration=update)

@@ -26,6 +26,7 @@ import contextlib
 import gc
 import logging
 import time
+from asyncio import _get_running_loop as asyncio_running_loop
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Executor
@@ -202,37 +203,74 @@ def add_to_server(service: P4RuntimeService, server: grpc.aio.Server) -> None:
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
 
 
+class _Arbitration:
+    """The place in a stream's queue of its newest arbitration update not yet written."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, message: p4r.StreamMessageResponse) -> None:
+        self.message = message
+
+
 class _Outbox:
     """What the target sends on one stream: put from any thread, written in order by
-    one task, started when the first message waits and ended when none is left."""
+    one task, started when the first message waits and ended when none is left.
 
-    __slots__ = ("_context", "_items", "_loop", "_writer")
+    An arbitration update not yet written is replaced by a newer one, in its place:
+    each says all there is (the highest election id, and this stream's role), so a
+    controller that reads slowly or never still learns the latest, and the queue
+    of a stream holds at most one of them however often the primary changes (with
+    1,000 streams each outranking the one before, every change goes to every
+    stream: half a million updates)."""
+
+    __slots__ = ("_arbitration", "_context", "_items", "_loop", "_writer")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, context: Context) -> None:
         self._loop = loop
         self._context = context
-        self._items: deque[p4r.StreamMessageResponse] = deque()
+        self._items: deque[p4r.StreamMessageResponse | _Arbitration] = deque()
+        self._arbitration: _Arbitration | None = None
         self._writer: asyncio.Task[None] | None = None
 
     def send(self, message: p4r.StreamMessageResponse) -> None:
-        """Queue ``message`` (from any thread). Past ``STREAM_BACKLOG`` waiting, packet-ins
-        and notifications are dropped, as the specification allows; arbitration never."""
+        """Queue ``message`` (from any thread; it may be shared with other streams, and is
+        not changed). Past ``STREAM_BACKLOG`` waiting, packet-ins and notifications are
+        dropped, as the specification allows; arbitration never."""
         if message.WhichOneof("update") != "arbitration" and len(self._items) > STREAM_BACKLOG:
+            return
+        if asyncio_running_loop() is self._loop:  # no wake-up needed: the loop runs us
+            self._queue(message)
             return
         with contextlib.suppress(RuntimeError):  # the server is shutting down
             self._loop.call_soon_threadsafe(self._queue, message)
 
     def _queue(self, message: p4r.StreamMessageResponse) -> None:
-        self._items.append(message)
+        if message.WhichOneof("update") == "arbitration":
+            if self._arbitration is not None:
+                self._arbitration.message = message
+                return
+            self._arbitration = _Arbitration(message)
+            self._items.append(self._arbitration)
+        else:
+            self._items.append(message)
         if self._writer is None:
             self._writer = self._loop.create_task(self._write())
+
+    def _next(self) -> p4r.StreamMessageResponse:
+        item = self._items.popleft()
+        if isinstance(item, _Arbitration):
+            if item is self._arbitration:
+                self._arbitration = None
+            return item.message
+        return item
 
     async def _write(self) -> None:
         try:
             while self._items:
-                await self._context.write(self._items.popleft())
-        except (grpc.RpcError, asyncio.InvalidStateError, RuntimeError):
-            self._items.clear()  # the call is over: nobody to send to
+                await self._context.write(self._next())
+        except Exception as exc:  # grpc raises several kinds once the call is over
+            _log.debug("a stream's write failed, its call is over: %r", exc)
+            self._clear()  # nobody to send to
         finally:
             self._writer = None
 
@@ -242,10 +280,14 @@ class _Outbox:
         while self._writer is not None:
             await self._writer
 
+    def _clear(self) -> None:
+        self._items.clear()
+        self._arbitration = None
+
     def close(self) -> None:
         if self._writer is not None:
             self._writer.cancel()
-        self._items.clear()
+        self._clear()
 
 
 class P4RuntimeService:
