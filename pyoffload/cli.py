@@ -12,7 +12,7 @@ from pathlib import Path
 import grpc
 
 from pyoffload import __version__
-from pyoffload.agent.admin import DEFAULT_ADMIN, migrate, query
+from pyoffload.agent.admin import DEFAULT_ADMIN, migrate, query, why_unreachable
 from pyoffload.errors import PyoffloadError
 from pyoffload.render import render_flows, render_status
 
@@ -29,7 +29,13 @@ def _migrate(vnic: str, source: str, destination: str) -> int:
     try:
         exported, result = migrate(vnic, source, destination, timeout=MIGRATE_TIMEOUT)
     except grpc.RpcError as exc:
-        print(f"pyoffload migrate: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        said = f"{exc.code().name}: {exc.details()}"
+        unreachable = [f"{end}: {why}" for end, why in (
+            ("source", why_unreachable(source)), ("destination", why_unreachable(destination)))
+            if why is not None]
+        if exc.code() == grpc.StatusCode.UNAVAILABLE and unreachable:
+            said = "; ".join(unreachable)
+        print(f"pyoffload migrate: {said}", file=sys.stderr)
         return 1
     already = f", {result['present']} already there" if result.get("present") else ""
     overflow = (f" ({result['overflow']} in overflow slots: their hash slot was held)"
@@ -110,8 +116,8 @@ def _main(argv: list[str] | None = None) -> int:
         except grpc.RpcError as exc:
             code = exc.code()
             if code == grpc.StatusCode.UNAVAILABLE:
-                print(f"pyoffload {args.command}: no agent answers on {args.admin}; "
-                      "is `pyoffload up` running?", file=sys.stderr)
+                why = why_unreachable(args.admin) or f"{args.admin}: {exc.details()}"
+                print(f"pyoffload {args.command}: {why}", file=sys.stderr)
             else:
                 print(f"pyoffload {args.command}: {exc.details()}",
                       file=sys.stderr)

@@ -10,6 +10,9 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import pwd
+import socket
+import stat
 import time
 from collections.abc import Iterator
 from concurrent import futures
@@ -269,6 +272,42 @@ def serve_admin(agent: Agent, address: str = DEFAULT_ADMIN) -> grpc.Server:
     server.start()
     os.chmod(path, 0o600)
     return server
+
+
+def why_unreachable(address: str) -> str | None:
+    """Why the admin endpoint at ``address`` cannot be reached, from a plain connect to its
+    socket (None if that connect works): gRPC says only UNAVAILABLE, whether no agent
+    runs or the caller may not reach it (the socket is its owner's alone, mode 0600)."""
+    if not address.startswith("unix:"):
+        return f"{address} is not an admin endpoint (unix:PATH)"
+    path = address.removeprefix("unix:")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(path)
+        except PermissionError:
+            return (f"permission denied on {path}{_owner_and_mode(path)}: the admin endpoint "
+                    "answers only the user the agent runs as; run this command as that user "
+                    "(root by default)")
+        except FileNotFoundError:
+            return f"no agent: {path} does not exist; is `pyoffload up` running?"
+        except ConnectionRefusedError:
+            return (f"no agent listens on {path} (a socket an agent left when it stopped); "
+                    "is `pyoffload up` running?")
+        except OSError as exc:
+            return f"cannot connect to {path}: {exc.strerror}"
+    return None
+
+
+def _owner_and_mode(path: str) -> str:
+    try:
+        info = os.stat(path)
+    except OSError:  # a directory on the way is closed to the caller
+        return " (a directory on its path is closed to you)"
+    try:
+        owner = pwd.getpwuid(info.st_uid).pw_name
+    except KeyError:
+        owner = str(info.st_uid)
+    return f" (owner {owner}, mode {stat.S_IMODE(info.st_mode):04o})"
 
 
 def query(method: str, request: dict[str, Any] | None = None,

@@ -5,6 +5,7 @@ refused. A real embedded target, a real agent, real sockets on loopback.
   created for the test reaches the VNIC whose socket it owns, not another's.
 * TCP only with mutual TLS: the certificate bound to the VNIC applies; another VNIC's
   certificate, one of another CA, none, and a local user without one are refused.
+* The admin socket is root's alone; another user's ``pyoffload status`` is told so.
 * A hundred Watch streams do not block applies (and receive their events); a peer gets
   no more streams than its limit.
 * A 4 MB request over the VNIC's quota is refused from its counts before validation;
@@ -16,6 +17,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -32,6 +36,7 @@ from guest_shim.service import method_path
 from guest_shim import offload_pb2 as pb
 from pyoffload.agent import Agent
 from pyoffload.agent import channel as channel_module
+from pyoffload.agent.admin import serve_admin
 from pyoffload.agent.channel import ChannelServer, peer_key, serve_all, serve_channel
 from pyoffload.agent.config import parse_config
 from pyoffload.agent.errors import AgentError
@@ -128,6 +133,54 @@ def test_unix_sockets_admit_only_their_owner(start_agent: Any, unprivileged: Use
     for server in servers.values():
         server.stop(None)
     assert list(run.iterdir()) == []  # the sockets go with their servers
+
+
+@needs_root
+def test_the_admin_endpoint_refuses_others_and_pyoffload_says_why(
+        start_agent: Any, unprivileged: User, public_dir: Path) -> None:
+    """The admin socket is root's (0600): another user's `pyoffload status` is refused,
+    and told it was refused, not that no agent runs; with no agent, it is told that."""
+    agent, _servers = start_agent([vnic("web-1", 1, f"unix:{public_dir}/web-1.sock")])
+    admin = public_dir / "admin.sock"
+    server = serve_admin(agent, f"unix:{admin}")
+    try:
+        status = _pyoffload("status", "--admin", f"unix:{admin}", cwd=public_dir, user=unprivileged)
+        assert status.returncode == 1 and "Traceback" not in status.stderr
+        assert status.stderr.strip() == (
+            f"pyoffload status: permission denied on {admin} (owner root, mode 0600): the "
+            "admin endpoint answers only the user the agent runs as; run this command as "
+            "that user (root by default)")
+        flows = _pyoffload("flows", "--admin", f"unix:{admin}", cwd=public_dir, user=unprivileged)
+        assert "permission denied on" in flows.stderr and flows.returncode == 1
+        assert _pyoffload("status", "--admin", f"unix:{admin}", cwd=public_dir).returncode == 0
+    finally:
+        server.stop(None)
+    stale = socket.socket(socket.AF_UNIX)  # bound, not listening: what a killed agent leaves
+    stale.bind(str(admin))
+    with stale:
+        status = _pyoffload("status", "--admin", f"unix:{admin}", cwd=public_dir)
+    assert status.stderr.strip() == (
+        f"pyoffload status: no agent listens on {admin} (a socket an agent left when it "
+        "stopped); is `pyoffload up` running?")
+
+
+AS_USER = """
+import os, sys
+from pyoffload.cli import main
+uid, gid = int(sys.argv[1]), int(sys.argv[2])
+if uid:
+    os.setgroups([gid]); os.setgid(gid); os.setuid(uid)
+sys.exit(main(sys.argv[3:]))
+"""
+"""`pyoffload` as another user: it drops to that user once loaded (the interpreter
+here lives in root's home, which that user cannot read)."""
+
+
+def _pyoffload(*argv: str, cwd: Path, user: User | None = None
+               ) -> subprocess.CompletedProcess[str]:
+    ids = (str(user.uid), str(user.gid)) if user else ("0", "0")
+    return subprocess.run([sys.executable, "-c", AS_USER, *ids, *argv], cwd=cwd,
+                          capture_output=True, text=True, timeout=60, check=False)
 
 
 def test_group_and_mode_from_the_configuration(start_agent: Any, tmp_path: Path) -> None:

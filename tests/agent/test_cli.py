@@ -59,7 +59,8 @@ def test_up_serves_channels_and_status_reports(tmp_path: Path) -> None:
 def test_status_without_agent_says_so(tmp_path: Path) -> None:
     result = run(str(BIN / "pyoffload"), "status", "--admin", f"unix:{tmp_path}/none.sock")
     assert result.returncode == 1
-    assert "is `pyoffload up` running?" in result.stderr
+    assert result.stderr.strip() == (f"pyoffload status: no agent: {tmp_path}/none.sock does "
+                                      "not exist; is `pyoffload up` running?")
     assert "Traceback" not in result.stderr
 
 
