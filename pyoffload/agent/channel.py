@@ -57,6 +57,7 @@ from pyoffload.agent.config import (
 )
 from pyoffload.agent.core import Agent
 from pyoffload.agent.errors import AgentError
+from pyoffload.agent.failures import RefusalLog
 from pyoffload.agent.ratelimit import RateLimit
 from pyoffload.bulk import no_cyclic_gc
 from pyoffload.rules import RuleError, from_proto, to_proto
@@ -136,6 +137,8 @@ class VnicChannel:
         self.pool = futures.ThreadPoolExecutor(max_workers=workers,
                                                thread_name_prefix=f"channel-{vnic}")
         self._watches: Counter[str] = Counter()  # touched on the event loop only
+        self.refusals = RefusalLog(_log)
+        """Refusals a guest can repeat in a loop, said once a minute per peer."""
         self._held = 0  # calls over the rate waiting to be refused (event loop only)
 
     # -- admission ------------------------------------------------------------
@@ -148,9 +151,10 @@ class VnicChannel:
         if self.tls_client in names:
             return
         shown = ", ".join(repr(n) for n in names) or "no name"
-        _log.warning("VNIC %s: refused %s from %s: its certificate carries %s, the VNIC "
-                     "admits only %r", self.vnic, method, context.peer(), shown,
-                     self.tls_client)
+        self.refusals.refused(
+            f"VNIC {self.vnic}: calls from {context.peer()} with certificate {shown}",
+            f"VNIC {self.vnic}: refused {method} from {context.peer()}: its certificate "
+            f"carries {shown}, the VNIC admits only {self.tls_client!r}")
         await context.abort(grpc.StatusCode.PERMISSION_DENIED,
                             f"VNIC {self.vnic}: this certificate ({shown}) is not the one "
                             "bound to this VNIC's channel")
@@ -339,8 +343,10 @@ class VnicChannel:
         peer = peer_key(context.peer())
         limit = self.watch_streams_per_peer
         if self._watches[peer] >= limit:
-            _log.warning("VNIC %s: refused a Watch stream from %s: %d open, the limit is %d "
-                         "per peer", self.vnic, context.peer(), self._watches[peer], limit)
+            self.refusals.refused(
+                f"VNIC {self.vnic}: Watch streams from {peer}",
+                f"VNIC {self.vnic}: refused a Watch stream from {context.peer()}: "
+                f"{self._watches[peer]} open, the limit is {limit} per peer")
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                 f"VNIC {self.vnic}: {peer} already has {limit} Watch streams "
                                 f"open, the limit per peer (channel_limits: "

@@ -3,11 +3,13 @@
 While the target is away the agent retries its connection and its checkpoint over and
 over; a warning per attempt would bury the log. `RepeatedFailure` says a failure when it
 starts and again only when its error changes (every attempt at debug), and tells the
-caller, when it ends, how many attempts failed over how long.
+caller, when it ends, how many attempts failed over how long. `RefusalLog` does the
+same for refusals a client can repeat at will: once per interval per client, then a count.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -37,3 +39,72 @@ class RepeatedFailure:
         ran = (self.count, time.monotonic() - self._since if self.count else 0.0)
         self.error, self.count = "", 0
         return ran
+
+
+class _Window:
+    __slots__ = ("began", "unsaid")
+
+    def __init__(self, began: float) -> None:
+        self.began = began
+        self.unsaid = 0
+
+
+class RefusalLog:
+    """Refusals a client can repeat at will (a Watch stream over its limit, a certificate
+    bound to another VNIC), said at most once per ``interval`` seconds per key: a guest
+    that retries in a loop must not be able to flood the host's log. The ones in between
+    go to debug and are counted; the count is said when the interval ends (by the event
+    loop the refusal came from, if any) or with the next refusal after it."""
+
+    def __init__(self, log: logging.Logger, interval: float = 60.0,
+                 keys: int = 1024) -> None:
+        self._log = log
+        self.interval = interval
+        self._keys = keys
+        self._windows: dict[str, _Window] = {}
+
+    def refused(self, key: str, message: str) -> None:
+        """A refusal described by ``message``; ``key`` names what is refused to whom (say
+        "VNIC web-1: Watch streams from PEER"), and begins the line of the count."""
+        now = time.monotonic()
+        window = self._windows.get(key)
+        if window is not None and now - window.began < self.interval:
+            self._log.debug("%s (not said again within %g s)", message, self.interval)
+            window.unsaid += 1
+            if window.unsaid == 1:
+                self._later(key, window)
+            return
+        if window is not None:
+            self._say_unsaid(key, window)
+        elif len(self._windows) >= self._keys:
+            self._forget_ended(now)
+        self._log.warning("%s (said once per %g s for this client)", message, self.interval)
+        self._windows[key] = _Window(now)
+
+    def _later(self, key: str, window: _Window) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no event loop here: the next refusal says it
+            return
+        loop.call_at(loop.time() + window.began + self.interval - time.monotonic(),
+                     self._end, key, window)
+
+    def _end(self, key: str, window: _Window) -> None:
+        if self._windows.get(key) is window:
+            del self._windows[key]
+            self._say_unsaid(key, window)
+
+    def _say_unsaid(self, key: str, window: _Window) -> None:
+        if window.unsaid:
+            self._log.warning("%s: %d more refused in %.0f s (each at debug)", key,
+                              window.unsaid, time.monotonic() - window.began)
+            window.unsaid = 0
+
+    def _forget_ended(self, now: float) -> None:
+        for key, window in list(self._windows.items()):
+            if now - window.began >= self.interval:
+                del self._windows[key]
+                self._say_unsaid(key, window)
+        if len(self._windows) >= self._keys:  # all recent: keep the newest half
+            for key in list(self._windows)[: self._keys // 2]:
+                self._say_unsaid(key, self._windows.pop(key))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -352,6 +353,45 @@ def test_watch_streams_per_peer_are_limited(start_agent: Any, tmp_path: Path) ->
     assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert details == ("VNIC web-1: unix already has 2 Watch streams open, the limit per peer "
                        "(channel_limits: watch_streams_per_peer)")
+
+
+def test_refused_watch_streams_do_not_flood_the_log(
+        start_agent: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A guest that opens Watch streams in a loop past its limit gets one warning line,
+    then one line with the count once the interval is over (each one at debug)."""
+    socket_path = tmp_path / "web-1.sock"
+    _agent, servers = start_agent([vnic("web-1", 1, f"unix:{socket_path}",
+                                        channel_limits={"watch_streams_per_peer": 1})])
+    servers["web-1"].channel.refusals.interval = 2.0
+    caplog.set_level(logging.DEBUG, logger="pyoffload.agent.channel")
+
+    async def refused(count: int) -> list[grpc.StatusCode]:
+        channel, [held] = await _open_watches(f"unix:{socket_path}", 1)
+        try:
+            await asyncio.to_thread(_wait_for, lambda: _agent.events.watchers("web-1") == 1, 10)
+            codes = []
+            for _ in range(count):
+                _, [extra] = await _open_watches(f"unix:{socket_path}", 1)
+                with pytest.raises(grpc.aio.AioRpcError) as info:
+                    await asyncio.wait_for(extra.read(), 10)
+                codes.append(info.value.code())
+            return codes
+        finally:
+            held.cancel()
+            await channel.close(None)
+
+    assert asyncio.run(refused(40)) == [grpc.StatusCode.RESOURCE_EXHAUSTED] * 40
+
+    def said(level: int) -> list[str]:
+        return [r.getMessage() for r in caplog.records
+                if r.levelno == level and "Watch stream" in r.getMessage()]
+
+    assert len(said(logging.DEBUG)) == 39
+    [warning] = said(logging.WARNING)
+    assert warning.startswith("VNIC web-1: refused a Watch stream from unix")
+    assert _wait_for(lambda: len(said(logging.WARNING)) == 2, 10)  # the interval ended
+    assert re.fullmatch(r"VNIC web-1: Watch streams from unix: 39 more refused in 2 s "
+                        r"\(each at debug\)", said(logging.WARNING)[1])
 
 
 def test_peer_keys() -> None:
