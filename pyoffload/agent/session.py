@@ -212,7 +212,7 @@ class TargetSession:
             pushed = client.ensure_pipeline(self.schema)
             installer = Installer(client=client, schema=self.schema)
             with self._gate.exclusive():
-                self._adopt(client, installer, pushed)
+                drift = self._adopt(client, installer, pushed)
                 self._client, self._installer = client, installer
         except BaseException:
             client.close()
@@ -220,13 +220,23 @@ class TargetSession:
         self._on_connected(client, pushed)
         _log.info("agent connected to %s (pipeline %s)", self.address,
                   "pushed" if pushed else "already there: adopted")
+        if drift.written:
+            _log.warning(
+                "target at %s held what the state file does not record as in force (an "
+                "apply or withdraw cut short when an agent stopped, or another controller's "
+                "writes): %d updates put back what the guests were told (%s)", self.address,
+                drift.written, _per_owner(drift.by_owner))
+            self._count_repairs(drift)
+            self._on_repaired(drift.by_owner)
 
-    def _adopt(self, client: P4RuntimeClient, installer: Installer, pushed: bool) -> None:
-        """Make the target hold the desired state. A target that just got the pipeline
-        holds nothing: the rules go in before the port maps, so no VNIC's traffic is
-        admitted before its rules are there, and its connections in between. The port
-        maps go in last, so a target that has our pipeline but no port map is one whose
-        restore did not finish (the agent died in it): it is finished now."""
+    def _adopt(self, client: P4RuntimeClient, installer: Installer, pushed: bool
+               ) -> ReconcileResult:
+        """Make the target hold the desired state; what that took on a target that held
+        our rules (drift: it was not what the state file records). A target that just got
+        the pipeline holds nothing: the rules go in before the port maps, so no VNIC's
+        traffic is admitted before its rules are there, and its connections in between.
+        The port maps go in last, so a target that has our pipeline but no port map is
+        one whose restore did not finish (the agent died in it): it is finished now."""
         desired = self._desired()
         actual = [] if pushed else read_managed(client, self.schema)
         port_map = self.schema.tables[names.PORT_MAP].id
@@ -245,7 +255,8 @@ class TargetSession:
                           result.written, len(rules))
             self._on_fresh(client, pushed)
             actual = read_managed(client, self.schema)  # the rules and connections are in
-        self._reconcile_with(client, installer, desired, actual=actual)
+        result = self._reconcile_with(client, installer, desired, actual=actual)
+        return reconcile_result([]) if restoring else result  # (restoring: put back)
 
     def _reconcile_with(self, client: P4RuntimeClient, installer: Installer,
                         desired: Desired, *,
@@ -286,11 +297,14 @@ class TargetSession:
             repaired += self._repair(vnic, changes, stamp if settled else None)
         self._last_reconcile = time.time()
         result = reconcile_result(repaired)
-        if result.written:
-            self._drift_repairs += result.written
-            for owner, written in result.by_owner.items():
-                self._repairs_by_owner[owner] = self._repairs_by_owner.get(owner, 0) + written
+        self._count_repairs(result)
         return result
+
+    def _count_repairs(self, result: ReconcileResult) -> None:
+        """Count drift written right (found by a reconciliation, or when adopting)."""
+        self._drift_repairs += result.written
+        for owner, written in result.by_owner.items():
+            self._repairs_by_owner[owner] = self._repairs_by_owner.get(owner, 0) + written
 
     def _repair(self, vnic: str | None, changes: list[tuple[str, Change]], stamp: int | None
                 ) -> list[tuple[str, Change]]:
@@ -370,7 +384,7 @@ class TargetSession:
                 self.last_error = ""
                 if result.written:
                     _log.warning("repaired drift on the target: %d updates (%s)",
-                                 result.written, dict(result.by_owner))
+                                 result.written, _per_owner(result.by_owner))
                     self._on_repaired(result.by_owner)
             except Exception as exc:  # this loop must outlive any one failure
                 self.last_error = str(exc).splitlines()[0] if str(exc) else repr(exc)
@@ -402,6 +416,12 @@ def ports_owner(vnic: str) -> str:
 def vnic_of(owner: str) -> str:
     """The VNIC an owner's entries belong to (its rules, or its port map)."""
     return owner.removesuffix(PORTS_SUFFIX)
+
+
+def _per_owner(by_owner: Mapping[str, int]) -> str:
+    """Updates per owner, for the log ("vm-1: 6, no VNIC's: 1")."""
+    nobody = "no VNIC's"
+    return ", ".join(f"{owner or nobody}: {count}" for owner, count in sorted(by_owner.items()))
 
 
 def _occupancy(schema: P4Schema, actual: Sequence[p4r.Entity]) -> dict[str, int]:

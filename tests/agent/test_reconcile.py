@@ -137,6 +137,33 @@ def test_drift_by_another_role_is_repaired_exactly(
     assert "Traceback" not in up.output()
 
 
+def test_drift_found_when_adopting_is_repaired_counted_and_logged(
+        host: tuple[ExitStack, Path, RunningTarget]) -> None:
+    """What the target holds when a killed agent's successor adopts it, beyond the state
+    file's record (an apply cut short by the kill; here another controller's writes
+    while no agent ran), is put back, counted as drift and said in the log."""
+    stack, tmp, target = host
+    up = _up(stack, tmp, target, interval=3600)  # only adopting repairs anything
+    with Channel(channel_of(tmp)) as guest:
+        assert guest.apply(request(bulk=20)).generation == 1
+    expected = expected_from_journal(load_config(up.config)).entities
+    up.kill()
+    with P4RuntimeClient(target.grpc_address, election_id=1, role="rogue") as rogue:
+        writes = _drift(rogue)
+    assert read_back(target.grpc_address) != expected
+    up.start()
+    assert read_back(target.grpc_address) == expected
+    status = up.status()
+    assert status["target"]["drift_repairs"] == writes
+    (vnic,) = status["vnics"]
+    assert (vnic["generation"], vnic["drift_repairs"]) == (1, writes - 1)  # 1 orphan
+    said = [line for line in up.output().splitlines() if "does not record" in line]
+    assert len(said) == 1 and f"{writes} updates put back what the guests were told" \
+        in said[0], up.output()[-2000:]
+    print(said[0])
+    assert up.terminate() == 0
+
+
 def _role(up: Up, role: str, error: str = "") -> dict[str, Any] | None:
     status = up.status()
     target = status["target"]
