@@ -150,6 +150,8 @@ class TargetSession:
         self._last_reconcile: float | None = None
         self._drift_repairs = 0
         self._repairs_by_owner: dict[str, int] = {}
+        self._backup_since: float | None = None
+        """When another controller took the primary role from this agent (monotonic)."""
         self.last_error = ""
 
     # -- life cycle -------------------------------------------------------
@@ -186,11 +188,22 @@ class TargetSession:
         may write): else UNAVAILABLE, never a write that silently does nothing."""
         client, installer = self.live()
         if not client.primary:
-            raise AgentError(grpc.StatusCode.UNAVAILABLE,
-                             f"another P4Runtime controller is primary for the target at "
-                             f"{self.address} (election id {client.highest_election_id}); this "
-                             "agent may not write until it leaves, then it repairs the target")
+            raise AgentError(grpc.StatusCode.UNAVAILABLE, not_primary(client, self.address))
         return client, installer
+
+    def _role_changed(self, client: P4RuntimeClient, primary: bool) -> None:
+        """Say when this agent stops or starts being the target's primary (from the
+        client's stream reader: quick, no blocking); once primary again, repair now."""
+        if not primary:
+            self._backup_since = time.monotonic()
+            _log.warning("%s; guests' applies and withdraws are refused meanwhile",
+                         not_primary(client, self.address))
+            return
+        since, self._backup_since = self._backup_since, None
+        _log.warning("primary again on the target at %s%s; repairing what changed meanwhile",
+                     self.address, "" if since is None
+                     else f" after {time.monotonic() - since:.1f} s as a backup")
+        self._poke.set()
 
     @property
     def client(self) -> P4RuntimeClient | None:
@@ -217,6 +230,7 @@ class TargetSession:
         except BaseException:
             client.close()
             raise
+        client.on_role_change = lambda primary: self._role_changed(client, primary)
         self._on_connected(client, pushed)
         _log.info("agent connected to %s (pipeline %s)", self.address,
                   "pushed" if pushed else "already there: adopted")
@@ -374,9 +388,7 @@ class TargetSession:
                 continue
             try:
                 if not client.primary:
-                    self.last_error = (f"another controller is primary for the target "
-                                       f"(election id {client.highest_election_id}); this "
-                                       "agent may not write until it leaves")
+                    self.last_error = not_primary(client, self.address)
                     client.claim_primary()
                     if not client.wait_primary(timeout=1.0):
                         continue
@@ -403,6 +415,19 @@ class TargetSession:
             reconnects=self._reconnects, last_reconnect=self._last_reconnect,
             last_reconcile=self._last_reconcile, drift_repairs=self._drift_repairs,
             repairs_by_owner=dict(self._repairs_by_owner), last_error=self.last_error)
+
+
+def not_primary(client: P4RuntimeClient, address: str) -> str:
+    """Why this agent may not write to the target now, as the target's last arbitration
+    update said: another controller holds the primary role (the highest election id), or
+    none does (it left; this agent is taking the role back)."""
+    if client.no_primary:
+        return (f"no controller is primary for the target at {address} (the one with "
+                f"election id {client.highest_election_id} left); this agent is taking "
+                "the primary role back, then it repairs the target")
+    return (f"another P4Runtime controller is primary for the target at {address} "
+            f"(election id {client.highest_election_id}); this agent may not write until "
+            "it leaves, then it takes the role back and repairs the target")
 
 
 PORTS_SUFFIX = "#ports"

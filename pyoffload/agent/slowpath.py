@@ -22,6 +22,7 @@ import threading
 from collections.abc import Callable, Hashable
 
 import attrs
+import grpc
 from finsy import P4Schema, P4TableEntry
 from finsy.proto import p4r
 from scapy.layers.inet import ICMP, IP, TCP, UDP
@@ -202,7 +203,17 @@ class SlowPath:
         self._send(client, packet_out(self.schema, frame, inject_port=port, inject=True))
 
     def probe_clock(self, client: P4RuntimeClient) -> None:
-        """Ask the pipeline to record its clock in ``vnic.clock``."""
+        """Ask the pipeline to record its clock in ``vnic.clock``: a packet-out, which
+        only the primary may send (a backup's would be refused, and the clock never
+        recorded)."""
+        if not client.primary:
+            holder = ("no controller is" if client.no_primary else
+                      f"another controller (election id {client.highest_election_id}) is")
+            raise P4RuntimeError(
+                "clock probe", grpc.StatusCode.UNAVAILABLE,
+                f"{holder} primary for the target, and only the primary may send the packet "
+                "that reads the pipeline's clock: tracked connections can be read once this "
+                "agent is primary again")
         self._send(client, packet_out(self.schema, b"\x00" * 60, probe=True))
 
     @staticmethod

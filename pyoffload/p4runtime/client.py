@@ -92,6 +92,9 @@ class P4RuntimeClient:
         """The device said it has no primary at all (the primary left)."""
         self.highest_election_id = 0
         """The highest election id the device has seen (its arbitration updates say)."""
+        self.on_role_change: Callable[[bool], None] | None = None
+        """Called (from the stream's reader thread; it must not block) with ``primary``
+        each time this client, once open, stops or starts being the primary."""
 
     # -- connection -------------------------------------------------------
 
@@ -205,12 +208,16 @@ class P4RuntimeClient:
                     with self._role_changed:
                         arbitration = msg.arbitration
                         code = arbitration.status.code
+                        was_primary = self.primary
                         self.primary = code == grpc.StatusCode.OK.value[0]
                         self.no_primary = code == grpc.StatusCode.NOT_FOUND.value[0]
                         self.highest_election_id = max(
                             self.highest_election_id,
                             arbitration.election_id.high << 64 | arbitration.election_id.low)
                         self._role_changed.notify_all()
+                    listener = self.on_role_change
+                    if self._arbitrated and listener and self.primary != was_primary:
+                        listener(self.primary)
                     if self._arbitrated and self.no_primary:
                         self.claim_primary()  # the primary left: take the device back now
                     if not self._arbitrated:

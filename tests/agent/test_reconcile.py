@@ -179,8 +179,10 @@ def test_another_primary_is_shown_and_guest_applies_fail(
         before = read_back(target.grpc_address)
         with P4RuntimeClient(target.grpc_address, election_id=10) as rogue:
             assert rogue.primary
-            status = poll(lambda: _role(up, "backup", "another controller is primary"), 10,
+            status = poll(lambda: _role(up, "backup", "another P4Runtime controller is "
+                                        "primary for the target at"), 10,
                           'the status to say "backup", and why')
+            assert "(election id 10)" in status["target"]["last_error"]
             print(f"while another controller is primary: {status['target']}")
             with pytest.raises(GuestShimError) as refused:
                 guest.apply(request(bulk=30))

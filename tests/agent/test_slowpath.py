@@ -4,14 +4,21 @@ slot and re-injects its first packet; both connections are then tracked."""
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
+import re
+import time
+from collections.abc import Callable
 
+import grpc
 import pytest
 
 from pyoffload.agent import Agent
 from pyoffload.agent.config import parse_config
+from pyoffload.agent.errors import AgentError
 from pyoffload.agent.handover import SlotState
 from pyoffload.agent.slowpath import normalised_tuple
+from pyoffload.p4runtime import P4RuntimeClient
 from pyoffload.pipeline.constants import Tuple5, slot_hash
 from pyoffload.rules import load_data
 from pyoffload.targets import RunningTarget
@@ -80,6 +87,57 @@ def test_colliding_connection_gets_an_overflow_slot(
         assert guest.udp_ports() == {(53, port_a), (53, port_b)}
     finally:
         agent.stop()
+
+
+def test_while_another_controller_is_primary_the_agent_says_so(
+        wired: tuple[RunningTarget, Wire, Wire], caplog: pytest.LogCaptureFixture) -> None:
+    """Another controller takes the primary role: the log says so at once, reading the
+    connections says why it cannot (the clock probe is a packet-out, the primary's alone:
+    it used to wait 2 s for a clock that never moved), and once that controller leaves
+    the log says the agent is primary again and the connections read as before."""
+    target, guest, uplink = wired
+    caplog.set_level(logging.INFO, logger="pyoffload.agent.session")
+    config = parse_config({
+        "target": {"kind": "remote", "address": "unused"},
+        "vnics": [{"name": "v", "id": VNIC_ID, "guest_port": 1, "uplink_port": 2}],
+    })
+    agent = Agent(config, target.grpc_address, device_id=target.device_id).start()
+    try:
+        agent.apply("v", load_data(RULES))
+        guest.send(udp(GUEST, "10.0.1.9", 40000, 53))
+        assert (40000, 53) in uplink.udp_ports()
+        assert len(agent.connections("v")) == 1
+
+        def said(text: str) -> list[str]:
+            return [r.getMessage() for r in caplog.records if text in r.getMessage()]
+
+        with P4RuntimeClient(target.grpc_address, device_id=target.device_id,
+                             election_id=10) as rogue:
+            assert rogue.primary
+            assert _eventually(lambda: said("another P4Runtime controller is primary"))
+            [lost] = said("another P4Runtime controller is primary")
+            assert "(election id 10)" in lost and "refused meanwhile" in lost
+            with pytest.raises(AgentError) as refused:
+                agent.connections("v")
+            assert refused.value.code == grpc.StatusCode.UNAVAILABLE
+            assert "another controller (election id 10) is primary for the target, and " \
+                "only the primary may send the packet that reads the pipeline's clock" \
+                in str(refused.value)
+        assert _eventually(lambda: said("primary again on the target"))
+        [back] = said("primary again on the target")
+        assert re.search(r"after \d+\.\d s as a backup; repairing", back), back
+        assert len(agent.connections("v")) == 1
+    finally:
+        agent.stop()
+
+
+def _eventually(check: Callable[[], object], seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def test_normalised_tuple_orders_endpoints_like_the_pipeline() -> None:
