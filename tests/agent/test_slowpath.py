@@ -7,8 +7,6 @@ import ipaddress
 import logging
 import os
 import re
-import time
-from collections.abc import Callable
 
 import grpc
 import pytest
@@ -23,6 +21,7 @@ from pyoffload.pipeline.constants import Tuple5, slot_hash
 from pyoffload.rules import load_data
 from pyoffload.targets import RunningTarget
 from tests.agent.conftest import Wire, udp
+from tests.agent.service import poll
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for veth pairs")
 
@@ -63,14 +62,19 @@ def colliding_flows(slots: int) -> tuple[tuple[str, int], tuple[str, int]]:
     raise AssertionError("no collision found")
 
 
-def test_colliding_connection_gets_an_overflow_slot(
-        wired: tuple[RunningTarget, Wire, Wire]) -> None:
-    target, guest, uplink = wired
+def _agent(target: RunningTarget) -> Agent:
+    """An agent with VNIC ``v`` (guest port 1, uplink port 2), started on ``target``."""
     config = parse_config({
         "target": {"kind": "remote", "address": "unused"},
         "vnics": [{"name": "v", "id": VNIC_ID, "guest_port": 1, "uplink_port": 2}],
     })
-    agent = Agent(config, target.grpc_address, device_id=target.device_id).start()
+    return Agent(config, target.grpc_address, device_id=target.device_id).start()
+
+
+def test_colliding_connection_gets_an_overflow_slot(
+        wired: tuple[RunningTarget, Wire, Wire]) -> None:
+    target, guest, uplink = wired
+    agent = _agent(target)
     try:
         agent.apply("v", load_data(RULES))
         slots = agent.slow_path.slots.first  # the hash slots come before the overflow ones
@@ -97,11 +101,7 @@ def test_while_another_controller_is_primary_the_agent_says_so(
     the log says the agent is primary again and the connections read as before."""
     target, guest, uplink = wired
     caplog.set_level(logging.INFO, logger="pyoffload.agent.session")
-    config = parse_config({
-        "target": {"kind": "remote", "address": "unused"},
-        "vnics": [{"name": "v", "id": VNIC_ID, "guest_port": 1, "uplink_port": 2}],
-    })
-    agent = Agent(config, target.grpc_address, device_id=target.device_id).start()
+    agent = _agent(target)
     try:
         agent.apply("v", load_data(RULES))
         guest.send(udp(GUEST, "10.0.1.9", 40000, 53))
@@ -114,8 +114,8 @@ def test_while_another_controller_is_primary_the_agent_says_so(
         with P4RuntimeClient(target.grpc_address, device_id=target.device_id,
                              election_id=10) as rogue:
             assert rogue.primary
-            assert _eventually(lambda: said("another P4Runtime controller is primary"))
-            [lost] = said("another P4Runtime controller is primary")
+            [lost] = poll(lambda: said("another P4Runtime controller is primary"), 10,
+                          "the log to say another controller took the primary role")
             assert "(election id 10)" in lost and "refused meanwhile" in lost
             with pytest.raises(AgentError) as refused:
                 agent.connections("v")
@@ -123,21 +123,12 @@ def test_while_another_controller_is_primary_the_agent_says_so(
             assert "another controller (election id 10) is primary for the target, and " \
                 "only the primary may send the packet that reads the pipeline's clock" \
                 in str(refused.value)
-        assert _eventually(lambda: said("primary again on the target"))
-        [back] = said("primary again on the target")
+        [back] = poll(lambda: said("primary again on the target"), 10,
+                      "the log to say the agent is primary again")
         assert re.search(r"after \d+\.\d s as a backup; repairing", back), back
         assert len(agent.connections("v")) == 1
     finally:
         agent.stop()
-
-
-def _eventually(check: Callable[[], object], seconds: float = 10.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def test_normalised_tuple_orders_endpoints_like_the_pipeline() -> None:
