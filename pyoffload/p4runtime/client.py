@@ -46,6 +46,10 @@ class UpdateType(enum.IntEnum):
     DELETE = p4r.Update.DELETE
 
 
+def _election_of(update: p4r.MasterArbitrationUpdate) -> int:
+    return update.election_id.high << 64 | update.election_id.low
+
+
 class P4RuntimeClient:
     """A primary controller connection to one P4Runtime device."""
 
@@ -113,9 +117,42 @@ class P4RuntimeClient:
         self._stream = self._stub.StreamChannel(self._request_iterator(), wait_for_ready=True)
         self._reader = threading.Thread(target=self._read_stream, daemon=True)
         self._reader.start()
+        reply = self._arbitrate(timeout)
+        if not isinstance(reply, grpc.RpcError) and \
+                reply.status.code == grpc.StatusCode.NOT_FOUND.value[0] and \
+                _election_of(reply) > self.election_id:
+            # No primary, and the device remembers a higher election id than ours (another
+            # controller held the role and left): it takes that id to become primary again.
+            self.election_id = _election_of(reply)
+            reply = self._arbitrate(timeout)
+        self._arbitrated = True
+        self._drain_arbitration()
+        if isinstance(reply, grpc.RpcError):
+            self.close()
+            error = P4RuntimeError.from_rpc_error("arbitration", reply)
+            if "already used" in error.message:
+                raise P4RuntimeError(
+                    "arbitration", error.code,
+                    f"{error.message}: another controller with this election id is connected "
+                    f"to device {self.device_id} at {self.address} (another pyoffload agent "
+                    "for this target?)") from None
+            raise error
+        if reply.status.code != grpc.StatusCode.OK.value[0]:
+            self.close()
+            raise P4RuntimeError(
+                "arbitration",
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"not primary for device {self.device_id} at {self.address}: another "
+                f"controller holds the primary role (election id {_election_of(reply)}, "
+                f"above ours, {self.election_id}); stop it, or wait until it leaves",
+            )
+        return self
+
+    def _arbitrate(self, timeout: float) -> p4r.MasterArbitrationUpdate | grpc.RpcError:
+        """Send our arbitration update; the device's answer (raise if none comes)."""
         self._requests.put(self._arbitration_request())
         try:
-            reply = self._arbitration.get(timeout=timeout)
+            return self._arbitration.get(timeout=timeout)
         except queue.Empty:
             self.close()
             raise P4RuntimeError(
@@ -124,19 +161,6 @@ class P4RuntimeClient:
                 f"no P4Runtime server answered at {self.address} within {timeout:g} s "
                 "(is the target running, and on this address?)",
             ) from None
-        self._arbitrated = True
-        self._drain_arbitration()
-        if isinstance(reply, grpc.RpcError):
-            self.close()
-            raise P4RuntimeError.from_rpc_error("arbitration", reply)
-        if reply.status.code != grpc.StatusCode.OK.value[0]:
-            self.close()
-            raise P4RuntimeError(
-                "arbitration",
-                grpc.StatusCode.PERMISSION_DENIED,
-                f"not primary for device {self.device_id}: {reply.status.message}",
-            )
-        return self
 
     def close(self) -> None:
         """End the stream cleanly, then the channel.
@@ -211,9 +235,8 @@ class P4RuntimeClient:
                         was_primary = self.primary
                         self.primary = code == grpc.StatusCode.OK.value[0]
                         self.no_primary = code == grpc.StatusCode.NOT_FOUND.value[0]
-                        self.highest_election_id = max(
-                            self.highest_election_id,
-                            arbitration.election_id.high << 64 | arbitration.election_id.low)
+                        self.highest_election_id = max(self.highest_election_id,
+                                                       _election_of(arbitration))
                         self._role_changed.notify_all()
                     listener = self.on_role_change
                     if self._arbitrated and listener and self.primary != was_primary:

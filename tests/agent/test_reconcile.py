@@ -17,6 +17,8 @@ more than ~450 updates (the agent writes 1,000 at a time) comes without them.
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -31,7 +33,7 @@ from guest_shim.errors import GuestShimError
 
 from guest_shim import offload_pb2 as pb
 from pyoffload.agent.config import load_config
-from pyoffload.p4runtime import P4RuntimeClient, UpdateType
+from pyoffload.p4runtime import P4RuntimeClient, P4RuntimeError, UpdateType
 from pyoffload.pipeline import names
 from pyoffload.render import render_status
 from pyoffload.rules import Verdict, load_data, to_proto
@@ -161,6 +163,46 @@ def test_drift_found_when_adopting_is_repaired_counted_and_logged(
     assert len(said) == 1 and f"{writes} updates put back what the guests were told" \
         in said[0], up.output()[-2000:]
     print(said[0])
+    assert up.terminate() == 0
+
+
+def test_a_restarted_agent_takes_the_role_back_from_a_controller_that_left(
+        host: tuple[ExitStack, Path, RunningTarget]) -> None:
+    """A target remembers the highest election id it has seen: once another controller
+    has held the primary role and left, an agent arbitrating with its own id is told
+    there is no primary. It takes that id, as a running agent does, instead of
+    refusing to start (under a service manager it would have failed forever)."""
+    stack, tmp, target = host
+    up = _up(stack, tmp, target, interval=0.5)
+    with Channel(channel_of(tmp)) as guest:
+        assert guest.apply(request(bulk=5)).generation == 1
+    with P4RuntimeClient(target.grpc_address, election_id=10) as rogue:
+        assert rogue.primary
+    assert up.terminate() == 0
+    up.start()
+    assert up.status()["target"]["role"] == "primary"
+    with Channel(channel_of(tmp)) as guest:
+        assert guest.apply(request(bulk=6)).generation == 2
+    assert read_back(target.grpc_address) == \
+        expected_from_journal(load_config(up.config)).entities
+    with pytest.raises(P4RuntimeError, match="election_id 10 is already used"):
+        P4RuntimeClient(target.grpc_address, election_id=10).open()  # the agent's id now
+    assert up.terminate() == 0
+
+
+def test_a_second_agent_on_the_same_target_is_told_why_it_cannot_start(
+        host: tuple[ExitStack, Path, RunningTarget]) -> None:
+    stack, tmp, target = host
+    up = _up(stack, tmp, target, interval=3600)
+    second = subprocess.run(
+        [str(Path(sys.executable).parent / "pyoffload"), "up", str(up.config), "--admin",
+         f"unix:{tmp}/second.sock"], capture_output=True, text=True, timeout=60,
+        cwd=tmp, check=False)
+    assert second.returncode == 2, second.stderr
+    assert "another controller with this election id is connected to device 1" \
+        in second.stderr and "another pyoffload agent for this target?" in second.stderr, \
+        second.stderr
+    assert up.status()["target"]["role"] == "primary"  # the first one is undisturbed
     assert up.terminate() == 0
 
 
