@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import grpc
 
+from guest_shim.syntax import quote
+
 
 class GuestShimError(Exception):
     """A request the shim or the agent refused, or a channel that failed.
@@ -55,8 +57,9 @@ class RuleFileError(GuestShimError):
 
 
 def label(kind: str, ident: str) -> str:
-    """``flow "web"`` for an id, ``flow #2`` for a position."""
-    return f"{kind} {ident}" if ident.startswith("#") else f'{kind} "{ident}"'
+    """``flow "web"`` for an id (shown short, escaped: see ``syntax.quote``), ``flow #2``
+    for a position."""
+    return f"{kind} {ident}" if ident.startswith("#") else f"{kind} {quote(ident)}"
 
 
 def describe(

@@ -32,11 +32,22 @@ MAX_PORT = 65535
 _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,62}\Z")
 
 
+QUOTED_MAX = 80
+"""Characters of a text value an error message shows (a guest's 9,000-character id
+would otherwise make a message larger than gRPC carries)."""
+
+
 def quote(value: object) -> str:
-    """A value as the user wrote it, quoted when it is text."""
-    if isinstance(value, str):
-        return f'"{value}"'
-    return repr(value)
+    """A value as the user wrote it, quoted when it is text: at most ``QUOTED_MAX``
+    characters of it (then its length), characters that do not print escaped."""
+    if not isinstance(value, str):
+        return repr(value)
+    shown = value[:QUOTED_MAX]
+    if not shown.isprintable():
+        shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in shown)
+    if len(value) > QUOTED_MAX:
+        return f'"{shown}…" ({len(value)} characters)'
+    return f'"{shown}"'
 
 
 def check_id(value: str) -> str:

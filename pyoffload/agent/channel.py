@@ -118,6 +118,21 @@ def certificate_names(context: AsyncContext) -> list[str]:
     return names
 
 
+MAX_DETAILS_BYTES = 4000
+"""Most bytes of an error message sent to a guest. gRPC sends it in a header, escaped
+(up to 3 bytes for one), and a client drops a call whose headers pass 16 KiB: a guest
+would get a transport error instead of the agent's answer."""
+
+
+def bounded(message: str) -> str:
+    """``message``, cut to ``MAX_DETAILS_BYTES`` of UTF-8 (saying how much was cut)."""
+    data = message.encode()
+    if len(data) <= MAX_DETAILS_BYTES:
+        return message
+    kept = data[:MAX_DETAILS_BYTES - 80].decode(errors="ignore")
+    return f"{kept} … ({len(message) - len(kept)} more characters not shown)"
+
+
 class VnicChannel:
     """Serves one VNIC's guest; implements guest_shim's RawAsyncOffloadChannelServicer."""
 
@@ -204,7 +219,7 @@ class VnicChannel:
                 f"protocol ({exc}); nothing was done"))
 
     async def _refuse(self, context: AsyncContext, exc: AgentError) -> NoReturn:
-        await context.abort(exc.code, exc.message, trailing_metadata=_REFUSED)
+        await context.abort(exc.code, bounded(exc.message), trailing_metadata=_REFUSED)
         raise AssertionError("abort returned")  # pragma: no cover (abort raises)
 
     def _check_request(self, request: pb.ApplyRequest) -> None:
@@ -237,7 +252,7 @@ class VnicChannel:
         except AgentError as exc:
             await self._refuse(context, exc)
         except RuleError as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            await self._refuse(context, AgentError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)))
         raise AssertionError("abort returned")  # pragma: no cover (abort raises)
 
     def _gone(self, context: AsyncContext) -> threading.Event:

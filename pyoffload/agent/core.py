@@ -519,7 +519,14 @@ class Agent:
 
     def withdraw(self, vnic: str, flow_ids: Iterable[str] | None = None, *,
                  still_wanted: Callable[[], bool] | None = None) -> list[str]:
-        """Remove the named flows (all when None); returns the ids removed."""
+        """Remove the named flows (all when None); returns the ids removed. Naming none
+        is an error, not a new generation that changes nothing."""
+        if flow_ids is not None:
+            flow_ids = list(flow_ids)
+            if not flow_ids:
+                raise AgentError(grpc.StatusCode.INVALID_ARGUMENT,
+                                 f"VNIC {vnic}: the withdraw names no flow; name the flows to "
+                                 "withdraw, or withdraw all of them; nothing was withdrawn")
         with self._vnic_lock(vnic), no_cyclic_gc():
             state = self.state(vnic)
             current = state.request

@@ -295,3 +295,40 @@ def test_garbage_that_decodes_by_luck_changes_nothing(agent: Agent, target: Runn
             assert "nothing was installed" in (error.details() or "")
     assert agent.state("web-1").generation == 1
     assert len(read_table(target, names.ACL)) == before
+
+
+def test_what_a_guest_sends_is_echoed_short_and_an_empty_withdraw_is_refused(
+        agent: Agent, target: RunningTarget, tmp_path: Path) -> None:
+    """A 9,000-character flow id, named 3,000 times, made the agent's answer 18 KB: the
+    guest got gRPC's "metadata size exceeds hard limit" instead of it. Ids are shown
+    short and escaped, and an answer is bounded. A withdraw that names no flow changed
+    nothing but a new generation; it is refused."""
+    address = f"unix:{tmp_path}/web-1.sock"
+    with Channel(address) as guest:
+        assert guest.apply(web_request()).generation == 1
+    long_id = "x" * 9000
+    request = pb.OffloadRequest(flows=[pb.Flow(id=long_id) for _ in range(3)])
+    odd = pb.OffloadRequest(flows=[pb.Flow(id="a\x00b\nWARNING forged")])
+    with grpc.insecure_channel(address) as channel:
+        raw = channel.unary_unary("/pyoffload.guest.v1.OffloadChannel/Apply",
+                                  request_serializer=None, response_deserializer=None)
+        withdraw = channel.unary_unary("/pyoffload.guest.v1.OffloadChannel/Withdraw",
+                                       request_serializer=None, response_deserializer=None)
+        answers = []
+        for call, body in ((raw, pb.ApplyRequest(request=request)),
+                           (raw, pb.ApplyRequest(request=odd)),
+                           (withdraw, pb.WithdrawRequest())):
+            with pytest.raises(grpc.RpcError) as info:
+                call(body.SerializeToString(), timeout=10)
+            error = cast(grpc.Call, info.value)
+            answers.append((error.code(), error.details() or ""))
+    (long_code, long_said), (odd_code, odd_said), (empty_code, empty_said) = answers
+    assert long_code == grpc.StatusCode.INVALID_ARGUMENT, long_said
+    assert long_said.startswith(f'flow "{"x" * 80}…" (9000 characters): ')
+    assert len(long_said.encode()) < 4000
+    assert odd_code == grpc.StatusCode.INVALID_ARGUMENT
+    assert odd_said.startswith('flow "a\\x00b\\nWARNING forged": '), odd_said
+    assert empty_code == grpc.StatusCode.INVALID_ARGUMENT
+    assert empty_said == ("VNIC web-1: the withdraw names no flow; name the flows to withdraw, "
+                          "or withdraw all of them; nothing was withdrawn")
+    assert agent.state("web-1").generation == 1

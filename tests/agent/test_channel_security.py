@@ -477,3 +477,12 @@ def test_stopping_with_a_call_in_flight(start_agent: Any, tmp_path: Path) -> Non
     servers["web-1"].stop(None)
     assert done.wait(10)
     assert not socket_path.exists()
+
+
+def test_an_answer_to_a_guest_is_bounded() -> None:
+    """gRPC sends the message in a header, which a client refuses past 16 KiB (escaped:
+    up to 3 bytes a byte): the agent's answers stop at 4,000 bytes, saying so."""
+    assert channel_module.bounded("short") == "short"
+    cut = channel_module.bounded("é" * 10_000)  # 2 bytes each in UTF-8
+    assert len(cut.encode()) <= channel_module.MAX_DETAILS_BYTES
+    assert cut.endswith(f"… ({10_000 - cut.count('é')} more characters not shown)")
