@@ -305,18 +305,24 @@ class Installer:
                            deleted=labels.count("delete"))
 
     def reconcile(self, desired: Mapping[str, Iterable[P4Entity]],
-                  actual: Iterable[p4r.Entity]) -> ReconcileResult:
+                  actual: Iterable[p4r.Entity], *,
+                  claim: Callable[[p4r.Entity], str | None] | None = None
+                  ) -> ReconcileResult:
         """Make a target that holds ``actual`` (read back from it) hold exactly ``desired``
         (every owner's entities, each list install-ordered): what is missing is inserted,
         what differs modified, what nobody owns deleted (entries before the groups and
         members they use); the rest is not touched. Afterwards each owner's installed
         entities are its desired ones. No apply may run meanwhile. A refused update
-        raises InstallError with ``needs_repair`` (the next reconciliation tries again)."""
+        raises InstallError with ``needs_repair`` (the next reconciliation tries again).
+        ``claim``: who an entry nobody owns belongs to, for the count (an apply cut short
+        leaves entries its VNIC's state does not hold)."""
         keyed = self.keyed(desired)
         changes = self.drift(keyed, actual)
         self._installed = {owner: dict(items) for owner, items in keyed.items()}
         self._table_entries = _table_sizes(k for items in self._installed.values() for k in items)
         self.repair([c for _owner, c in changes])
+        if claim is not None:
+            changes = [(owner or claim(c.entity) or "", c) for owner, c in changes]
         return reconcile_result(changes)
 
     def keyed(self, desired: Mapping[str, Iterable[P4Entity]]) -> dict[str, list[Keyed]]:

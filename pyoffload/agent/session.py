@@ -269,18 +269,9 @@ class TargetSession:
                           result.written, len(rules))
             self._on_fresh(client, pushed)
             actual = read_managed(client, self.schema)  # the rules and connections are in
-        result = self._reconcile_with(client, installer, desired, actual=actual)
-        return reconcile_result([]) if restoring else result  # (restoring: put back)
-
-    def _reconcile_with(self, client: P4RuntimeClient, installer: Installer,
-                        desired: Desired, *,
-                        actual: Sequence[p4r.Entity] | None = None) -> ReconcileResult:
-        """Correct the target (``actual``: what it holds, read now unless given)."""
-        if actual is None:
-            actual = read_managed(client, self.schema)
-        result = installer.reconcile(desired, actual)
+        result = installer.reconcile(desired, actual, claim=self._claim)
         self._last_reconcile = time.time()
-        return result
+        return reconcile_result([]) if restoring else result  # (restoring: put back)
 
     def reconcile(self) -> ReconcileResult:
         """Read the target back now and repair any drift (counted as such).

@@ -196,9 +196,11 @@ ORPHAN_VNIC = 999
 """A VNIC id the host configuration does not have: entries with it are nobody's."""
 
 
-def acl_entry(port: int, verdict: Verdict = Verdict.DENY) -> p4r.Entity:
-    """An ACL entry of no configured VNIC (one per port: distinct keys), encoded."""
-    entry = P4TableEntry(names.ACL, match=P4TableMatch(vnic_id=ORPHAN_VNIC, flow_id=1,
+def acl_entry(port: int, verdict: Verdict = Verdict.DENY, vnic: int = ORPHAN_VNIC
+              ) -> p4r.Entity:
+    """An ACL entry (one per port: distinct keys) of VNIC id ``vnic``, by default of no
+    configured VNIC, encoded."""
+    entry = P4TableEntry(names.ACL, match=P4TableMatch(vnic_id=vnic, flow_id=1,
                                                        dst_port=(port, port)),
                          action=P4TableAction(names.ACL_ACTIONS[verdict]), priority=1)
     return EntityEncoder(schema()).encode(entry)
