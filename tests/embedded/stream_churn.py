@@ -1,7 +1,8 @@
 """Idle StreamChannels from a process of their own, opened then closed on demand.
 
-``python tests/embedded/stream_churn.py ADDRESS COUNT [FIRST_ELECTION]``: opens
-COUNT streams over connections of 100 streams each; every one arbitrates (with
+``python tests/embedded/stream_churn.py ADDRESS COUNT [FIRST_ELECTION [one-by-one]]``:
+opens COUNT streams over connections of 100 streams each (all at once, or each once
+the one before was answered); every one arbitrates (with
 election ids from FIRST_ELECTION, 1,000 unless given, up: below the primary's
 they are backups, above it each takes the primary role from the one before) and
 waits for the target's answer, so that when it prints "open" the target holds
@@ -37,7 +38,7 @@ async def _open_one(stub: Any, election: int) -> Any:
     return call
 
 
-async def main(address: str, count: int, first_election: int) -> None:
+async def main(address: str, count: int, first_election: int, one_by_one: bool) -> None:
     channels: list[grpc.aio.Channel] = []
     opening = []
     for first in range(0, count, PER_CONNECTION):
@@ -47,7 +48,10 @@ async def main(address: str, count: int, first_election: int) -> None:
         stub: Any = p4r_grpc.P4RuntimeStub(channel)  # typed for the sync API
         opening += [_open_one(stub, first_election + first + i)
                     for i in range(min(PER_CONNECTION, count - first))]
-    calls = await asyncio.gather(*opening)
+    if one_by_one:  # each answered before the next opens
+        calls = [await one for one in opening]
+    else:
+        calls = await asyncio.gather(*opening)
     print("open", flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
     for call in calls:
@@ -59,4 +63,5 @@ async def main(address: str, count: int, first_election: int) -> None:
 
 if __name__ == "__main__":
     asyncio.run(main(sys.argv[1], int(sys.argv[2]),
-                     int(sys.argv[3]) if len(sys.argv) > 3 else 1000))
+                     int(sys.argv[3]) if len(sys.argv) > 3 else 1000,
+                     sys.argv[4:] == ["one-by-one"]))

@@ -136,7 +136,8 @@ def test_a_stream_that_reads_nothing_queues_one_arbitration_update() -> None:
 
     async def scenario() -> None:
         call = _BlockedWrites()
-        outbox = service_module._Outbox(asyncio.get_running_loop(), cast(Any, call))
+        loop = asyncio.get_running_loop()
+        outbox = service_module._Outbox(loop, cast(Any, call), service_module._Notifier(loop))
         outbox.send(_arbitration(1))
         await asyncio.sleep(0)  # the writer takes the first and waits on the client
         packet = p4r.StreamMessageResponse(packet=p4r.PacketIn(payload=b"x"))
@@ -155,5 +156,60 @@ def test_a_stream_that_reads_nothing_queues_one_arbitration_update() -> None:
         outbox.send(_arbitration(1002))  # a later one is written, not lost
         await outbox.flushed()
         assert call.written[-1].arbitration.election_id.low == 1002
+
+    asyncio.run(scenario())
+
+
+class _CountedWrites:
+    """Calls whose writes take a moment; how many were in flight at once."""
+
+    in_flight = 0
+    most = 0
+
+    def __init__(self, stuck: bool = False) -> None:
+        self.stuck = stuck
+        self.written: list[p4r.StreamMessageResponse] = []
+
+    async def write(self, message: p4r.StreamMessageResponse) -> None:
+        cls = _CountedWrites
+        cls.in_flight += 1
+        cls.most = max(cls.most, cls.in_flight)
+        try:
+            await asyncio.sleep(3600 if self.stuck else 0.001)
+            self.written.append(message)
+        finally:
+            cls.in_flight -= 1
+
+
+def test_a_change_of_primary_is_written_to_streams_a_batch_at_a_time() -> None:
+    """A change of primary goes to every stream at once; their writes start
+    ``NOTIFY_BATCH`` at a time (1,000 at once made the heap's high-water mark), a stream
+    whose client reads nothing holds the others back no longer than
+    ``NOTIFY_BATCH_WAIT_S``, and the answer to a stream's own arbitration does not wait."""
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        notifier = service_module._Notifier(loop)
+        stuck = [_CountedWrites(stuck=True) for _ in range(service_module.NOTIFY_BATCH)]
+        calls = stuck + [_CountedWrites() for _ in range(300)]
+        boxes = [service_module._Outbox(loop, cast(Any, c), notifier) for c in calls]
+        for box in boxes:
+            box.notify(_arbitration(7))
+        asker = _CountedWrites()
+        own = service_module._Outbox(loop, cast(Any, asker), notifier)
+        own.send(_arbitration(8))  # its own answer: written at once
+        await asyncio.sleep(0.01)
+        assert [m.arbitration.election_id.low for m in asker.written] == [8]
+
+
+        async def all_written() -> None:
+            while any(not c.written for c in calls[len(stuck):]):
+                await asyncio.sleep(0.005)
+
+        await asyncio.wait_for(all_written(), 10)  # the stuck ones did not hold them back
+        # in flight at most: the stuck batch, one batch, the asker's answer
+        assert _CountedWrites.most <= 2 * service_module.NOTIFY_BATCH + 1
+        for box in boxes:
+            box.close()
 
     asyncio.run(scenario())

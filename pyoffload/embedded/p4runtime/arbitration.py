@@ -34,11 +34,13 @@ class Controller:
     stream.
     """
 
-    __slots__ = ("device_id", "election_id", "identity", "peer", "role", "send")
+    __slots__ = ("device_id", "election_id", "identity", "notify", "peer", "role", "send")
 
-    def __init__(self, send: Send, *, peer: str = "",
+    def __init__(self, send: Send, *, notify: Send | None = None, peer: str = "",
                  identity: tuple[bytes, ...] | None = None) -> None:
         self.send = send
+        self.notify = notify or send
+        """How it is told of a change another controller caused (may wait its turn)."""
         self.peer = peer
         self.identity = identity
         self.device_id: int | None = None
@@ -115,11 +117,11 @@ class Arbiter:
                 role.controllers.append(ctrl)
             if election_id is not None and (role.highest is None or election_id >= role.highest):
                 role.highest = election_id
-                self._notify(msg.device_id, role_name, role, role.controllers)
+                self._notify(msg.device_id, role_name, role, role.controllers, ctrl)
             elif old_primary is ctrl:
-                self._notify(msg.device_id, role_name, role, role.controllers)
+                self._notify(msg.device_id, role_name, role, role.controllers, ctrl)
             else:
-                self._notify(msg.device_id, role_name, role, [ctrl])
+                self._notify(msg.device_id, role_name, role, [ctrl], ctrl)
 
     def remove(self, ctrl: Controller) -> None:
         """Forget a closed stream; announce the loss if it was the primary."""
@@ -165,8 +167,10 @@ class Arbiter:
             return out
 
     @staticmethod
-    def _notify(device_id: int, role_name: str, role: _Role, targets: list[Controller]) -> None:
-        """Tell ``targets`` the role's state; every backup gets the same message (sent
+    def _notify(device_id: int, role_name: str, role: _Role, targets: list[Controller],
+                asking: Controller | None = None) -> None:
+        """Tell ``targets`` the role's state: ``asking``, whose update this answers, at
+        once, the others when their turn comes. Every backup gets the same message (sent
         messages are not changed), so telling 1,000 controllers builds three."""
         primary = role.primary()
         built: dict[int, p4r.StreamMessageResponse] = {}
@@ -180,7 +184,7 @@ class Arbiter:
             message = built.get(code)
             if message is None:
                 message = built[code] = _update(device_id, role_name, role.highest, code, said)
-            ctrl.send(message)
+            (ctrl.send if ctrl is asking else ctrl.notify)(message)
 
 
 def _update(device_id: int, role_name: str, highest: int | None, code: int, said: str

@@ -60,6 +60,10 @@ READ_CHUNK = 1000
 """Entities per ReadResponse message: bounded messages for large tables."""
 STREAM_BACKLOG = 10_000
 """Packet-ins and notifications queued per stream before new ones are dropped."""
+NOTIFY_BATCH = 50
+"""Streams whose writers a change of primary starts at once (see `_Notifier`)."""
+NOTIFY_BATCH_WAIT_S = 0.05
+"""Longest a batch of them holds back the next."""
 TRIM_AFTER_CLOSES = 32
 """Streams closed (since the last trim) that make the heap worth trimming."""
 TRIM_QUIET_S = 0.1
@@ -221,40 +225,66 @@ class _Outbox:
     controller that reads slowly or never still learns the latest, and the queue
     of a stream holds at most one of them however often the primary changes (with
     1,000 streams each outranking the one before, every change goes to every
-    stream: half a million updates)."""
+    stream: half a million updates). Such a change told to a stream that had nothing
+    to send waits for its turn in the `_Notifier`."""
 
-    __slots__ = ("_arbitration", "_context", "_items", "_loop", "_writer")
+    __slots__ = ("_arbitration", "_context", "_items", "_loop", "_notifier", "_turn",
+                 "_writer")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, context: Context) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, context: Context,
+                 notifier: _Notifier) -> None:
         self._loop = loop
         self._context = context
+        self._notifier = notifier
         self._items: deque[p4r.StreamMessageResponse | _Arbitration] = deque()
         self._arbitration: _Arbitration | None = None
         self._writer: asyncio.Task[None] | None = None
+        self._turn = False
+        """Waiting in the notifier for a writer."""
 
     def send(self, message: p4r.StreamMessageResponse) -> None:
         """Queue ``message`` (from any thread; it may be shared with other streams, and is
-        not changed). Past ``STREAM_BACKLOG`` waiting, packet-ins and notifications are
-        dropped, as the specification allows; arbitration never."""
+        not changed) and write it now. Past ``STREAM_BACKLOG`` waiting, packet-ins and
+        notifications are dropped, as the specification allows; arbitration never."""
+        self._put(message, now=True)
+
+    def notify(self, message: p4r.StreamMessageResponse) -> None:
+        """Queue an arbitration update that another controller caused: written in the
+        notifier's turn, if nothing else is being written on this stream."""
+        self._put(message, now=False)
+
+    def _put(self, message: p4r.StreamMessageResponse, *, now: bool) -> None:
         if message.WhichOneof("update") != "arbitration" and len(self._items) > STREAM_BACKLOG:
             return
         if asyncio_running_loop() is self._loop:  # no wake-up needed: the loop runs us
-            self._queue(message)
+            self._queue(message, now)
             return
         with contextlib.suppress(RuntimeError):  # the server is shutting down
-            self._loop.call_soon_threadsafe(self._queue, message)
+            self._loop.call_soon_threadsafe(self._queue, message, now)
 
-    def _queue(self, message: p4r.StreamMessageResponse) -> None:
+    def _queue(self, message: p4r.StreamMessageResponse, now: bool) -> None:
         if message.WhichOneof("update") == "arbitration":
             if self._arbitration is not None:
                 self._arbitration.message = message
+                if now:
+                    self.start()
                 return
             self._arbitration = _Arbitration(message)
             self._items.append(self._arbitration)
         else:
             self._items.append(message)
-        if self._writer is None:
+        if now:
+            self.start()
+        elif self._writer is None and not self._turn:
+            self._turn = True
+            self._notifier.wait_turn(self)
+
+    def start(self) -> asyncio.Task[None] | None:
+        """Write what is queued (if a writer is not at it already); that writer."""
+        self._turn = False
+        if self._writer is None and self._items:
             self._writer = self._loop.create_task(self._write())
+        return self._writer
 
     def _next(self) -> p4r.StreamMessageResponse:
         item = self._items.popleft()
@@ -277,6 +307,7 @@ class _Outbox:
     async def flushed(self) -> None:
         """Wait until what was queued so far is written (or the call is over)."""
         await asyncio.sleep(0)  # messages put from this loop's callbacks are queued first
+        self.start()  # (not waiting for the notifier's turn)
         while self._writer is not None:
             await self._writer
 
@@ -290,6 +321,38 @@ class _Outbox:
         self._clear()
 
 
+class _Notifier:
+    """Starts the writers of streams told of a change of primary, ``NOTIFY_BATCH`` at a
+    time: a change reaches every stream of the role at once, and 1,000 writes in flight
+    together (each with grpc's futures, tags and wrappers) made the heap's high-water
+    mark, which streams opened meanwhile then held (1,000 streams each outranking the
+    one before left the target 12% larger). A batch waits for its writes at most
+    ``NOTIFY_BATCH_WAIT_S`` (the write of a client that reads nothing never ends)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._waiting: deque[_Outbox] = deque()
+        self._task: asyncio.Task[None] | None = None
+
+    def wait_turn(self, outbox: _Outbox) -> None:
+        self._waiting.append(outbox)
+        if self._task is None:
+            self._task = self._loop.create_task(self._run())
+
+    async def _run(self) -> None:
+        try:
+            while self._waiting:
+                batch: list[asyncio.Task[None]] = []
+                while self._waiting and len(batch) < NOTIFY_BATCH:
+                    writer = self._waiting.popleft().start()
+                    if writer is not None:
+                        batch.append(writer)
+                if batch:
+                    await asyncio.wait(batch, timeout=NOTIFY_BATCH_WAIT_S)
+        finally:
+            self._task = None
+
+
 class P4RuntimeService:
     """P4Runtime RPCs for one device, on grpc's asyncio server."""
 
@@ -300,6 +363,8 @@ class P4RuntimeService:
         self._unary_pool = unary_pool
         self._stream_pool = stream_pool
         self._streams = _StreamCount(limits)
+        self._notifier: _Notifier | None = None
+        """Made on the server's event loop, by the first stream."""
         self._closed = 0
         """Streams closed since the last heap trim."""
         self._last_close = 0.0
@@ -437,8 +502,11 @@ class P4RuntimeService:
                          refused.message)
             _fail(context, refused.code, refused.message)
             return
-        outbox = _Outbox(asyncio.get_running_loop(), context)
-        ctrl = Controller(outbox.send, peer=peer, identity=identity)
+        loop = asyncio.get_running_loop()
+        if self._notifier is None:
+            self._notifier = _Notifier(loop)
+        outbox = _Outbox(loop, context, self._notifier)
+        ctrl = Controller(outbox.send, notify=outbox.notify, peer=peer, identity=identity)
         try:
             error = await self._read_stream(context, ctrl)
             await outbox.flushed()  # what was sent before the end goes out first
