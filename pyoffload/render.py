@@ -28,8 +28,8 @@ def render_status(doc: dict[str, Any]) -> str:
     t = doc["target"]
     reconciled = (f"reconciled {_ago(t['last_reconcile'])}" if t["last_reconcile"]
                   else "never reconciled")
-    lines = [f"target {t['address']}: {'connected' if t['connected'] else 'NOT CONNECTED'}"
-             f" ({t['role']}), {reconciled}, {t['drift_repairs']} drift repair(s), "
+    state = f"connected ({t['role']})" if t["connected"] else "NOT CONNECTED"
+    lines = [f"target {t['address']}: {state}, {reconciled}, {t['drift_repairs']} drift repair(s), "
              f"reconnected {t['reconnects']} time(s)"
              + (f", last error: {t['last_error']}" if t["last_error"] else "")]
     for v in doc["vnics"]:

@@ -130,6 +130,7 @@ def run_up(config_path: Path | None, admin: str = DEFAULT_ADMIN,
         variant = "" if target.pipeline == "default" else target.pipeline
         artifacts = Artifacts.packaged(variant)
         thrift = target.thrift_address
+        kept: KeptTarget | None = None
         if target.kind == "remote":
             assert target.address is not None
             address, device_id = target.address, target.device_id
@@ -139,6 +140,8 @@ def run_up(config_path: Path | None, admin: str = DEFAULT_ADMIN,
             address, device_id = target.address, target.device_id
             print(f"target: one already serves on {address} (a previous agent's): adopted, "
                   "not started again", file=out)
+            _log.info("a target already serves on %s (a previous agent's): adopted, not "
+                      "started again (if it dies, this agent does not start it)", address)
         else:
             log_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pyoffload-")))
             kept = KeptTarget(target.kind, target.ports, log_dir=log_dir,
@@ -162,8 +165,17 @@ def run_up(config_path: Path | None, admin: str = DEFAULT_ADMIN,
         stack.callback(admin_server.stop, None)
         print(f"agent: admin endpoint on {admin}; `pyoffload status` shows the state", file=out,
               flush=True)
+        stopped_by: list[str] = []
+
+        def on_signal(number: int, _frame: object) -> None:
+            stopped_by.append(signal.Signals(number).name)
+            stop.set()
+
         for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: stop.set())
+            signal.signal(sig, on_signal)
         stop.wait()
         print("pyoffload up: stopping", file=out, flush=True)
+        _log.info("stopping (%s): the channels, the admin endpoint and the agent; the target "
+                  "%s", stopped_by[0] if stopped_by else "asked to",
+                  "keeps what it holds" if kept is None else "this agent started stops too")
     return 0

@@ -109,6 +109,7 @@ def status_document(agent: Agent) -> dict[str, Any]:
     return {
         "target": {
             "address": target.address,
+            "device_id": agent.session.device_id,
             "connected": target.connected,
             "role": "primary" if target.primary else "backup",
             "reconnects": target.reconnects,

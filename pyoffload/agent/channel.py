@@ -118,6 +118,11 @@ def certificate_names(context: AsyncContext) -> list[str]:
     return names
 
 
+def shown_peer(peer: str) -> str:
+    """A call's peer for the log: gRPC names every Unix-socket client "unix:"."""
+    return "a client of its Unix socket" if peer in ("unix:", "") else peer
+
+
 MAX_DETAILS_BYTES = 4000
 """Most bytes of an error message sent to a guest. gRPC sends it in a header, escaped
 (up to 3 bytes for one), and a client drops a call whose headers pass 16 KiB: a guest
@@ -166,10 +171,11 @@ class VnicChannel:
         if self.tls_client in names:
             return
         shown = ", ".join(repr(n) for n in names) or "no name"
+        peer = shown_peer(context.peer())
         self.refusals.refused(
-            f"VNIC {self.vnic}: calls from {context.peer()} with certificate {shown}",
-            f"VNIC {self.vnic}: refused {method} from {context.peer()}: its certificate "
-            f"carries {shown}, the VNIC admits only {self.tls_client!r}")
+            f"VNIC {self.vnic}: calls from {peer} with certificate {shown}",
+            f"VNIC {self.vnic}: refused {method} from {peer}: its certificate carries "
+            f"{shown}, the VNIC admits only {self.tls_client!r}")
         await context.abort(grpc.StatusCode.PERMISSION_DENIED,
                             f"VNIC {self.vnic}: this certificate ({shown}) is not the one "
                             "bound to this VNIC's channel")
@@ -360,7 +366,7 @@ class VnicChannel:
         if self._watches[peer] >= limit:
             self.refusals.refused(
                 f"VNIC {self.vnic}: Watch streams from {peer}",
-                f"VNIC {self.vnic}: refused a Watch stream from {context.peer()}: "
+                f"VNIC {self.vnic}: refused a Watch stream from {shown_peer(context.peer())}: "
                 f"{self._watches[peer]} open, the limit is {limit} per peer")
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                 f"VNIC {self.vnic}: {peer} already has {limit} Watch streams "

@@ -98,9 +98,10 @@ class ConnectionKeeper:
                 raise
             result = session.result()
             self.slow_path.connections.learn(result.learned)
-            _log.info("VNIC %s: %d checkpointed connections restored on the target (%d not: "
-                      "%s)", name, result.imported, len(result.skipped),
-                      "; ".join(result.skipped[:3]) or "-")
+            not_restored = (f" ({len(result.skipped)} not: {'; '.join(result.skipped[:3])})"
+                            if result.skipped else "")
+            _log.info("VNIC %s: %d checkpointed connections restored on the target%s", name,
+                      result.imported, not_restored)
 
     def relearn(self, vnics: VnicSlots) -> None:
         """An agent that restarted against a live target learns again which slots hold its

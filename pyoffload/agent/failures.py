@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
+
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+"""Numbers in an error: the same error with other numbers is said once."""
 
 
 class RepeatedFailure:
@@ -26,7 +30,8 @@ class RepeatedFailure:
     def failed(self, exc: BaseException, what: str) -> None:
         """An attempt failed with ``exc``; ``what`` says what failed and how it is retried."""
         error = str(exc).splitlines()[0] if str(exc) else repr(exc)
-        level = logging.WARNING if error != self.error else logging.DEBUG
+        same = _NUMBER.sub("N", error) == _NUMBER.sub("N", self.error)  # (a timeout grows)
+        level = logging.DEBUG if same else logging.WARNING
         self._log.log(level, "%s: %s (said again only if the error changes)", what, error)
         if not self.count:
             self._since = time.monotonic()

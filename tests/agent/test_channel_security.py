@@ -388,7 +388,8 @@ def test_refused_watch_streams_do_not_flood_the_log(
 
     assert len(said(logging.DEBUG)) == 39
     [warning] = said(logging.WARNING)
-    assert warning.startswith("VNIC web-1: refused a Watch stream from unix")
+    assert warning.startswith("VNIC web-1: refused a Watch stream from a client of its Unix "
+                              "socket: 1 open, the limit is 1 per peer")
     assert _wait_for(lambda: len(said(logging.WARNING)) == 2, 10)  # the interval ended
     assert re.fullmatch(r"VNIC web-1: Watch streams from unix: 39 more refused in 2 s "
                         r"\(each at debug\)", said(logging.WARNING)[1])

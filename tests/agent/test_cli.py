@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -126,8 +127,18 @@ def test_a_restarted_up_adopts_the_target_a_killed_one_left(tmp_path: Path) -> N
         doc = json.loads(run(str(BIN / "pyoffload"), "status", "--admin", admin,
                              "--json").stdout)
         assert doc["target"]["connected"] is True
+        assert doc["target"]["device_id"] == 1
         assert doc["vnics"][0]["generation"] == 1
         assert doc["occupancy"]["vnic.acl"][0] == 3
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(timeout=30) == 0
+        time.sleep(0.2)  # the reader thread takes the last lines
+        said = "".join(lines)
+        # in the log too (with times), not only in the banner on stdout
+        assert re.search(r"INFO pyoffload.up: a target already serves on unix:\S+ \(a "
+                         r"previous agent's\): adopted, not started again", said), said
+        assert "INFO pyoffload.up: stopping (SIGTERM): the channels, the admin endpoint and " \
+            "the agent; the target keeps what it holds" in said, said
     finally:
         for up in (first, second):
             if up is not None and up.poll() is None:

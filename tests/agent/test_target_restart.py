@@ -140,8 +140,8 @@ def test_connections_survive_a_target_restart(tmp_path: Path,
                    if r.getMessage().startswith("reconnecting to") and r.levelname == "WARNING"]
         assert len({r.getMessage() for r in retried}) == len(retried), retried  # each once
         assert [m for m in said if m.startswith(f"reconnected to {first.grpc_address} after ")]
-        assert f"VNIC app: {CONNECTIONS} checkpointed connections restored on the target " \
-               "(0 not: -)" in said, said
+        assert f"VNIC app: {CONNECTIONS} checkpointed connections restored on the target" \
+            in said, said
 
         # Unsolicited inbound TCP is still denied: what passed, passed as tracked.
         uplink.send(frame(SERVER, GUEST, 8080, 40_000, "A", 1, 1))
