@@ -259,6 +259,16 @@ class VnicChannel:
             await self._refuse(context, exc)
         except RuleError as exc:
             await self._refuse(context, AgentError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)))
+        except Exception as exc:  # a fault of the agent's: said, not left to grpc's log
+            # (grpc logs a traceback per call: a guest repeating the call floods the log)
+            self.refusals.refused(
+                f"VNIC {self.vnic}: calls failing inside the agent",
+                f"VNIC {self.vnic}: {getattr(work, '__name__', 'a call')} failed inside the "
+                f"agent: {exc!r}", exc_info=exc)
+            await self._refuse(context, AgentError(
+                grpc.StatusCode.INTERNAL,
+                f"VNIC {self.vnic}: the agent failed ({type(exc).__name__}); its log on the "
+                "host says more"))
         raise AssertionError("abort returned")  # pragma: no cover (abort raises)
 
     def _gone(self, context: AsyncContext) -> threading.Event:

@@ -81,6 +81,10 @@ from pyoffload.rules.convert import from_proto, to_proto
 _log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+MAX_GENERATION = 2**53 - 1
+"""The last generation a VNIC gets (exact in JSON too; the state file holds 2**63 - 1)."""
+GENERATION_STEP = 2**32
+"""Most generations one apply may skip (so a guest cannot use them all up in a few)."""
 HANDOVER_CHUNK = 2_500
 """Connections per chunk of a streamed export (~300 KiB of JSON): small enough that
 the destination is soon busy writing while the source reads the next ones."""
@@ -502,6 +506,10 @@ class Agent:
             self.journal.commit(record)
         except JournalError as exc:
             self._take_back(vnic, state, str(exc), grpc.StatusCode.UNAVAILABLE)
+        except Exception as exc:  # whatever it is, the target must not keep what was not
+            _log.exception("VNIC %s: committing generation %d failed", vnic, generation)
+            self._take_back(vnic, state, f"committing generation {generation} to the state "
+                            f"file failed ({exc!r})", grpc.StatusCode.INTERNAL)
 
     def _take_back(self, vnic: str, state: VnicState, why: str,
                    code: grpc.StatusCode) -> NoReturn:
@@ -544,8 +552,23 @@ class Agent:
             return [f.id for f in current.flows if f.id in remove]
 
     def _next_generation(self, state: VnicState, asked: int) -> int:
+        """The generation an apply asking for ``asked`` (0: the next) installs. A guest
+        may skip generations, by at most ``GENERATION_STEP`` at a time and up to
+        ``MAX_GENERATION`` (the state file's integers are 64-bit: a generation of 2**63
+        failed there, after the target had been written)."""
         if asked == 0:
-            return state.generation + 1
+            asked = state.generation + 1
+        elif asked > state.generation + GENERATION_STEP:
+            raise AgentError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"VNIC {state.config.name}: generation {asked} is more than "
+                f"{GENERATION_STEP:,} past the installed one ({state.generation}); send "
+                "0 for the next")
+        if asked > MAX_GENERATION:
+            raise AgentError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"VNIC {state.config.name}: generation {asked} is past the last one this "
+                f"agent gives ({MAX_GENERATION:,}); the VNIC's generations are used up")
         if asked <= state.generation:
             raise AgentError(
                 grpc.StatusCode.FAILED_PRECONDITION,

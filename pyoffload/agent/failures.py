@@ -68,9 +68,11 @@ class RefusalLog:
         self._keys = keys
         self._windows: dict[str, _Window] = {}
 
-    def refused(self, key: str, message: str) -> None:
+    def refused(self, key: str, message: str, exc_info: BaseException | None = None
+                ) -> None:
         """A refusal described by ``message``; ``key`` names what is refused to whom (say
-        "VNIC web-1: Watch streams from PEER"), and begins the line of the count."""
+        "VNIC web-1: Watch streams from PEER"), and begins the line of the count;
+        ``exc_info``: an exception whose traceback the said line carries."""
         now = time.monotonic()
         window = self._windows.get(key)
         if window is not None and now - window.began < self.interval:
@@ -83,7 +85,8 @@ class RefusalLog:
             self._say_unsaid(key, window)
         elif len(self._windows) >= self._keys:
             self._forget_ended(now)
-        self._log.warning("%s (said once per %g s for this client)", message, self.interval)
+        self._log.warning("%s (said once per %g s for this client)", message, self.interval,
+                          exc_info=exc_info)
         self._windows[key] = _Window(now)
 
     def _later(self, key: str, window: _Window) -> None:

@@ -487,3 +487,32 @@ def test_an_answer_to_a_guest_is_bounded() -> None:
     cut = channel_module.bounded("é" * 10_000)  # 2 bytes each in UTF-8
     assert len(cut.encode()) <= channel_module.MAX_DETAILS_BYTES
     assert cut.endswith(f"… ({10_000 - cut.count('é')} more characters not shown)")
+
+
+def test_a_fault_inside_the_agent_is_answered_and_said_once(
+        start_agent: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An exception the agent did not expect (a bug) is answered INTERNAL and logged with
+    its traceback once a minute: grpc logged a 27-line traceback per call, so a guest
+    repeating the call flooded the host's log (1,351 lines in 0.6 s in a trial)."""
+    socket_path = tmp_path / "web-1.sock"
+    agent, _servers = start_agent([vnic("web-1", 1, f"unix:{socket_path}")])
+    caplog.set_level(logging.DEBUG, logger="pyoffload.agent.channel")
+
+    def fails(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(agent, "withdraw", fails)
+    codes = []
+    with Channel(f"unix:{socket_path}") as guest:
+        for _ in range(20):
+            with pytest.raises(GuestShimError) as info:
+                guest.withdraw(all_flows=True)
+            codes.append((info.value.code, str(info.value)))
+    assert codes == [(grpc.StatusCode.INTERNAL, "withdraw: INTERNAL: VNIC web-1: the agent "
+                      "failed (RuntimeError); its log on the host says more")] * 20
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [r.getMessage() for r in warnings] == [
+        "VNIC web-1: _withdraw failed inside the agent: RuntimeError('a bug') (said once "
+        "per 60 s for this client)"]
+    assert warnings[0].exc_info is not None  # with its traceback

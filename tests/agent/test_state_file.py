@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import attrs
 import grpc
 import pytest
 from finsy import P4Schema
@@ -123,4 +124,49 @@ def test_a_restarted_agent_brings_back_the_journaled_generation(target: RunningT
         assert acl_entries(target) == 5
     finally:
         again.stop()
+        journal.close()
+
+
+def test_generations_are_bounded_and_any_commit_failure_takes_the_apply_back(
+        target: RunningTarget, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A guest's generation of 2**63 made the state file's commit raise OverflowError
+    after the target was written: the target kept rules that were never recorded, and
+    a VNIC at 2**63 - 1 could never apply again. A generation is now at most 2**32 past
+    the installed one (and at most 2**53 - 1), and a commit that fails in any way takes
+    the apply back."""
+    state = tmp_path / "state.db"
+    agent, journal = agent_for(target, state)
+    try:
+        agent.apply("web-1", acl_rules(10))
+        for asked in (2**63, 2**64 - 1, 1 + 2**32 + 1):
+            with pytest.raises(AgentError) as info:
+                agent.apply("web-1", attrs.evolve(acl_rules(20), generation=asked))
+            assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
+            assert f"generation {asked} is more than 4,294,967,296 past the installed one " \
+                "(1); send 0 for the next" in info.value.message
+        assert agent.apply("web-1", attrs.evolve(acl_rules(20), generation=1 + 2**32)
+                           ).generation == 1 + 2**32
+        assert acl_entries(target) == 20
+
+        def broken(*_args: object) -> None:
+            raise OverflowError("Python int too large to convert to SQLite INTEGER")
+
+        monkeypatch.setattr(journal, "commit", broken)
+        with pytest.raises(AgentError) as info:
+            agent.apply("web-1", acl_rules(30))
+        assert info.value.code == grpc.StatusCode.INTERNAL
+        assert "committing generation 4294967298 to the state file failed (OverflowError(" \
+            in info.value.message and "nothing was installed" in info.value.message
+        assert acl_entries(target) == 20  # taken back
+        assert agent.state("web-1").generation == 1 + 2**32
+        monkeypatch.undo()
+    finally:
+        agent.stop()
+        journal.close()
+    agent, journal = agent_for(target, state)  # what the state file holds is in force
+    try:
+        assert agent.state("web-1").generation == 1 + 2**32
+        assert acl_entries(target) == 20
+    finally:
+        agent.stop()
         journal.close()
