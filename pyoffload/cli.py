@@ -68,6 +68,9 @@ def _main(argv: list[str] | None = None) -> int:
                     help="host configuration (YAML); default: a playground with one VNIC "
                          "between two network namespaces on the embedded target")
     up.add_argument("--admin", default=DEFAULT_ADMIN, help="admin endpoint (unix:PATH)")
+    up.add_argument("--remove-unrecorded-rules", action="store_true",
+                    help="adopt a target that holds rules of VNICs the state file has no "
+                         "record of, removing them (without it, up refuses to start)")
     up.add_argument("--log-level", default="info", choices=list(LOG_LEVELS),
                     help="what the agent logs to stderr (default: info; connections, "
                          "restores, repairs and failures, with times)")
@@ -105,7 +108,8 @@ def _main(argv: list[str] | None = None) -> int:
             tune_agent_process()  # this process is the host's agent from here on
             logging.basicConfig(level=LOG_LEVELS[args.log_level], stream=sys.stderr,
                                 format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-            return run_up(args.config, args.admin)
+            return run_up(args.config, args.admin,
+                          remove_unrecorded=args.remove_unrecorded_rules)
         if args.command == "migrate":
             return _migrate(args.vnic, args.source, args.destination)
         try:

@@ -120,7 +120,8 @@ def log_dir_for(stack: ExitStack) -> Path:
 
 
 def run_up(config_path: Path | None, admin: str = DEFAULT_ADMIN,
-           out: TextIO | None = None, stop: threading.Event | None = None) -> int:
+           out: TextIO | None = None, stop: threading.Event | None = None, *,
+           remove_unrecorded: bool = False) -> int:
     """Run until SIGINT/SIGTERM (or ``stop``); everything started is stopped."""
     out = out or sys.stdout
     stop = stop or threading.Event()
@@ -156,7 +157,8 @@ def run_up(config_path: Path | None, admin: str = DEFAULT_ADMIN,
             config.state.path if config_path else log_dir_for(stack) / "state.db"))
         print(f"agent: desired state in {journal.path}", file=out)
         agent = Agent(config, address, device_id=device_id, thrift_address=thrift,
-                      artifacts=artifacts, journal=journal).start()
+                      artifacts=artifacts, journal=journal,
+                      remove_unrecorded=remove_unrecorded).start()
         stack.callback(agent.stop)
         for vnic, server in serve_all(agent).items():
             stack.callback(server.stop, None)

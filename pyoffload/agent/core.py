@@ -30,6 +30,7 @@ import json
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import NoReturn, TypeVar
 
@@ -155,10 +156,14 @@ class Agent:
         backoff: tuple[float, float] = (0.1, 5.0),
         thrift_address: str | None = None,
         journal: Journal | None = None,
+        remove_unrecorded: bool = False,
     ) -> None:
         """``journal``: the host's state file (``Journal.open(config.state.path)``); every
         accepted apply is committed to it before it is acknowledged, and the VNICs' desired
-        state is read back from it here. Without one nothing survives the process."""
+        state is read back from it here. Without one nothing survives the process. With
+        one, a target that holds rules of a VNIC the state file has no record of is
+        refused at start (a mistyped state path would remove every guest's rules),
+        unless ``remove_unrecorded``."""
         self.config = config
         self.address = address
         self.thrift_address = thrift_address or config.target.thrift_address
@@ -215,6 +220,8 @@ class Agent:
             desired=self._desired, claim=self.claim, on_connected=self._connected,
             on_lost=self._lost,
             on_fresh=self._restore_connections, on_repaired=self._repaired,
+            on_first_adopt=(self._refuse_unrecorded if journal is not None
+                            and not remove_unrecorded else lambda actual: None),
             reconcile_interval=config.state.reconcile_interval, backoff=backoff,
             reconnect=reconnect, tls=config.target.tls)
         self.checkpoints = None if journal is None else Checkpointer(
@@ -276,6 +283,31 @@ class Agent:
                 "wrote it, or move the file away to start empty") from None
         for name in unknown:
             journal.forget(name)
+
+    def _refuse_unrecorded(self, actual: Sequence[p4r.Entity]) -> None:
+        """Refuse to adopt a target holding rules of configured VNICs the state file has
+        no record of: making it hold the desired state would remove them, and they are
+        most likely this host's guests' rules recorded in another state file."""
+        unrecorded = {name for name, state in self._vnics.items() if state.compiled is None}
+        port_map = self.schema.tables[names.PORT_MAP].id
+        found: Counter[str] = Counter()
+        for entity in actual:
+            if entity.WhichOneof("entity") == "table_entry" and \
+                    entity.table_entry.table_id == port_map:
+                continue  # the host's own: put there for every configured VNIC
+            owner = self.claim(entity)
+            if owner in unrecorded:
+                found[owner] += 1
+        if found:
+            held = ", ".join(f"VNIC {name}: {count}" for name, count in sorted(found.items()))
+            path = self.journal.path if self.journal is not None else "(none)"
+            raise AgentError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"the target at {self.address} holds rules the state file {path} has no "
+                f"record of ({held} entries); starting would remove them. If they are "
+                "this host's guests' rules, give the state file that recorded them "
+                "(state.path in the host configuration); to remove them, start once with "
+                "`pyoffload up --remove-unrecorded-rules`")
 
     def _desired(self) -> dict[str, list[P4Entity]]:
         """Every owner's entities, rules first, port maps last (called under the lock)."""

@@ -113,6 +113,7 @@ class TargetSession:
         on_lost: Callable[[], None],
         on_fresh: Callable[[P4RuntimeClient, bool], None] = lambda client, empty: None,
         on_repaired: Callable[[Mapping[str, int]], None] = lambda by_owner: None,
+        on_first_adopt: Callable[[Sequence[p4r.Entity]], None] = lambda actual: None,
         reconcile_interval: float = 5.0,
         backoff: tuple[float, float] = (0.1, 5.0),
         reconnect: bool = True,
@@ -132,6 +133,10 @@ class TargetSession:
         self._on_lost = on_lost
         self._on_fresh = on_fresh
         self._on_repaired = on_repaired
+        self._on_first_adopt = on_first_adopt
+        """Shown what a target the agent adopts at start holds, before anything is
+        corrected; raises to refuse it (see Agent._refuse_unrecorded)."""
+        self._adopted = False
         """Told, per owner, how many updates a reconciliation took to undo drift."""
         """Called when a target has the rules but no port map yet (it just got the
         pipeline: ``empty``; or an agent died restoring it): the moment to put connection
@@ -253,6 +258,9 @@ class TargetSession:
         one whose restore did not finish (the agent died in it): it is finished now."""
         desired = self._desired()
         actual = [] if pushed else read_managed(client, self.schema)
+        if not self._adopted:
+            self._on_first_adopt(actual)
+            self._adopted = True
         port_map = self.schema.tables[names.PORT_MAP].id
         restoring = pushed or (any(owner.endswith(PORTS_SUFFIX) and entities
                                   for owner, entities in desired.items()) and not any(

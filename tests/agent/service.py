@@ -332,15 +332,17 @@ class Up:
         self.starts = 0
         self.log = config.parent / "up-0.log"
 
-    def start(self, timeout: float = 60.0) -> float:
-        """Start it and wait until its admin endpoint answers; seconds that took."""
+    def start(self, timeout: float = 60.0, extra: Sequence[str] = ()) -> float:
+        """Start it (``extra``: more options) and wait until its admin endpoint answers;
+        seconds that took."""
         assert self.process is None or self.process.poll() is not None
         self.starts += 1
         self.log = self.config.parent / f"up-{self.starts}.log"
         began = time.monotonic()
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(
-                [str(BIN / "pyoffload"), "up", str(self.config), "--admin", self.admin],
+                [str(BIN / "pyoffload"), "up", str(self.config), "--admin", self.admin,
+                 *extra],
                 stdout=out, stderr=subprocess.STDOUT, cwd=self.config.parent)
         poll(self._ready, timeout, f"`pyoffload up` to serve its admin endpoint ({self.log})")
         return time.monotonic() - began

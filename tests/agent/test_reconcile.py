@@ -27,6 +27,7 @@ from typing import Any
 
 import grpc
 import pytest
+import yaml
 from finsy.proto import p4r
 from guest_shim.client import Channel
 from guest_shim.errors import GuestShimError
@@ -209,6 +210,43 @@ def test_a_second_agent_on_the_same_target_is_told_why_it_cannot_start(
         second.stderr
     assert up.status()["target"]["role"] == "primary"  # the first one is undisturbed
     assert up.terminate() == 0
+
+
+def test_a_state_file_without_the_targets_rules_is_refused_not_obeyed(
+        host: tuple[ExitStack, Path, RunningTarget]) -> None:
+    """A mistyped state path gives the agent an empty state file: adopting the target
+    would have removed every guest's rules (a trial lost 1,010 entries so). It refuses to
+    start, naming them, until the right file is given or the removal is asked for."""
+    stack, tmp, target = host
+    up = _up(stack, tmp, target, interval=3600)
+    with Channel(channel_of(tmp)) as guest:
+        assert guest.apply(request(bulk=5)).generation == 1
+    expected = expected_from_journal(load_config(up.config)).entities
+    assert up.terminate() == 0
+    typo = yaml.safe_load(up.config.read_text())
+    typo["state"]["path"] = str(tmp / "stat.db")
+    mistyped = tmp / "typo.yaml"
+    mistyped.write_text(yaml.safe_dump(typo))
+    command = [str(Path(sys.executable).parent / "pyoffload"), "up", str(mistyped),
+               "--admin", f"unix:{tmp}/typo.sock"]
+    refused = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=tmp,
+                             check=False)
+    assert refused.returncode == 2, refused.stderr
+    assert re.search(r"the target at \S+ holds rules the state file \S+stat.db has no record "
+                     r"of \(VNIC vm-1: \d+ entries\); starting would remove them\. If they "
+                     r"are this host's guests' rules, give the state file that recorded them",
+                     refused.stderr), refused.stderr
+    assert read_back(target.grpc_address) == expected  # nothing was touched
+    up.start()  # the right file: everything as it was
+    assert read_back(target.grpc_address) == expected
+    assert up.status()["vnics"][0]["generation"] == 1
+    assert up.terminate() == 0
+    forced = Up(mistyped, f"unix:{tmp}/typo.sock")
+    stack.callback(forced.close)
+    forced.start(extra=["--remove-unrecorded-rules"])  # asked for: removed
+    assert forced.status()["vnics"][0]["generation"] == 0
+    assert len(read_back(target.grpc_address)) < len(expected)
+    assert forced.terminate() == 0
 
 
 def _role(up: Up, role: str, error: str = "") -> dict[str, Any] | None:
