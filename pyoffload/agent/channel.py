@@ -124,18 +124,25 @@ def shown_peer(peer: str) -> str:
 
 
 MAX_DETAILS_BYTES = 4000
-"""Most bytes of an error message sent to a guest. gRPC sends it in a header, escaped
-(up to 3 bytes for one), and a client drops a call whose headers pass 16 KiB: a guest
-would get a transport error instead of the agent's answer."""
+"""Most bytes of an error message sent to a guest, as gRPC sends it: in a header, each
+byte of UTF-8 outside printable ASCII escaped as three; a client drops a call whose
+headers pass 8 KiB (its soft limit, at random) or 16 KiB: a guest would get a transport
+error instead of the agent's answer."""
+
+
+def _sent_size(char: str) -> int:
+    return 1 if " " <= char <= "~" and char != "%" else 3 * len(char.encode())
 
 
 def bounded(message: str) -> str:
-    """``message``, cut to ``MAX_DETAILS_BYTES`` of UTF-8 (saying how much was cut)."""
-    data = message.encode()
-    if len(data) <= MAX_DETAILS_BYTES:
-        return message
-    kept = data[:MAX_DETAILS_BYTES - 80].decode(errors="ignore")
-    return f"{kept} … ({len(message) - len(kept)} more characters not shown)"
+    """``message``, cut to ``MAX_DETAILS_BYTES`` as gRPC sends it (saying how much was
+    cut)."""
+    size = 0
+    for index, char in enumerate(message):
+        size += _sent_size(char)
+        if size > MAX_DETAILS_BYTES - 80:  # room for the note
+            return f"{message[:index]} … ({len(message) - index} more characters not shown)"
+    return message
 
 
 class VnicChannel:

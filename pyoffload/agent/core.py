@@ -39,6 +39,7 @@ import grpc
 from finsy import P4Schema
 from finsy.p4entity import P4Entity
 from finsy.proto import p4r
+from guest_shim.syntax import quote
 
 from guest_shim import offload_pb2 as pb
 from pyoffload.agent.checkpoint import Checkpointer
@@ -577,7 +578,7 @@ class Agent:
                 unknown = sorted(remove - {f.id for f in current.flows})
                 if unknown:
                     raise AgentError(grpc.StatusCode.NOT_FOUND,
-                                     f"VNIC {vnic} has no flow {unknown[0]!r}")
+                                     f"VNIC {vnic} has no flow {quote(unknown[0])}")
             kept = tuple(f for f in current.flows if f.id not in remove)
             self._apply(vnic, OffloadRequest(vnic=vnic, generation=0, flows=kept),
                         still_wanted)

@@ -317,12 +317,17 @@ def test_what_a_guest_sends_is_echoed_short_and_an_empty_withdraw_is_refused(
         answers = []
         for call, body in ((raw, pb.ApplyRequest(request=request)),
                            (raw, pb.ApplyRequest(request=odd)),
-                           (withdraw, pb.WithdrawRequest())):
+                           (withdraw, pb.WithdrawRequest()),
+                           (withdraw, pb.WithdrawRequest(flow_ids=["é" * 20000]))):
             with pytest.raises(grpc.RpcError) as info:
                 call(body.SerializeToString(), timeout=10)
             error = cast(grpc.Call, info.value)
             answers.append((error.code(), error.details() or ""))
-    (long_code, long_said), (odd_code, odd_said), (empty_code, empty_said) = answers
+    (long_code, long_said), (odd_code, odd_said), (empty_code, empty_said), \
+        (unknown_code, unknown_said) = answers
+    # (it was 20,000 characters, 60 KB as sent: gRPC refused to deliver it)
+    assert (unknown_code, unknown_said) == (
+        grpc.StatusCode.NOT_FOUND, f'VNIC web-1 has no flow "{"é" * 80}…" (20000 characters)')
     assert long_code == grpc.StatusCode.INVALID_ARGUMENT, long_said
     assert long_said.startswith(f'flow "{"x" * 80}…" (9000 characters): ')
     assert len(long_said.encode()) < 4000

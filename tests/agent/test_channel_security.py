@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -484,9 +485,12 @@ def test_an_answer_to_a_guest_is_bounded() -> None:
     """gRPC sends the message in a header, which a client refuses past 16 KiB (escaped:
     up to 3 bytes a byte): the agent's answers stop at 4,000 bytes, saying so."""
     assert channel_module.bounded("short") == "short"
-    cut = channel_module.bounded("é" * 10_000)  # 2 bytes each in UTF-8
-    assert len(cut.encode()) <= channel_module.MAX_DETAILS_BYTES
+    cut = channel_module.bounded("é" * 10_000)  # 2 bytes each in UTF-8, 6 as sent
+    sent = urllib.parse.quote(cut, safe=" !\"#$&'()*+,-./:;<=>?@[\\]^_`{|}~")
+    assert len(sent) <= channel_module.MAX_DETAILS_BYTES, len(sent)
     assert cut.endswith(f"… ({10_000 - cut.count('é')} more characters not shown)")
+    ascii_cut = channel_module.bounded("x" * 10_000)
+    assert 3_800 < len(ascii_cut) <= channel_module.MAX_DETAILS_BYTES
 
 
 def test_a_fault_inside_the_agent_is_answered_and_said_once(
