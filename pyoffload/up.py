@@ -10,6 +10,7 @@ apply FILE`` works at once.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import tempfile
@@ -119,6 +120,17 @@ def log_dir_for(stack: ExitStack) -> Path:
     return Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pyoffload-state-")))
 
 
+def _check_admin_address(admin: str, config: HostConfig) -> None:
+    """The admin endpoint may not be a guest channel's socket (it would replace it)."""
+    path = os.path.abspath(admin.removeprefix("unix:"))
+    for vnic in config.vnics:
+        channel = vnic.channel
+        if channel is not None and channel.kind == "unix" and \
+                os.path.abspath(channel.path) == path:
+            raise PyoffloadError(f"--admin {admin} is the socket of VNIC {vnic.name}'s guest "
+                                 "channel; give the admin endpoint a path of its own")
+
+
 def run_up(config_path: Path | None, admin: str = DEFAULT_ADMIN,
            out: TextIO | None = None, stop: threading.Event | None = None, *,
            remove_unrecorded: bool = False) -> int:
@@ -127,6 +139,7 @@ def run_up(config_path: Path | None, admin: str = DEFAULT_ADMIN,
     stop = stop or threading.Event()
     with ExitStack() as stack:
         config = load_config(config_path) if config_path else playground(stack, out)
+        _check_admin_address(admin, config)
         target = config.target
         variant = "" if target.pipeline == "default" else target.pipeline
         artifacts = Artifacts.packaged(variant)
@@ -173,7 +186,7 @@ def run_up(config_path: Path | None, admin: str = DEFAULT_ADMIN,
             stopped_by.append(signal.Signals(number).name)
             stop.set()
 
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # (HUP: its terminal went)
             signal.signal(sig, on_signal)
         stop.wait()
         print("pyoffload up: stopping", file=out, flush=True)

@@ -11,6 +11,7 @@ import itertools
 import json
 import os
 import pwd
+import shutil
 import socket
 import stat
 import time
@@ -25,6 +26,7 @@ from pyoffload.agent.core import Agent
 from pyoffload.agent.errors import AgentError
 from pyoffload.agent.handover import ImportResult, from_document, to_document
 from pyoffload.agent.session import ports_owner
+from pyoffload.agent.unixsocket import private_directory, publish_socket, remove_socket
 from pyoffload.errors import PyoffloadError
 from pyoffload.rules import Dnat, LoadBalance, Snat, Verdict
 
@@ -174,14 +176,24 @@ def flows_document(agent: Agent, vnic: str | None) -> dict[str, Any]:
     return {"connections": rows}
 
 
-def serve_admin(agent: Agent, address: str = DEFAULT_ADMIN) -> grpc.Server:
-    """Serve the admin endpoint on a Unix socket (``unix:PATH``)."""
+class AdminServer:
+    """The running admin endpoint; ``stop`` also removes its socket (if still its own)."""
+
+    def __init__(self, server: grpc.Server, path: Path, ident: tuple[int, int]) -> None:
+        self.server, self.path, self._ident = server, path, ident
+
+    def stop(self, grace: float | None) -> None:
+        self.server.stop(grace)
+        remove_socket(self.path, self._ident)
+
+
+def serve_admin(agent: Agent, address: str = DEFAULT_ADMIN) -> AdminServer:
+    """Serve the admin endpoint on a Unix socket (``unix:PATH``): the agent's user's alone
+    (0600), set up like a guest channel's (see ``unixsocket``)."""
     if not address.startswith("unix:"):
         raise ValueError(f"the admin endpoint is a Unix socket (unix:PATH), not {address!r}")
     path = Path(address.removeprefix("unix:"))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.is_socket():
-        path.unlink()
+    private = private_directory(path)
 
     def status(request: Any, context: grpc.ServicerContext) -> Any:
         return status_document(agent)
@@ -269,10 +281,15 @@ def serve_admin(agent: Agent, address: str = DEFAULT_ADMIN) -> grpc.Server:
     })
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), options=MESSAGE_LIMITS)
     server.add_generic_rpc_handlers((handler,))
-    server.add_insecure_port(address)
-    server.start()
-    os.chmod(path, 0o600)
-    return server
+    try:
+        server.add_insecure_port(f"unix:{private}/s")
+        server.start()
+        ident = publish_socket(private / "s", path, mode=0o600)
+    except BaseException:
+        server.stop(None)
+        shutil.rmtree(private, ignore_errors=True)
+        raise
+    return AdminServer(server, path, ident)
 
 
 def why_unreachable(address: str) -> str | None:

@@ -30,10 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import shutil
-import stat
-import tempfile
 import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -59,6 +55,7 @@ from pyoffload.agent.core import Agent
 from pyoffload.agent.errors import AgentError
 from pyoffload.agent.failures import RefusalLog
 from pyoffload.agent.ratelimit import RateLimit
+from pyoffload.agent.unixsocket import private_directory, publish_socket, remove_socket
 from pyoffload.bulk import no_cyclic_gc
 from pyoffload.rules import RuleError, from_proto, to_proto
 
@@ -436,7 +433,7 @@ class ChannelServer:
         private: Path | None = None
         try:
             if address.kind == "unix":
-                private = _private_directory(Path(address.path))
+                private = private_directory(Path(address.path))
                 listen = f"unix:{private}/s"
             else:
                 listen = address.listen_address
@@ -456,7 +453,9 @@ class ChannelServer:
                              f"VNIC {self.vnic}: cannot serve its channel on {address} (in use?)")
         await server.start()
         if private is not None:
-            self._socket = _publish_socket(private / "s", Path(address.path), access)
+            self._socket = publish_socket(private / "s", Path(address.path),
+                                          owner=access.owner, group=access.group,
+                                          mode=access.mode)
 
     def stop(self, grace: float | None) -> None:
         """Stop serving (open calls are cancelled after ``grace`` seconds) and remove the
@@ -477,67 +476,8 @@ class ChannelServer:
             self._remove_socket()
 
     def _remove_socket(self) -> None:
-        if self._socket is None:
-            return
-        path = Path(self.address.path)
-        try:
-            st = path.lstat()
-        except OSError:
-            return
-        if stat.S_ISSOCK(st.st_mode) and (st.st_dev, st.st_ino) == self._socket:
-            path.unlink()
-
-
-def _safe_directory(path: Path, *, follow: bool) -> None:
-    """Refuse a directory someone other than root or this process's user could change."""
-    st = path.stat() if follow else path.lstat()
-    trusted = (0, os.geteuid())
-    if st.st_uid not in trusted:
-        raise AgentError(grpc.StatusCode.FAILED_PRECONDITION,
-                         f"{path} belongs to uid {st.st_uid}, who could replace the channel's "
-                         "socket; use a directory of root's")
-    if stat.S_ISLNK(st.st_mode):
-        return
-    if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
-        raise AgentError(grpc.StatusCode.FAILED_PRECONDITION,
-                         f"{path} is writable by {'others' if st.st_mode & 0o002 else 'its group'}"
-                         f" (mode {stat.S_IMODE(st.st_mode):04o}), who could replace the "
-                         "channel's socket; use a directory only root can write to")
-
-
-def _private_directory(socket_path: Path) -> Path:
-    """A fresh 0700 directory beside ``socket_path`` to bind in, after checking that the
-    socket's directory (created 0755 if missing) and those above it are safe."""
-    parent = socket_path.parent.absolute()
-    if not parent.exists():
-        parent.mkdir(mode=0o755, parents=True)
-        parent.chmod(0o755)  # whatever the umask
-    for directory in (parent, *parent.parents):
-        _safe_directory(directory, follow=False)
-    resolved = parent.resolve()
-    for directory in (resolved, *resolved.parents):
-        _safe_directory(directory, follow=True)
-    if socket_path.exists() and not socket_path.is_socket():
-        raise AgentError(grpc.StatusCode.FAILED_PRECONDITION,
-                         f"{socket_path} exists and is not a socket; not replacing it")
-    return Path(tempfile.mkdtemp(prefix=".ch", dir=parent))
-
-
-def _publish_socket(bound: Path, path: Path, access: ChannelAccess) -> tuple[int, int]:
-    """Give the socket bound in the private directory its owner, group and mode, then
-    move it into place (replacing a stale socket) and drop the directory."""
-    try:
-        os.chown(bound, -1 if access.owner is None else access.owner,
-                 -1 if access.group is None else access.group)
-        os.chmod(bound, access.mode)
-        os.rename(bound, path)
-        st = path.lstat()
-        return st.st_dev, st.st_ino
-    except OSError as exc:
-        raise AgentError(grpc.StatusCode.UNAVAILABLE,
-                         f"cannot set up the channel socket {path}: {exc.strerror}") from None
-    finally:
-        shutil.rmtree(bound.parent, ignore_errors=True)
+        if self._socket is not None:
+            remove_socket(Path(self.address.path), self._socket)
 
 
 def serve_channel(agent: Agent, vnic: str, address: ChannelAddress,

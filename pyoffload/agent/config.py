@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import grp
 import ipaddress
+import os
 import pwd
 from collections.abc import Mapping
 from pathlib import Path
@@ -571,6 +572,7 @@ def parse_config(data: Any, *, base: Path | None = None) -> HostConfig:
     clients: dict[str, str] = {}
     ids: dict[int, str] = {}
     ports: dict[int, str] = {}
+    channels: dict[str, str] = {}
     for i, vnic in enumerate(vnics):
         where = f'vnics[{i}] "{vnic.name}"'
         if vnic.name in names:
@@ -587,6 +589,12 @@ def parse_config(data: Any, *, base: Path | None = None) -> HostConfig:
                     f'{where}: {field}: port {port} already belongs to VNIC "{ports[port]}"'
                 )
             ports[port] = vnic.name
+        if vnic.channel is not None:
+            where_to = _channel_key(vnic.channel)
+            if where_to in channels:
+                raise ConfigError(f"{where}: channel: {vnic.channel} is already the channel of "
+                                  f'VNIC "{channels[where_to]}"; each VNIC needs its own')
+            channels[where_to] = vnic.name
         if vnic.channel_tls is not None:
             client = vnic.channel_tls.client
             if client in clients:
@@ -596,6 +604,15 @@ def parse_config(data: Any, *, base: Path | None = None) -> HostConfig:
             clients[client] = vnic.name
     state = _state(data.get("state"), folder)
     return HostConfig(target=_target(data.get("target"), folder), vnics=vnics, state=state)
+
+
+def _channel_key(address: ChannelAddress) -> str:
+    """What two channels may not share: a socket path, a TCP address, a vsock port."""
+    if address.kind == "unix":
+        return f"unix:{os.path.abspath(address.path)}"
+    if address.kind == "tcp":
+        return f"tcp:{address.host}:{address.port}"
+    return f"{address.kind}:{address.port}"
 
 
 def load_config(path: Path) -> HostConfig:

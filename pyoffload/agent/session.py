@@ -241,7 +241,8 @@ class TargetSession:
                   "pushed" if pushed else "already there: adopted")
         if drift.written:
             _log.warning(
-                "target at %s held what the state file does not record as in force (an "
+                "drift found when adopting the target at %s: it held what the state file does "
+                "not record as in force (an "
                 "apply or withdraw cut short when an agent stopped, or another controller's "
                 "writes): %d updates put back what the guests were told (%s)", self.address,
                 drift.written, _per_owner(drift.by_owner))

@@ -144,7 +144,8 @@ class P4RuntimeClient:
                 grpc.StatusCode.PERMISSION_DENIED,
                 f"not primary for device {self.device_id} at {self.address}: another "
                 f"controller holds the primary role (election id {_election_of(reply)}, "
-                f"above ours, {self.election_id}); stop it, or wait until it leaves",
+                f"above ours, {self.election_id}); stop it, or wait until it leaves (is it "
+                "another pyoffload agent for this target?)",
             )
         return self
 

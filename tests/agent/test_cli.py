@@ -203,3 +203,41 @@ def test_up_starts_its_target_again_when_it_dies(tmp_path: Path) -> None:
         up.wait(timeout=30)
     assert up.returncode == 0, log.read_text()
     assert _pids_serving(socket_path) == []  # stopped with `up`, not started once more
+
+
+def test_up_refuses_an_admin_socket_others_could_replace(tmp_path: Path) -> None:
+    """The admin endpoint is set up like a guest channel: not on a channel's socket (it
+    replaced it: the guest got UNIMPLEMENTED), not in a directory others can write to."""
+    config, channel, _admin, _socket = _host_config(tmp_path)
+    clash = run(str(BIN / "pyoffload"), "up", str(config), "--admin", channel)
+    assert clash.returncode == 2
+    assert clash.stderr.strip() == (f"pyoffload up: --admin {channel} is the socket of VNIC "
+                                    "web-1's guest channel; give the admin endpoint a path "
+                                    "of its own")
+    open_dir = tmp_path / "open"
+    open_dir.mkdir()
+    open_dir.chmod(0o777)
+    exposed = run(str(BIN / "pyoffload"), "up", str(config), "--admin",
+                  f"unix:{open_dir}/admin.sock")
+    assert exposed.returncode == 2, exposed.stderr
+    assert f"{open_dir} is writable by others (mode 0777), who could replace the socket" \
+        in exposed.stderr, exposed.stderr
+    assert list(open_dir.iterdir()) == []
+
+
+def test_up_stops_cleanly_on_sighup(tmp_path: Path) -> None:
+    """A hangup (its terminal closed) stops `up` as SIGTERM does: said in the log, its
+    sockets removed (it used to die at once, leaving them)."""
+    config, channel, admin, socket_path = _host_config(tmp_path)
+    up, lines = _start_up(config, admin)
+    try:
+        up.send_signal(signal.SIGHUP)
+        assert up.wait(timeout=30) == 0
+    finally:
+        if up.poll() is None:
+            up.kill()
+        subprocess.run(["pkill", "-f", str(socket_path)], check=False)
+    time.sleep(0.2)  # the reader thread takes the last lines
+    assert "stopping (SIGHUP)" in "".join(lines), "".join(lines)
+    assert not Path(channel.removeprefix("unix:")).exists()
+    assert not Path(admin.removeprefix("unix:")).exists()  # its admin socket too

@@ -46,6 +46,11 @@ def test_a_full_configuration() -> None:
     ({"vnics": [vnic(), vnic(name="db", id=2, guest_port=2, uplink_port=4)]},
      'vnics[1] "db": guest_port: port 2 already belongs to VNIC "web-1"'),
     ({"vnics": [vnic(uplink_port=1)]}, "guest_port and uplink_port are both 1"),
+    ({"vnics": [vnic(channel="unix:/run/x.sock"),
+                vnic(name="db", id=2, guest_port=3, uplink_port=4,
+                     channel="unix:/run/../run/x.sock")]},
+     'vnics[1] "db": channel: unix:/run/../run/x.sock is already the channel of VNIC '
+     '"web-1"; each VNIC needs its own'),
     ({"vnics": [vnic(id=0)]}, 'vnics[0] "web-1": id: 0 is not a whole number in 1-65535'),
     ({"vnics": [vnic(default_policy="maybe")]}, "default_policy: 'maybe' is not one of"),
     ({"vnics": [vnic(channel="http://x")]}, 'vnics[0] "web-1": channel: bad channel address'),
