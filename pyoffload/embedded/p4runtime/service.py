@@ -60,7 +60,7 @@ READ_CHUNK = 1000
 """Entities per ReadResponse message: bounded messages for large tables."""
 STREAM_BACKLOG = 10_000
 """Packet-ins and notifications queued per stream before new ones are dropped."""
-NOTIFY_BATCH = 50
+NOTIFY_BATCH = 16
 """Streams whose writers a change of primary starts at once (see `_Notifier`)."""
 NOTIFY_BATCH_WAIT_S = 0.05
 """Longest a batch of them holds back the next."""
