@@ -133,14 +133,14 @@ class TargetSession:
         self._on_lost = on_lost
         self._on_fresh = on_fresh
         self._on_repaired = on_repaired
+        """Told, per owner, how many updates a reconciliation took to undo drift."""
+        """(``on_fresh``:) Called when a target has the rules but no port map yet (it just
+        got the pipeline: ``empty``; or an agent died restoring it): the moment to put
+        connection state back, before any traffic is admitted."""
         self._on_first_adopt = on_first_adopt
         """Shown what a target the agent adopts at start holds, before anything is
         corrected; raises to refuse it (see Agent._refuse_unrecorded)."""
         self._adopted = False
-        """Told, per owner, how many updates a reconciliation took to undo drift."""
-        """Called when a target has the rules but no port map yet (it just got the
-        pipeline: ``empty``; or an agent died restoring it): the moment to put connection
-        state back, before any traffic is admitted."""
         self.reconcile_interval = reconcile_interval
         self._backoff = backoff
         self._reconnect = reconnect
