@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
+import tempfile
 import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -57,6 +59,7 @@ from pyoffload.agent.failures import RefusalLog
 from pyoffload.agent.ratelimit import RateLimit
 from pyoffload.agent.unixsocket import private_directory, publish_socket, remove_socket
 from pyoffload.bulk import no_cyclic_gc
+from pyoffload.embedded.p4runtime.unixfront import UnixFront
 from pyoffload.rules import RuleError, from_proto, to_proto
 
 _log = logging.getLogger(__name__)
@@ -100,6 +103,8 @@ def peer_key(peer: str) -> str:
     ``ipv6:[::1]``, ``vsock:3``); every client of a Unix socket is one peer (the
     socket's permissions already say who they may be)."""
     scheme, _, rest = peer.partition(":")
+    if scheme == "unix-abstract":  # relayed by the channel's UnixFront: still the socket's
+        return "unix"
     if scheme in ("ipv4", "ipv6", "vsock"):
         host, colon, _port = rest.rpartition(":")
         return f"{scheme}:{host}" if colon else peer
@@ -116,8 +121,14 @@ def certificate_names(context: AsyncContext) -> list[str]:
 
 
 def shown_peer(peer: str) -> str:
-    """A call's peer for the log: gRPC names every Unix-socket client "unix:"."""
-    return "a client of its Unix socket" if peer in ("unix:", "") else peer
+    """A call's peer for the log: a Unix-socket client by the credentials its relay's
+    name carries (`UnixFront`: ``unix-abstract:vnic-web-1-TOKEN-c7-uid0-pid42``)."""
+    if peer in ("unix:", ""):
+        return "a client of its Unix socket"
+    if peer.startswith("unix-abstract:"):
+        uid, pid = peer.rsplit("-uid", 1)[-1].partition("-pid")[::2]
+        return f"a client of its Unix socket (uid {uid}, pid {pid})"
+    return peer
 
 
 MAX_DETAILS_BYTES = 4000
@@ -399,10 +410,16 @@ class VnicChannel:
 class ChannelServer:
     """A running channel: a ``grpc.aio`` server on an event loop thread of its own."""
 
-    def __init__(self, vnic: str, address: ChannelAddress, channel: VnicChannel) -> None:
+    def __init__(self, vnic: str, address: ChannelAddress, channel: VnicChannel, *,
+                 connections: int | None = None) -> None:
         self.vnic = vnic
         self.address = address
         self.channel = channel
+        self.connections = connections
+        """The most connections a Unix-socket channel holds (its `UnixFront` closes more
+        as soon as they are accepted); None: no limit."""
+        self.front: UnixFront | None = None
+        self._private: Path | None = None
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
                                         name=f"channel-{vnic}-loop")
@@ -434,7 +451,9 @@ class ChannelServer:
         try:
             if address.kind == "unix":
                 private = private_directory(Path(address.path))
-                listen = f"unix:{private}/s"
+                # grpc's own socket, which only the front (below) connects to
+                self._private = Path(tempfile.mkdtemp(prefix=f"pyoffload-{self.vnic}-"))
+                listen = f"unix:{self._private}/s"
             else:
                 listen = address.listen_address
             if tls is not None:
@@ -453,9 +472,26 @@ class ChannelServer:
                              f"VNIC {self.vnic}: cannot serve its channel on {address} (in use?)")
         await server.start()
         if private is not None:
-            self._socket = publish_socket(private / "s", Path(address.path),
-                                          owner=access.owner, group=access.group,
-                                          mode=access.mode)
+            # the guest connects to the front, which relays to grpc's socket in the
+            # private directory (and counts the connections)
+            assert self._private is not None
+            front = UnixFront(Path(address.path), self._private / "s",
+                              what=f"VNIC {self.vnic}'s "
+                              "channel", prefix=f"vnic-{self.vnic}",
+                              max_connections=self.connections)
+            front_path = private / "front"
+            front.public = front_path  # bound in the private directory, published by rename
+            try:
+                front.bind(0o600, None, None)
+            except OSError as exc:
+                raise AgentError(grpc.StatusCode.UNAVAILABLE,
+                                 f"VNIC {self.vnic}: cannot serve its channel on {address}: "
+                                 f"{exc.strerror}") from None
+            self._socket = publish_socket(front_path, Path(address.path), owner=access.owner,
+                                          group=access.group, mode=access.mode)
+            front.public = Path(address.path)
+            front.start()
+            self.front = front
 
     def stop(self, grace: float | None) -> None:
         """Stop serving (open calls are cancelled after ``grace`` seconds) and remove the
@@ -464,9 +500,13 @@ class ChannelServer:
             return
         self._stopped = True
         try:
+            if self.front is not None and self._thread.is_alive():
+                self._call(self.front.close())
             if self._server is not None and self._thread.is_alive():
                 self._call(self._server.stop(grace), grace or 0.0)
         finally:
+            if self._private is not None:
+                shutil.rmtree(self._private, ignore_errors=True)
             if self._thread.is_alive():
                 self._loop.call_soon_threadsafe(self._loop.stop)
                 self._thread.join(START_TIMEOUT_S)
@@ -505,8 +545,8 @@ def serve_channel(agent: Agent, vnic: str, address: ChannelAddress,
                           workers=workers or limits.workers,
                           rate=RateLimit(limits.requests_per_second, limits.request_burst),
                           byte_rate=RateLimit(float(limits.bytes_per_second), size))
-    server = ChannelServer(vnic, address, channel).start(options, config.channel_access, tls,
-                                                         where)
+    server = ChannelServer(vnic, address, channel, connections=limits.connections).start(
+        options, config.channel_access, tls, where)
     _log.info("VNIC %s: guest channel on %s%s (requests up to %d bytes)", vnic, address,
               f", TLS for {tls.client!r}" if tls else "", size)
     return server

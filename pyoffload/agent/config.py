@@ -25,7 +25,7 @@ A YAML (or JSON) file, written by the host's operator, never by a guest:
         channel: tcp:192.0.2.1:7002        # TCP: mutual TLS, the guest's identity bound here
         channel_tls: {ca: guests-ca.pem, cert: channel.pem, key: channel.key,
                       client: db-1.guests.example}   # CN or SAN of the guest's certificate
-        channel_limits: {watch_streams_per_peer: 8, max_message_bytes: 2200000,
+        channel_limits: {connections: 64, watch_streams_per_peer: 8, max_message_bytes: 2200000,
                          requests_per_second: 20, request_burst: 40,
                          bytes_per_second: 1048576}
     state:                      # the agent's durable desired state (optional)
@@ -145,6 +145,10 @@ class ChannelTlsConfig:
 class ChannelLimits:
     """Per-channel limits checked before any expensive work."""
 
+    connections: int = 64
+    """Connections a Unix-socket channel holds open at once; more are closed as soon as
+    they are accepted (grpc takes every one: thousands from one guest used up the
+    agent's file descriptors and starved the other VNICs' channels)."""
     watch_streams_per_peer: int = 8
     """Watch streams one peer (an IP address, a vsock CID, the Unix socket's users) may
     hold open at once; more are refused with RESOURCE_EXHAUSTED."""
@@ -433,11 +437,12 @@ def _limits(data: Any, where: str) -> ChannelLimits:
         return ChannelLimits()
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping")
-    _check_keys(data, {"watch_streams_per_peer", "max_message_bytes", "workers",
+    _check_keys(data, {"connections", "watch_streams_per_peer", "max_message_bytes", "workers",
                        "requests_per_second", "request_burst", "bytes_per_second"}, where)
     defaults = ChannelLimits()
     size = data.get("max_message_bytes")
     return ChannelLimits(
+        connections=_int(data, "connections", where, 1, 10_000, defaults.connections),
         watch_streams_per_peer=_int(data, "watch_streams_per_peer", where, 1, 100_000,
                                     defaults.watch_streams_per_peer),
         max_message_bytes=None if size is None else _int(data, "max_message_bytes", where,

@@ -15,6 +15,7 @@ refused. A real embedded target, a real agent, real sockets on loopback.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
@@ -389,8 +390,9 @@ def test_refused_watch_streams_do_not_flood_the_log(
 
     assert len(said(logging.DEBUG)) == 39
     [warning] = said(logging.WARNING)
-    assert warning.startswith("VNIC web-1: refused a Watch stream from a client of its Unix "
-                              "socket: 1 open, the limit is 1 per peer")
+    assert re.match(r"VNIC web-1: refused a Watch stream from a client of its Unix socket "
+                    rf"\(uid 0, pid {os.getpid()}\): 1 open, the limit is 1 per peer", warning), \
+        warning
     assert _wait_for(lambda: len(said(logging.WARNING)) == 2, 10)  # the interval ended
     assert re.fullmatch(r"VNIC web-1: Watch streams from unix: 39 more refused in 2 s "
                         r"\(each at debug\)", said(logging.WARNING)[1])
@@ -520,3 +522,50 @@ def test_a_fault_inside_the_agent_is_answered_and_said_once(
         "VNIC web-1: _withdraw failed inside the agent: RuntimeError('a bug') (said once "
         "per 60 s for this client)"]
     assert warnings[0].exc_info is not None  # with its traceback
+
+
+def test_connections_to_one_channel_are_limited(
+        start_agent: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A guest that opens thousands of idle connections used up the agent's file
+    descriptors, and the other VNICs' channels stopped answering. Beyond
+    ``channel_limits.connections`` a connection is closed as soon as it is accepted."""
+    web, db = tmp_path / "web-1.sock", tmp_path / "db-1.sock"
+    start_agent([vnic("web-1", 1, f"unix:{web}", channel_limits={"connections": 10}),
+                 vnic("db-1", 2, f"unix:{db}")])
+    caplog.set_level(logging.INFO, logger="pyoffload.embedded")
+    before = len(os.listdir("/proc/self/fd"))
+    flood = []
+    try:
+        for _ in range(300):
+            sock = socket.socket(socket.AF_UNIX)
+            sock.connect(str(web))
+            flood.append(sock)
+        time.sleep(1.0)  # the front accepts them all: 10 kept, the rest closed
+        closed = 0
+        for sock in flood:
+            sock.settimeout(0.01)
+            with contextlib.suppress(TimeoutError, OSError):  # open: nothing to read
+                closed += sock.recv(1) == b""
+        held = len(os.listdir("/proc/self/fd")) - before - len(flood)
+        print(f"\n300 connections to one channel: {closed} closed at once, the agent holds "
+              f"{held} more descriptors")
+        assert closed == 290
+        assert held <= 10 * 3 + 10  # a relayed connection: the guest's, the relay's, grpc's
+        with Channel(f"unix:{db}") as other:  # another VNIC's channel answers
+            assert other.get().generation == 0
+        said = [r.getMessage() for r in caplog.records if "closed at once" in r.getMessage()]
+        assert said and said[0].startswith("VNIC web-1's channel: 1 connection(s) closed at "
+                                           "once: 10 are open, the limit"), said
+    finally:
+        for sock in flood:
+            sock.close()
+    with Channel(f"unix:{web}") as guest:  # once they are gone, the guest is served again
+        assert _wait_for(lambda: _answers(guest), 10)
+
+
+def _answers(guest: Channel) -> bool:
+    try:
+        guest.get()
+    except GuestShimError:
+        return False
+    return True

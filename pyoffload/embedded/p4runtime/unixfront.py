@@ -10,6 +10,11 @@ named after the connection and the peer's credentials (`SO_PEERCRED`):
 grpc then sees `unix-abstract:p4rt-TOKEN-cN-uidU-pidP`, one peer per
 connection. Bytes are relayed unchanged (HTTP/2 end to end) by two coroutines
 per connection on the server's event loop.
+
+The agent's guest channels use it too, for its limit on connections: grpc takes
+every connection it is offered, so one guest opening thousands of idle ones could
+use up the process's file descriptors and starve every other VNIC's channel.
+Beyond ``max_connections`` a connection is closed as soon as it is accepted.
 """
 
 from __future__ import annotations
@@ -20,20 +25,32 @@ import logging
 import os
 import socket
 import struct
+import time
 import uuid
 from pathlib import Path
 
 _log = logging.getLogger(__name__)
 _CRED = struct.Struct("3i")
 CHUNK = 256 * 1024
+SAY_REFUSED_EVERY_S = 60.0
+"""Connections refused over the limit are said at most this often (with a count)."""
 
 
 class UnixFront:
-    """Accepts on `public`, relays every connection to grpc's socket `internal`."""
+    """Accepts on `public`, relays every connection to grpc's socket `internal`
+    (``what``: what the log calls the connections; ``prefix``: their peers' names)."""
 
-    def __init__(self, public: Path, internal: Path) -> None:
+    def __init__(self, public: Path, internal: Path, *, what: str = "P4Runtime",
+                 prefix: str = "p4rt", max_connections: int | None = None) -> None:
         self.public = public
         self.internal = internal
+        self.what = what
+        self.prefix = prefix
+        self.max_connections = max_connections
+        self.refused = 0
+        """Connections closed at once, over ``max_connections``."""
+        self._unsaid = 0
+        self._said_at = -SAY_REFUSED_EVERY_S
         self._token = uuid.uuid4().hex[:12]
         self._count = 0
         self._listener: socket.socket | None = None
@@ -86,12 +103,27 @@ class UnixFront:
             try:
                 client, _ = await loop.sock_accept(self._listener)
             except OSError as exc:  # out of file descriptors...: keep serving the others
-                _log.warning("accepting a P4Runtime connection failed: %s", exc)
+                _log.warning("accepting a %s connection failed: %s", self.what, exc)
                 await asyncio.sleep(0.1)
+                continue
+            if self.max_connections is not None and \
+                    len(self._connections) >= self.max_connections:
+                client.close()
+                self._refuse()
                 continue
             task = loop.create_task(self._relay(client))
             self._connections.add(task)
             task.add_done_callback(self._connections.discard)
+
+    def _refuse(self) -> None:
+        self.refused += 1
+        self._unsaid += 1
+        now = time.monotonic()
+        if now - self._said_at >= SAY_REFUSED_EVERY_S:
+            _log.warning("%s: %d connection(s) closed at once: %d are open, the limit "
+                         "(said at most once a minute)", self.what, self._unsaid,
+                         len(self._connections))
+            self._said_at, self._unsaid = now, 0
 
     async def _relay(self, client: socket.socket) -> None:
         loop = asyncio.get_running_loop()
@@ -100,13 +132,13 @@ class UnixFront:
             pid, uid, _ = _CRED.unpack(
                 client.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _CRED.size))
             self._count += 1
-            upstream.bind(f"\0p4rt-{self._token}-c{self._count}-uid{uid}-pid{pid}")
+            upstream.bind(f"\0{self.prefix}-{self._token}-c{self._count}-uid{uid}-pid{pid}")
             client.setblocking(False)
             upstream.setblocking(False)
             await loop.sock_connect(upstream, str(self.internal))
             await asyncio.gather(self._pump(client, upstream), self._pump(upstream, client))
         except OSError as exc:
-            _log.warning("relaying a P4Runtime connection failed: %s", exc)
+            _log.warning("relaying a %s connection failed: %s", self.what, exc)
         finally:
             upstream.close()
             client.close()
