@@ -444,9 +444,14 @@ def vnic_of(owner: str) -> str:
 
 
 def _per_owner(by_owner: Mapping[str, int]) -> str:
-    """Updates per owner, for the log ("vm-1: 6, no VNIC's: 1")."""
-    nobody = "no VNIC's"
-    return ", ".join(f"{owner or nobody}: {count}" for owner, count in sorted(by_owner.items()))
+    """Updates per owner, for the log ("vm-1: 6, vm-1's port map: 2, no VNIC's: 1")."""
+    def shown(owner: str) -> str:
+        if not owner:
+            return "no VNIC's"
+        if owner.endswith(PORTS_SUFFIX):
+            return f"{vnic_of(owner)}'s port map"
+        return owner
+    return ", ".join(f"{shown(owner)}: {count}" for owner, count in sorted(by_owner.items()))
 
 
 def _occupancy(schema: P4Schema, actual: Sequence[p4r.Entity]) -> dict[str, int]:

@@ -395,3 +395,10 @@ def test_batch_refused_in_part_is_undone_whole(
         assert "at index" not in message  # no details: the refusals were found by reading
     assert up.terminate() == 0
     assert "Traceback" not in up.output()
+
+
+def test_repair_lines_name_owners_as_an_operator_reads_them() -> None:
+    from pyoffload.agent.session import _per_owner
+
+    assert _per_owner({"": 1, "web-2#ports": 2, "web-1": 6}) == \
+        "no VNIC's: 1, web-1: 6, web-2's port map: 2"
