@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import multiprocessing
 import socket
 import sys
@@ -42,6 +41,7 @@ from finsy.proto import p4r
 from benchmarks.bench_entries import GUEST_PORT, TRAFFIC_DPORT, UPLINK_PORT, VNIC, vnic_entities
 from benchmarks.bench_memory import settled_rss_mib
 from benchmarks.corpus import flow_frames
+from benchmarks.figures import publish
 from pyoffload.embedded.ports import RawSocketPort
 from pyoffload.errors import PyoffloadError
 from pyoffload.p4runtime import P4RuntimeClient, UpdateType
@@ -223,10 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-control-plane-") as tmp:
         result = run(args.rounds, args.updates, Path(tmp))
-    print("\n".join(report(result)))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
-    return 0
+    return publish(report(result), result, args.json)
 
 
 if __name__ == "__main__":

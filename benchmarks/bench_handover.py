@@ -30,7 +30,6 @@ more conntrack slots (``scripts/build-p4`` writes ``pyoffload/pipeline/build/lar
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import random
 import socket
@@ -46,6 +45,7 @@ from typing import Any
 import grpc
 
 from benchmarks.bench_wire import rx_packets
+from benchmarks.figures import publish
 from pyoffload.agent import Agent
 from pyoffload.agent.admin import migrate, query, serve_admin
 from pyoffload.agent.config import parse_config
@@ -355,10 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     result = run(args.source, args.destination, args.connections, build, workdir, pps)
     result["pps"] = pps
     result["artifacts"] = str(build)
-    print("\n".join(report(result)))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
-    return 0
+    return publish(report(result), result, args.json)
 
 
 if __name__ == "__main__":

@@ -489,7 +489,8 @@ class ChannelServer:
                                  f"{exc.strerror}") from None
             self._socket = publish_socket(front_path, Path(address.path), owner=access.owner,
                                           group=access.group, mode=access.mode)
-            front.public = Path(address.path)
+            # (front.public stays the bound name, gone with the directory: stop() removes
+            # the published socket, and only while it is still this server's)
             front.start()
             self.front = front
 

@@ -254,16 +254,18 @@ class _Outbox:
         self._put(message, now=False)
 
     def _put(self, message: p4r.StreamMessageResponse, *, now: bool) -> None:
-        if message.WhichOneof("update") != "arbitration" and len(self._items) > STREAM_BACKLOG:
+        arbitration = message.WhichOneof("update") == "arbitration"  # (once: packet-ins)
+        if not arbitration and len(self._items) > STREAM_BACKLOG:
             return
         if asyncio_running_loop() is self._loop:  # no wake-up needed: the loop runs us
-            self._queue(message, now)
+            self._queue(message, arbitration, now)
             return
         with contextlib.suppress(RuntimeError):  # the server is shutting down
-            self._loop.call_soon_threadsafe(self._queue, message, now)
+            self._loop.call_soon_threadsafe(self._queue, message, arbitration, now)
 
-    def _queue(self, message: p4r.StreamMessageResponse, now: bool) -> None:
-        if message.WhichOneof("update") == "arbitration":
+    def _queue(self, message: p4r.StreamMessageResponse, arbitration: bool,
+               now: bool) -> None:
+        if arbitration:
             if self._arbitration is not None:
                 self._arbitration.message = message
                 if now:
